@@ -1,0 +1,18 @@
+# meta-ood: entropy maximization and meta classification for OoD detection in semantic segmentation.
+# Thin entry point: the stages live in workflow/rules/*.smk, helpers in common.smk.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+
+
+rule all:
+    input:
+        all_targets(),
+    default_target: True

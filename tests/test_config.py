@@ -1,0 +1,77 @@
+"""Config schema: defaults, rejection of typos and wrong types, in the library and in Snakemake."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from conftest import REPO
+from meta_ood.config import load_config, load_schema, validate_config
+from meta_ood.errors import InputError
+
+
+def test_defaults_fill_nested_blocks():
+    cfg = validate_config({})
+    schema = load_schema()
+    assert cfg["run"] == schema["properties"]["run"]["default"]
+    cf = schema["properties"]["coco_filter"]["properties"]
+    assert cfg["coco_filter"]["min_size"] == cf["min_size"]["default"] == 480
+    assert cfg["coco_filter"]["exclude"] == cf["exclude"]["default"]
+    assert len(cfg["coco_filter"]["exclude"]) == 8
+    assert cfg["datasets"]["lostandfound"]["split"] == "test"
+
+
+def test_every_property_is_documented():
+    def walk(node, path):
+        for name, prop in node.get("properties", {}).items():
+            assert "default" in prop, f"{path}{name} has no default"
+            if prop.get("type") == "object":
+                assert prop.get("additionalProperties") is False, f"{path}{name} accepts unknown keys"
+                walk(prop, f"{path}{name}.")
+
+    walk(load_schema(), "")
+
+
+def test_demo_config_is_valid():
+    cfg = load_config(REPO / "config.yaml")
+    assert cfg["demo"]["enabled"] is True
+    assert cfg["coco_filter"]["min_size"] == 128
+
+
+@pytest.mark.parametrize(
+    "bad, needle",
+    [
+        ({"coco_filter": {"min_sise": 3}}, "min_sise"),
+        ({"sed": 1}, "sed"),
+        ({"seed": "zero"}, "seed"),
+        ({"demo": {"height": 12.5}}, "demo/height"),
+        ({"run": "my run/"}, "run"),
+    ],
+)
+def test_rejects_typos_and_types(bad, needle):
+    with pytest.raises(InputError, match=needle.split("/")[-1]) as info:
+        validate_config(bad)
+    assert needle in str(info.value)
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(InputError, match="config file not found"):
+        load_config(tmp_path / "none.yaml")
+
+
+def test_snakemake_rejects_misspelled_key(tmp_path):
+    cfg = yaml.safe_load((REPO / "config.yaml").read_text())
+    cfg["coco_filter"]["min_sise"] = cfg["coco_filter"].pop("min_size")
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "--configfile", str(path), "--directory", str(tmp_path),
+         "--snakefile", str(REPO / "Snakefile")],
+        capture_output=True, text=True, cwd=REPO,
+    )
+    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    assert "min_sise" in out and "Additional properties are not allowed" in out
