@@ -1,0 +1,142 @@
+"""OoD fine-tuning loop: epoch composition, augmentation, exact resume, checkpoints and loss log."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+import torch
+
+from meta_ood.datasets.base import Item
+from meta_ood.errors import InputError
+from meta_ood.models import build, load_checkpoint
+from meta_ood.training import MixedEpoch, TrainConfig, completed_epochs, epoch_plan, random_crop_flip, train
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _items(n, h, w, kind, seed):
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        img = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        if kind == "cs":
+            lab = rng.integers(0, 19, (h, w)).astype(np.uint8)
+            lab[:2] = 255
+        else:
+            lab = np.zeros((h, w), np.uint8)
+            lab[h // 4 : h // 2, w // 4 : w // 2] = 254
+        out.append(Item(image=img, label=lab, label_ids=None, path=f"{kind}{i}", name=f"{kind}{i}"))
+    return out
+
+
+def test_epoch_plan_draws_fresh_proxies_each_epoch():
+    p1 = epoch_plan(30, 100, 0.1, seed=0, epoch=1)
+    p2 = epoch_plan(30, 100, 0.1, seed=0, epoch=2)
+    assert p1 == epoch_plan(30, 100, 0.1, seed=0, epoch=1)
+    for p in (p1, p2):
+        assert sorted(i for s, i in p if s == "in") == list(range(30))
+        ood = [i for s, i in p if s == "ood"]
+        assert len(ood) == 3 and len(set(ood)) == 3
+    assert [i for s, i in p1 if s == "ood"] != [i for s, i in p2 if s == "ood"] or p1 != p2
+    assert len(epoch_plan(2975, 1489, 0.1, 0, 1)) == 2975 + 298  # paper: ~1:10 (297 with its rounding)
+    assert len(epoch_plan(10, 2, 0.5, 0, 1)) == 12  # capped by what exists
+
+
+def test_crop_pads_with_void_and_flip_is_mirror():
+    img = np.arange(4 * 6 * 3, dtype=np.uint8).reshape(4, 6, 3)
+    lab = np.arange(24, dtype=np.uint8).reshape(4, 6)
+    rng = np.random.default_rng(0)
+    ci, cl = random_crop_flip(img, lab, 8, False, rng)
+    assert ci.shape == (8, 8, 3) and cl.shape == (8, 8)
+    assert (cl[4:] == 255).all() and (cl[:, 6:] == 255).all() and (ci[4:] == 0).all()
+    np.testing.assert_array_equal(cl[:4, :6], lab)
+    # flips happen with probability 1/2 and mirror image and label together
+    flipped = 0
+    for s in range(20):
+        ci, cl = random_crop_flip(img, lab, 4, True, np.random.default_rng(s))
+        x0 = int(np.where(lab == cl[0, 0])[1][0]) if not (cl[0, 0] < cl[0, -1]) else None
+        if cl[0, 0] > cl[0, -1]:
+            flipped += 1
+            np.testing.assert_array_equal(ci[:, ::-1], img[:, x0 - 3 : x0 + 1])
+    assert 3 <= flipped <= 17
+
+
+def test_coco_background_modes():
+    cs, coco = _items(2, 16, 16, "cs", 0), _items(2, 16, 16, "coco", 1)
+    for mode, bg in (("ignore", 255), ("road", 0)):
+        cfg = TrainConfig(crop=16, ood_ratio=1.0, coco_background=mode, flip=False)
+        ep = MixedEpoch(cs, coco, cfg, 1)
+        pos = next(k for k, (s, _) in enumerate(ep.plan) if s == "ood")
+        _, target = ep[pos]
+        assert set(torch.unique(target).tolist()) == {bg, 254}
+    with pytest.raises(InputError, match="coco_background"):
+        TrainConfig(coco_background="sky")
+
+
+def _cfg(**kw):
+    base = dict(model="tiny", epochs=2, lam=0.5, lr=1e-3, batch_size=2, crop=32, ood_ratio=0.5, seed=7, device="cpu")
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_resume_gives_identical_weights(tmp_path):
+    cs, coco = _items(4, 40, 48, "cs", 0), _items(3, 40, 48, "coco", 1)
+    cfg = _cfg()
+    full = train(cfg, cs, coco, tmp_path / "full", progress=False)
+    assert [p.name for p in full] == ["epoch1.pt", "epoch2.pt"]
+    # simulate an interruption after epoch 1: the second checkpoint never got written
+    part = tmp_path / "part"
+    part.mkdir()
+    (part / "epoch1.pt").write_bytes((tmp_path / "full" / "epoch1.pt").read_bytes())
+    (part / "losses.csv").write_text((tmp_path / "full" / "losses.csv").read_text())
+    assert completed_epochs(part) == [1]
+    train(cfg, cs, coco, part, progress=False)
+    a, b = build("tiny"), build("tiny")
+    load_checkpoint(a, tmp_path / "full" / "epoch2.pt")
+    meta = load_checkpoint(b, part / "epoch2.pt")
+    assert meta["epoch"] == 2
+    for (k, va), vb in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(va, vb), k
+    rows_full = list(csv.DictReader(open(tmp_path / "full" / "losses.csv")))
+    rows_part = list(csv.DictReader(open(part / "losses.csv")))
+    assert rows_full == rows_part and {r["epoch"] for r in rows_full} == {"1", "2"}
+    # training moved the weights away from the start
+    c = build("tiny")
+    load_checkpoint(c, tmp_path / "full" / "epoch1.pt")
+    assert not all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), c.state_dict().values()))
+
+
+def test_resume_refuses_other_config(tmp_path):
+    cs, coco = _items(2, 32, 32, "cs", 0), _items(2, 32, 32, "coco", 1)
+    train(_cfg(epochs=1, max_steps_per_epoch=1), cs, coco, tmp_path, progress=False)
+    with pytest.raises(InputError, match="another training configuration"):
+        train(_cfg(epochs=2, lr=5e-4, max_steps_per_epoch=1), cs, coco, tmp_path, progress=False)
+
+
+def test_finetune_from_checkpoint_and_loss_decreases(tmp_path):
+    cs, coco = _items(4, 32, 32, "cs", 0), _items(4, 32, 32, "coco", 1)
+    base = train(_cfg(epochs=1, lam=0.0, ood_ratio=0.0), cs, None, tmp_path / "base", progress=False)[-1]
+    out = train(_cfg(epochs=3, lam=0.9, ood_ratio=1.0, lr=3e-3), cs, coco, tmp_path / "ood", init_checkpoint=base,
+                progress=False)
+    assert len(out) == 3 and all(p.is_file() for p in out)
+    rows = list(csv.DictReader(open(tmp_path / "ood" / "losses.csv")))
+    first = np.mean([float(r["loss"]) for r in rows if r["epoch"] == "1"])
+    last = np.mean([float(r["loss"]) for r in rows if r["epoch"] == "3"])
+    assert last < first
+
+
+def test_bad_inputs(tmp_path):
+    with pytest.raises(InputError, match="needs COCO proxy images"):
+        train(_cfg(), _items(2, 32, 32, "cs", 0), [], tmp_path, progress=False)
+    with pytest.raises(InputError, match="unknown training option"):
+        TrainConfig.from_dict({"epochs": 1, "lamda": 0.9})
+    with pytest.raises(InputError, match="lambda"):
+        TrainConfig(lam=1.5)
