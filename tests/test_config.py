@@ -28,9 +28,15 @@ def test_every_property_is_documented():
     def walk(node, path):
         for name, prop in node.get("properties", {}).items():
             assert "default" in prop, f"{path}{name} has no default"
+            assert prop.get("description") or path, f"{name} has no description"
             if prop.get("type") == "object":
-                assert prop.get("additionalProperties") is False, f"{path}{name} accepts unknown keys"
-                walk(prop, f"{path}{name}.")
+                extra = prop.get("additionalProperties")
+                if isinstance(extra, dict):  # a mapping of user-chosen names (models)
+                    assert extra.get("additionalProperties") is False, f"{path}{name}.* accepts unknown keys"
+                    walk(extra, f"{path}{name}.*.")
+                else:
+                    assert extra is False, f"{path}{name} accepts unknown keys"
+                    walk(prop, f"{path}{name}.")
 
     walk(load_schema(), "")
 

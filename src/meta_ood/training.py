@@ -193,16 +193,18 @@ def train(
     init_checkpoint: str | os.PathLike | None = None,
     resume: bool = True,
     progress: bool = True,
+    stop_after: int | None = None,
 ) -> list[Path]:
     """Train ``cfg.model`` and write ``out_dir/epoch<N>.pt`` for N = 1..epochs plus ``out_dir/losses.csv``.
 
     ``init_checkpoint`` holds the starting weights (the baseline model for OoD fine-tuning; None
     trains from scratch, as for the demo's baseline). With ``resume`` the run continues after the
-    last complete epoch found in ``out_dir``.
+    last complete epoch found in ``out_dir``. ``stop_after`` ends the run after that epoch (the
+    workflow runs one job per epoch, each resuming from the previous checkpoint).
 
     Returns
     -------
-    The checkpoint paths of all epochs, in order.
+    The checkpoint paths of the epochs trained so far (1..last), in order.
     """
     from tqdm.auto import tqdm
 
@@ -245,7 +247,8 @@ def train(
 
     g = torch.Generator()
     g.manual_seed(cfg.seed)
-    for epoch in range(start + 1, cfg.epochs + 1):
+    last = cfg.epochs if stop_after is None else min(cfg.epochs, stop_after)
+    for epoch in range(start + 1, last + 1):
         if cfg.recreate_optimizer and epoch > 1:
             optimizer = _make_optimizer(model, cfg)
         data = MixedEpoch(cityscapes, coco, cfg, epoch)
@@ -291,4 +294,4 @@ def train(
         )
         _write_loss_csv(out / "losses.csv", rows)
         log.info("epoch %d: mean loss %.5f", epoch, np.mean([r["loss"] for r in rows if int(r["epoch"]) == epoch]))
-    return [out / f"epoch{e}.pt" for e in range(1, cfg.epochs + 1)]
+    return [out / f"epoch{e}.pt" for e in range(1, max(last, start) + 1)]
