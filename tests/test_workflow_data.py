@@ -32,7 +32,8 @@ def snakemake(workdir, *args, config=None):
 
 @pytest.mark.slow
 def test_demo_data_and_coco_filter(tmp_path):
-    proc = snakemake(tmp_path, config=TINY)
+    target = "results/tiny/coco/selected.csv"
+    proc = snakemake(tmp_path, target, config=TINY)
     assert proc.returncode == 0, proc.stderr[-3000:]
     selected = pd.read_csv(tmp_path / "results/tiny/coco/selected.csv")
     assert len(selected) > 0
@@ -44,7 +45,7 @@ def test_demo_data_and_coco_filter(tmp_path):
     assert "kept" in (tmp_path / "logs/tiny/coco_filter.log").read_text()
     assert (tmp_path / "benchmarks/tiny/coco_filter.tsv").is_file()
     # nothing left to do on a rerun
-    again = snakemake(tmp_path, "-n", config=TINY)
+    again = snakemake(tmp_path, "-n", target, config=TINY)
     assert "Nothing to be done" in again.stdout + again.stderr
 
 
@@ -60,7 +61,7 @@ def test_real_data_config_plans_without_demo(tmp_path):
     (tmp_path / "coco" / "annotations").mkdir(parents=True)
     (tmp_path / "coco" / "annotations" / "instances_train2017.json").write_text("{}")
     (tmp_path / "coco" / "train2017").mkdir()
-    proc = snakemake(tmp_path, "-n", config=cfg)
+    proc = snakemake(tmp_path, "-n", "results/real/coco/selected.csv", config=cfg)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]
     assert "coco_filter" in out and "demo_data" not in out

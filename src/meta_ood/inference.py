@@ -400,3 +400,39 @@ def run_dump(
         num_classes=num_classes,
         **opts,
     )
+
+
+def run_dump_stage(
+    arch: str,
+    num_classes: int,
+    checkpoint: str | os.PathLike | None,
+    dataset: Mapping[str, Any],
+    out_folder: str | os.PathLike,
+    options: Mapping[str, Any],
+    shard: tuple[int, int] = (0, 1),
+    model_name: str | None = None,
+    progress: bool = True,
+) -> DumpResult:
+    """The dump_softmax rule: ``dataset`` = {kind, root, split}, ``options`` = the config's ``inference`` block."""
+    sliding = options.get("sliding_window")
+    result = run_dump(
+        arch,
+        checkpoint,
+        dataset["kind"],
+        dataset["root"],
+        dataset.get("split"),
+        out_folder,
+        num_classes=num_classes,
+        batch_size=int(options.get("batch_size", 1)),
+        device=options.get("device", "auto"),
+        amp=bool(options.get("amp", True)),
+        dtype=options.get("dtype", DEFAULT_DTYPE),
+        store_logits=bool(options.get("store_logits", False)),
+        num_workers=int(options.get("workers", 0)),
+        sliding_window=tuple(sliding) if sliding else None,
+        shard=tuple(shard),
+        progress=progress,
+    )
+    if model_name is not None and model_name != arch:
+        log.info("model %s (architecture %s): %d images written, %d reused", model_name, arch, result.written, result.skipped)
+    return result

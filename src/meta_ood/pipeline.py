@@ -361,7 +361,9 @@ def meta_classify_stage(
             out["msp"] = per_seg["msp"].to_numpy()
         summary["protocols"][protocol] = {k2: v for k2, v in metrics.items() if k2 not in ("coefficients",)}
         if k == 0:
-            summary["coefficients"] = dict(zip(names, np.asarray(metrics.get("coefficients", []), dtype=float).tolist()))
+            coef = metrics.get("coefficients")
+            summary["coefficients"] = coef if isinstance(coef, dict) else dict(zip(names, np.asarray(coef if coef is not None else [], dtype=float).tolist()))
+            summary["intercept"] = metrics.get("intercept")
     write_parquet(out_parquet, out)
     write_json(out_json, summary)
     return summary
@@ -410,3 +412,67 @@ def segment_eval_stage(
         result["thresholds"][tag] = errors
     write_json(out_json, result)
     return result
+
+
+# ------------------------------------------------------------------------------------ summary
+
+
+def _fmt(x: Any, digits: int = 4) -> str:
+    return "–" if x is None else f"{x:.{digits}f}"
+
+
+def summary_stage(
+    out_md: str | os.PathLike,
+    pixel_entries: Sequence[dict[str, Any]],
+    miou_entries: Sequence[dict[str, Any]],
+    error_entries: Sequence[dict[str, Any]],
+    run: str = "",
+) -> str:
+    """The run's headline numbers: pixel AUROC / FPR95 / AUPRC per dataset and variant, mIoU, and the
+    detection errors before / after meta classification, with the two checks of the paper's direction:
+    AUPRC rises with OoD training, and meta classification lowers the total number of errors (t >= 0.3).
+    """
+    lines = [f"# meta-ood run `{run}`", "", "## Pixel-level OoD detection (normalized entropy)", "",
+             "| model | variant | dataset | AUROC | FPR95 | AUPRC |", "| --- | --- | --- | --- | --- | --- |"]
+    auprc: dict[tuple[str, str], dict[str, float]] = {}
+    for e in pixel_entries:
+        r = read_json(e["path"])
+        lines.append(f"| {e['model']} | {e['label']} | {e['dataset']} | {_fmt(r.get('auroc'))} | {_fmt(r.get('fpr95'))} | {_fmt(r.get('auprc'))} |")
+        auprc.setdefault((e["model"], e["dataset"]), {})[e["label"]] = r.get("auprc")
+    if miou_entries:
+        lines += ["", "## Cityscapes val mIoU (no OoD class)", "", "| model | variant | mIoU |", "| --- | --- | --- |"]
+        for e in miou_entries:
+            r = read_json(e["path"])
+            lines.append(f"| {e['model']} | {e['label']} | {_fmt(r['miou'].get('inf'))} |")
+    checks = ["", "## Checks", ""]
+    for (model, dataset), v in auprc.items():
+        before, after = v.get("Plain"), v.get("OoD training")
+        if before is not None and after is not None:
+            verdict = "yes" if after > before else "no"
+            checks.append(f"- AUPRC on {dataset} ({model}) rises after OoD training: **{verdict}** ({before:.4f} -> {after:.4f})")
+    if error_entries:
+        lines += ["", "## Detection errors on LostAndFound (FP + FN), before -> after meta classification", "",
+                  "| variant | t | FP | FN | total | FP (meta) | FN (meta) | total (meta) | ε % | ε % (meta) |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+        for e in error_entries:
+            r = read_json(e["path"])
+            lowered, considered = 0, 0
+            for tag, d in r["thresholds"].items():
+                eps_b = None if d.get("eps_before") is None else 100 * d["eps_before"]
+                eps_a = None if d.get("eps_after") is None else 100 * d["eps_after"]
+                lines.append(
+                    f"| {e['label']} | {tag[1:]} | {d['fp_before']} | {d['fn_before']} | {d['total_before']} | "
+                    f"{d.get('fp_after', '–')} | {d.get('fn_after', '–')} | {d.get('total_after', '–')} | "
+                    f"{_fmt(eps_b, 3)} | {_fmt(eps_a, 3)} |"
+                )
+                if float(tag[1:]) >= 0.3 - 1e-9 and d.get("total_after") is not None:
+                    considered += 1
+                    lowered += int(d["total_after"] < d["total_before"])
+            if considered:
+                checks.append(
+                    f"- meta classification lowers the total errors at t >= 0.3 ({e['label']}): "
+                    f"**{'yes' if lowered == considered else 'no'}** at {lowered} of {considered} thresholds"
+                )
+    text = "\n".join(lines + checks) + "\n"
+    write_text_atomic(out_md, text)
+    return text

@@ -29,6 +29,18 @@ def setup_logging(stream) -> None:
     logging.captureWarnings(True)
 
 
+def limit_threads(n: int) -> None:
+    """Use at most ``n`` threads in BLAS and torch, so parallel jobs do not oversubscribe the cores."""
+    try:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(n)
+    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
+        pass
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(n)
+
+
 def run_rule(snakemake: Any, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """Run ``func(*args, **kwargs)`` with stdout/stderr/logging redirected to the rule's first log file."""
     log_path = Path(str(snakemake.log[0])) if len(snakemake.log) else None
@@ -43,6 +55,7 @@ def run_rule(snakemake: Any, func: Callable[..., Any], *args: Any, **kwargs: Any
             setup_logging(log)
         else:
             setup_logging(sys.stderr)
+        limit_threads(int(getattr(snakemake, "threads", 1) or 1))
         rule = getattr(snakemake, "rule", "?")
         logging.getLogger("meta_ood").info("rule %s: %s", rule, getattr(func, "__qualname__", func))
         start = time.perf_counter()
@@ -52,5 +65,8 @@ def run_rule(snakemake: Any, func: Callable[..., Any], *args: Any, **kwargs: Any
             logging.getLogger("meta_ood").error("%s", exc)
             print(f"meta-ood error in rule {rule}: {exc}", file=console)
             sys.exit(1)
+        except Exception:
+            logging.getLogger("meta_ood").exception("rule %s failed", rule)
+            raise
         logging.getLogger("meta_ood").info("done in %.1f s", time.perf_counter() - start)
         return result

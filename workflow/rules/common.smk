@@ -1,4 +1,4 @@
-# Helpers shared by the workflow: config validation and output paths.
+# Helpers shared by the workflow: config validation, output paths and input functions.
 from pathlib import Path
 
 from snakemake.utils import validate
@@ -12,8 +12,36 @@ LOGS = f"logs/{RUN}"
 BENCH = f"benchmarks/{RUN}"
 DEMO = config["demo"]
 DEMO_MARKER = f"{DEMO['root']}/DEMO_DATA.json"
-COCO = config["datasets"]["coco"]
+DATASETS = config["datasets"]
+COCO = DATASETS["coco"]
 COCO_ANNOTATIONS = f"{COCO['root']}/annotations/instances_{COCO['split']}.json"
+COCO_SELECTED = f"{RESULTS}/coco/selected.csv"
+COCO_MASKS = f"{RESULTS}/coco/masks"
+
+MODELS = config["models"]
+EVAL = config["evaluation"]
+THRESHOLDS = sorted(float(t) for t in EVAL["thresholds"])
+TAGS = [f"t{t:g}" for t in THRESHOLDS]
+MIOU_DATASET = "cityscapes_val"
+EVAL_DATASETS = list(EVAL["ood_datasets"]) + ([MIOU_DATASET] if EVAL["miou"] else [])
+SEGMENT_DATASETS = list(EVAL["segment_datasets"])
+DUMP_SHARDS = config["inference"]["shards"]
+SEGMENT_SHARDS = config["segments"]["shards"]
+MAIN_MODEL = config["report"]["main_model"] or next(iter(MODELS))
+if MAIN_MODEL not in MODELS:
+    raise ValueError(f"report.main_model = {MAIN_MODEL!r} is not one of the configured models {sorted(MODELS)}")
+
+for _name, _m in MODELS.items():
+    if _m["checkpoint"] is None and not DEMO["enabled"]:
+        print(f"note: model {_name!r} has no checkpoint; its baseline is trained here (rule train_baseline)")
+
+
+wildcard_constraints:
+    model="|".join(MODELS),
+    variant=r"baseline|epoch[0-9]+",
+    dataset="|".join(["lostandfound", "fishyscapes_static", MIOU_DATASET]),
+    tag=r"t[0-9.]+",
+    shard=r"[0-9]+",
 
 
 def demo_inputs(wildcards=None):
@@ -29,6 +57,179 @@ def demo_params():
     return params
 
 
+def n_epochs(model):
+    return MODELS[model]["finetune"]["epochs"]
+
+
+def ood_epoch(model):
+    """The fine-tuning epoch reported as 'OoD training' (config evaluation.ood_epoch, else the last)."""
+    return min(EVAL["ood_epoch"] or n_epochs(model), n_epochs(model))
+
+
+def baseline_checkpoint(model):
+    """The configured checkpoint, or the one trained here when none is configured."""
+    ckpt = MODELS[model]["checkpoint"]
+    return ckpt if ckpt is not None else f"{RESULTS}/models/{model}/baseline.pt"
+
+
+def model_arch(wildcards):
+    return MODELS[wildcards.model]["arch"]
+
+
+def model_classes(wildcards):
+    return MODELS[wildcards.model]["num_classes"]
+
+
+def dump_shard(wildcards):
+    return [int(wildcards.shard), DUMP_SHARDS]
+
+
+def segment_shard(wildcards):
+    return [int(wildcards.shard), SEGMENT_SHARDS]
+
+
+def baseline_of(wildcards):
+    return baseline_checkpoint(wildcards.model)
+
+
+def variant_checkpoint(wildcards):
+    """Checkpoint of a model variant: baseline, or epoch<N> of OoD fine-tuning."""
+    if wildcards.variant == "baseline":
+        return baseline_checkpoint(wildcards.model)
+    return f"{RESULTS}/models/{wildcards.model}/ood/{wildcards.variant}.pt"
+
+
+def previous_checkpoint(wildcards):
+    """Fine-tuning epoch N starts from epoch N-1 (epoch 1 from the baseline)."""
+    epoch = int(wildcards.epoch)
+    if epoch < 1 or epoch > n_epochs(wildcards.model):
+        raise ValueError(f"model {wildcards.model} is fine-tuned for {n_epochs(wildcards.model)} epochs, not {epoch}")
+    if epoch == 1:
+        return baseline_checkpoint(wildcards.model)
+    return f"{RESULTS}/models/{wildcards.model}/ood/epoch{epoch - 1}.pt"
+
+
+def finetune_options(wildcards):
+    """Training options of a model (config models.<model>.finetune) plus its architecture and the seed."""
+    m = MODELS[wildcards.model]
+    return {**m["finetune"], "model": m["arch"], "num_classes": m["num_classes"], "seed": config["seed"]}
+
+
+def baseline_options(wildcards):
+    """Training options of the demo's from-scratch baseline."""
+    m = MODELS[wildcards.model]
+    return {**m["baseline_training"], "model": m["arch"], "num_classes": m["num_classes"], "seed": config["seed"],
+            "device": m["finetune"]["device"], "amp": m["finetune"]["amp"]}
+
+
+def dataset_spec(wildcards):
+    """(reader kind, root, split) of an evaluation dataset name used in output paths."""
+    name = wildcards.dataset
+    if name == MIOU_DATASET:
+        return {"kind": "cityscapes", "root": DATASETS["cityscapes"]["root"], "split": DATASETS["cityscapes"]["val_split"]}
+    return {"kind": name, "root": DATASETS[name]["root"], "split": DATASETS[name]["split"]}
+
+
+def evaluated_variants(model, every_epoch=None):
+    """Variants of a model that are pixel-evaluated: baseline, the reported OoD epoch and, for figure 14, every epoch."""
+    every = EVAL["every_epoch"] if every_epoch is None else every_epoch
+    epochs = range(1, n_epochs(model) + 1) if every else [ood_epoch(model)]
+    return ["baseline"] + [f"epoch{e}" for e in epochs]
+
+
+def reported_variants(model):
+    """(label, variant) pairs of the tables: plain baseline and the reported OoD training epoch."""
+    return [("Plain", "baseline"), ("OoD training", f"epoch{ood_epoch(model)}")]
+
+
+def store_index(model, variant, dataset):
+    return f"{RESULTS}/softmax/{model}/{variant}/{dataset}/index.json"
+
+
+def pixel_json(model, variant, dataset):
+    return f"{RESULTS}/pixel/{model}/{variant}/{dataset}.json"
+
+
+def segment_eval_json(model, variant, dataset):
+    return f"{RESULTS}/segment_eval/{model}/{variant}/{dataset}.json"
+
+
+def meta_json(model, variant, dataset, tag):
+    return f"{RESULTS}/meta/{model}/{variant}/{dataset}/{tag}.json"
+
+
+def table1_entries():
+    pixel, miou = [], []
+    for model in MODELS:
+        for label, variant in reported_variants(model):
+            for ds in EVAL["ood_datasets"]:
+                pixel.append({"model": model, "label": label, "dataset": ds, "path": pixel_json(model, variant, ds)})
+            if EVAL["miou"]:
+                miou.append({"model": model, "label": label, "path": pixel_json(model, variant, MIOU_DATASET)})
+    return pixel, miou
+
+
+def table2_entries(dataset="lostandfound"):
+    labels = {"Plain": "Baseline", "OoD training": "OoD training"}
+    return [{"label": labels[label], "path": segment_eval_json(MAIN_MODEL, variant, dataset)}
+            for label, variant in reported_variants(MAIN_MODEL)]
+
+
+def table3_entries(dataset="lostandfound"):
+    labels = {"Plain": "Baseline", "OoD training": "OoD training"}
+    return [{"label": labels[label], "tag": tag, "path": meta_json(MAIN_MODEL, variant, dataset, tag)}
+            for label, variant in reported_variants(MAIN_MODEL) for tag in TAGS]
+
+
+FIG14_DATASET = "lostandfound" if "lostandfound" in EVAL["ood_datasets"] else (EVAL["ood_datasets"] or [None])[0]
+
+
+def figure14_entries(model=None):
+    model = model or MAIN_MODEL
+    out = []
+    for variant in evaluated_variants(model, every_epoch=True):
+        epoch = 0 if variant == "baseline" else int(variant[5:])
+        out.append({"epoch": epoch, "miou_path": pixel_json(model, variant, MIOU_DATASET),
+                    "pixel_path": pixel_json(model, variant, FIG14_DATASET)})
+    return out
+
+
+def example_args():
+    """Arguments of the example heatmap figure (figs 1, 2 and 6 of the paper) for the main model on LostAndFound."""
+    tag = f"t{config['report']['example_threshold']:g}"
+    (_, base), (_, ood) = reported_variants(MAIN_MODEL)
+    entries = {
+        "baseline_store": f"{RESULTS}/softmax/{MAIN_MODEL}/{base}/lostandfound",
+        "ood_store": f"{RESULTS}/softmax/{MAIN_MODEL}/{ood}/lostandfound",
+        "baseline_meta": f"{RESULTS}/meta/{MAIN_MODEL}/{base}/lostandfound/{tag}.parquet",
+        "ood_meta": f"{RESULTS}/meta/{MAIN_MODEL}/{ood}/lostandfound/{tag}.parquet",
+    }
+    return {"entries": entries, "threshold": config["report"]["example_threshold"], "n_examples": config["report"]["examples"]}
+
+
+def entry_paths(entries, keys=("path",)):
+    """All file paths named in a list of report entries (the inputs of a report rule)."""
+    return sorted({e[k] for e in entries for k in keys})
+
+
+def report_outputs(name, kind):
+    exts = ("csv", "md", "tex") if kind == "table" else ("png", "pdf")
+    folder = "tables" if kind == "table" else "figures"
+    return {ext: f"{RESULTS}/{folder}/{name}.{ext}" for ext in exts}
+
+
 def all_targets():
-    """Everything `snakemake` builds by default."""
-    return [f"{RESULTS}/coco/selected.csv"]
+    """Everything `snakemake` builds by default: the tables, figures and the summary."""
+    targets = [COCO_SELECTED]
+    targets += [f"{RESULTS}/tables/{name}.{ext}" for name in TABLES for ext in ("csv", "md", "tex")]
+    targets += [f"{RESULTS}/figures/{name}.{ext}" for name in FIGURES for ext in ("png", "pdf")]
+    targets.append(f"{RESULTS}/summary.md")
+    return targets
+
+
+TABLES = ["table1"] + (["table2", "table3", "table_components"] if "lostandfound" in SEGMENT_DATASETS else [])
+FIGURES = (["figure3", "figure4"] if EVAL["ood_datasets"] else []) + (["figure5"] if EVAL["miou"] else [])
+if "lostandfound" in SEGMENT_DATASETS:
+    FIGURES += ["figure7", "examples"]
+if EVAL["miou"] and EVAL["every_epoch"] and EVAL["ood_datasets"]:
+    FIGURES.append("figure14")
