@@ -140,3 +140,24 @@ def test_bad_inputs(tmp_path):
         TrainConfig.from_dict({"epochs": 1, "lamda": 0.9})
     with pytest.raises(InputError, match="lambda"):
         TrainConfig(lam=1.5)
+
+
+def test_restart_on_config_change_and_stale_later_epochs(tmp_path):
+    cs, coco = _items(2, 32, 32, "cs", 0), _items(2, 32, 32, "coco", 1)
+    train(_cfg(epochs=2, max_steps_per_epoch=1), cs, coco, tmp_path, progress=False)
+    # another configuration: the old checkpoints are dropped and training starts over
+    new = _cfg(epochs=2, lr=5e-4, max_steps_per_epoch=1)
+    train(new, cs, coco, tmp_path, progress=False, stop_after=1, on_config_change="restart")
+    assert completed_epochs(tmp_path) == [1]
+    fresh = tmp_path / "fresh"
+    train(new, cs, coco, fresh, progress=False, stop_after=1)
+    a, b = build("tiny"), build("tiny")
+    load_checkpoint(a, tmp_path / "epoch1.pt")
+    load_checkpoint(b, fresh / "epoch1.pt")
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    # a job for epoch 1 never resumes from a later (stale) epoch
+    (tmp_path / "epoch1.pt").rename(tmp_path / "keep.pt")
+    (tmp_path / "epoch2.pt").write_bytes((tmp_path / "keep.pt").read_bytes())
+    train(new, cs, coco, tmp_path, progress=False, stop_after=1)
+    load_checkpoint(a, tmp_path / "epoch1.pt")
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))

@@ -91,7 +91,8 @@ def threshold_tag(t: float) -> str:
 
 
 def train_baseline_stage(
-    cityscapes_root: str, split: str, out_checkpoint: str | os.PathLike, train_options: dict[str, Any], progress: bool = True
+    cityscapes_root: str, split: str, out_checkpoint: str | os.PathLike, train_options: dict[str, Any], progress: bool = True,
+    on_config_change: str = "restart",
 ) -> Path:
     """Train the demo's in-distribution network from scratch (λ = 0, no COCO) and save it as ``out_checkpoint``.
 
@@ -103,7 +104,7 @@ def train_baseline_stage(
     cfg = TrainConfig.from_dict({**train_options, "lam": 0.0, "ood_ratio": 0.0})
     out_checkpoint = Path(out_checkpoint)
     work = out_checkpoint.with_name(out_checkpoint.stem + "_epochs")
-    paths = train(cfg, Cityscapes(cityscapes_root, split), None, work, progress=progress)
+    paths = train(cfg, Cityscapes(cityscapes_root, split), None, work, progress=progress, on_config_change=on_config_change)
     with atomic_path(out_checkpoint) as tmp:
         shutil.copyfile(paths[-1], tmp)
     return out_checkpoint
@@ -120,6 +121,7 @@ def finetune_stage(
     train_options: dict[str, Any],
     progress: bool = True,
     stop_after: int | None = None,
+    on_config_change: str = "restart",
 ) -> list[Path]:
     """OoD fine-tuning with entropy maximization: Cityscapes train mixed with the selected COCO proxies.
 
@@ -131,7 +133,8 @@ def finetune_stage(
     cfg = TrainConfig.from_dict(train_options)
     cs = Cityscapes(cityscapes_root, cityscapes_split)
     coco = CocoImages(coco_root, coco_split, masks_dir=coco_masks)
-    return train(cfg, cs, coco, out_dir, init_checkpoint=init_checkpoint, progress=progress, stop_after=stop_after)
+    return train(cfg, cs, coco, out_dir, init_checkpoint=init_checkpoint, progress=progress, stop_after=stop_after,
+                 on_config_change=on_config_change)
 
 
 # ----------------------------------------------------------------------------- pixel evaluation
@@ -252,7 +255,8 @@ def segment_features_stage(
     pred_parts: dict[float, list[pd.DataFrame]] = {t: [] for t in thresholds}
     gt_parts: dict[float, list[pd.DataFrame]] = {t: [] for t in thresholds}
     ov_parts: dict[float, list[pd.DataFrame]] = {t: [] for t in thresholds}
-    comps = {t: ComponentMetrics() for t in thresholds} if component_metrics else {}
+    comps = {t: ([], []) for t in thresholds} if component_metrics else {}
+    cm_probe = ComponentMetrics()
     images = []
     for i in tqdm(indices, desc="segments", disable=not progress, mininterval=1.0):
         img = reader[i]
@@ -271,7 +275,9 @@ def segment_features_stage(
             gt_parts[t].append(gt_df)
             ov_parts[t].append(overlap_table(pred_comp, gt_comp, image=i))
             if component_metrics:
-                comps[t].update(seg > 0, label, conv.train_id_in, conv.train_id_out)
+                siou, ppv = cm_probe.update(seg > 0, label, conv.train_id_in, conv.train_id_out)
+                comps[t][0].extend(np.asarray(siou, dtype=float).tolist())
+                comps[t][1].extend(np.asarray(ppv, dtype=float).tolist())
     written = []
     for t in thresholds:
         tag = threshold_tag(t)
@@ -280,18 +286,21 @@ def segment_features_stage(
             write_parquet(out / f"{tag}{suffix}", df)
             written.append(out / f"{tag}{suffix}")
     write_parquet(out / "images.parquet", pd.DataFrame(images))
-    if component_metrics:
-        write_json(out / "components.json", {threshold_tag(t): _component_summary(comps[t]) for t in thresholds})
-    else:
-        write_json(out / "components.json", {})
+    write_json(out / "components.json", {threshold_tag(t): _component_summary(*comps[t]) for t in comps})
     return written
 
 
-def _component_summary(cm) -> dict[str, Any]:
-    r = cm.result()
-    keep = ("f1_mean", "siou", "ppv", "n_gt", "n_pred")
-    out = {k: r[k] for k in keep if k in r}
-    out["f1"] = r.get("f1")
+def _component_summary(siou: Sequence[float], ppv: Sequence[float]) -> dict[str, Any]:
+    """SegmentMeIfYouCan component metrics from per-component values (kept so that shards pool exactly)."""
+    from meta_ood.segment_eval import ComponentMetrics
+
+    out: dict[str, Any] = {"siou_values": list(map(float, siou)), "ppv_values": list(map(float, ppv))}
+    if len(siou) == 0:
+        out.update({"n_gt": 0, "n_pred": len(ppv), "siou": None, "ppv": None, "f1_mean": None})
+        return out
+    r = ComponentMetrics.from_values(siou, ppv).result()
+    out.update({"thresholds": r["thresholds"], "tp": r["tp"], "fn": r["fn"], "fp": r["fp"], "f1": r["f1"],
+                "f1_mean": r["f1_mean"], "siou": r["siou_gt"], "ppv": r["ppv"], "n_gt": r["n_gt"], "n_pred": r["n_pred"]})
     return out
 
 
@@ -308,11 +317,13 @@ def merge_segment_shards(out_dir: str | os.PathLike, n_shards: int, thresholds: 
         parts = [read_parquet(s / name) for s in shards]
         parts = [p for p in parts if len(p)]
         write_parquet(out / name, pd.concat(parts, ignore_index=True) if parts else pd.DataFrame())
-    comp = {}
+    values: dict[str, tuple[list[float], list[float]]] = {}
     for s in shards:
         for tag, summary in read_json(s / "components.json").items():
-            comp.setdefault(tag, []).append(summary)
-    write_json(out / "components.json", {tag: {"per_shard": v} for tag, v in comp.items()})
+            acc = values.setdefault(tag, ([], []))
+            acc[0].extend(summary["siou_values"])
+            acc[1].extend(summary["ppv_values"])
+    write_json(out / "components.json", {tag: _component_summary(*v) for tag, v in values.items()})
 
 
 # ------------------------------------------------------------------------- meta classification

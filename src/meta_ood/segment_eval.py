@@ -390,6 +390,14 @@ class ComponentMetrics:
         self._ppv.extend(other._ppv)
         return self
 
+    @classmethod
+    def from_values(cls, siou: Any, ppv: Any, **kwargs: Any) -> "ComponentMetrics":
+        """An accumulator holding already computed component values (e.g. pooled from image shards)."""
+        cm = cls(**kwargs)
+        cm._siou.append(np.asarray(siou, dtype=np.float64).ravel())
+        cm._ppv.append(np.asarray(ppv, dtype=np.float64).ravel())
+        return cm
+
     def result(self) -> dict[str, Any]:
         """Pooled metrics: ``siou_gt`` (mean sIoU), ``ppv`` (mean PPV, NaN without predictions),
         per-τ arrays ``tp``, ``fn``, ``fp``, ``f1``, ``f1_mean``, ``n_gt``, ``n_pred``, and the

@@ -54,7 +54,7 @@ class TrainConfig:
     lr: float = 1e-5
     weight_decay: float = 0.0
     batch_size: int = 8
-    crop: int = 480
+    crop: int | tuple[int, int] = 480
     flip: bool = True
     ood_ratio: float = 0.1
     coco_background: str = "ignore"
@@ -71,7 +71,9 @@ class TrainConfig:
             raise InputError(f"coco_background must be one of {COCO_BACKGROUND_MODES}, got {self.coco_background!r}")
         if not 0.0 <= self.lam <= 1.0:
             raise InputError(f"lambda must be in [0, 1], got {self.lam}")
-        if self.epochs < 1 or self.batch_size < 1 or self.crop < 8:
+        if isinstance(self.crop, list):
+            object.__setattr__(self, "crop", tuple(self.crop))
+        if self.epochs < 1 or self.batch_size < 1 or min(crop_size(self.crop)) < 8:
             raise InputError(f"epochs, batch_size must be >= 1 and crop >= 8, got {self.epochs}, {self.batch_size}, {self.crop}")
         if self.ood_ratio < 0:
             raise InputError(f"ood_ratio must be >= 0, got {self.ood_ratio}")
@@ -100,20 +102,30 @@ def epoch_plan(n_in: int, n_ood: int, ood_ratio: float, seed: int, epoch: int) -
     return [plan[i] for i in order]
 
 
+def crop_size(crop: int | Sequence[int]) -> tuple[int, int]:
+    """(height, width) of a crop given as one side (square, as in the paper) or as [height, width]."""
+    if isinstance(crop, (int, np.integer)):
+        return int(crop), int(crop)
+    h, w = crop
+    return int(h), int(w)
+
+
 def random_crop_flip(
-    image: np.ndarray, label: np.ndarray, crop: int, flip: bool, rng: np.random.Generator, fill_label: int = L.VOID_ID
+    image: np.ndarray, label: np.ndarray, crop: int | Sequence[int], flip: bool, rng: np.random.Generator,
+    fill_label: int = L.VOID_ID,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """A random ``crop``×``crop`` window (zero image / void label padding where the image is smaller) and an optional flip."""
+    """A random crop window (zero image / void label padding where the image is smaller) and an optional flip."""
+    ch, cw = crop_size(crop)
     h, w = label.shape
-    ph, pw = max(crop - h, 0), max(crop - w, 0)
+    ph, pw = max(ch - h, 0), max(cw - w, 0)
     if ph or pw:
         image = np.pad(image, ((0, ph), (0, pw), (0, 0)))
         label = np.pad(label, ((0, ph), (0, pw)), constant_values=fill_label)
         h, w = label.shape
-    y = int(rng.integers(0, h - crop + 1))
-    x = int(rng.integers(0, w - crop + 1))
-    image = image[y : y + crop, x : x + crop]
-    label = label[y : y + crop, x : x + crop]
+    y = int(rng.integers(0, h - ch + 1))
+    x = int(rng.integers(0, w - cw + 1))
+    image = image[y : y + ch, x : x + cw]
+    label = label[y : y + ch, x : x + cw]
     if flip and rng.random() < 0.5:
         image = image[:, ::-1]
         label = label[:, ::-1]
@@ -166,6 +178,34 @@ def completed_epochs(out_dir: str | os.PathLike) -> list[int]:
     return sorted(int(m.group(1)) for p in out.iterdir() if (m := _EPOCH_RE.search(p.name)))
 
 
+def _resume_point(out: Path, last: int, chash: str, on_config_change: str) -> int:
+    """The epoch to resume after: longest prefix 1..k of existing checkpoints (k <= last) of this configuration."""
+    from meta_ood.models.checkpoint import read_checkpoint
+
+    if on_config_change not in ("error", "restart"):
+        raise ValueError(f"on_config_change must be 'error' or 'restart', got {on_config_change!r}")
+    done = set(completed_epochs(out))
+    start = 0
+    while start + 1 <= last and start + 1 in done:
+        start += 1
+    if not start:
+        return 0
+    path = out / f"epoch{start}.pt"
+    found = read_checkpoint(path)[1].get("config_hash")
+    if found in (None, chash):
+        return start
+    if on_config_change == "error":
+        raise InputError(
+            f"{path}: written with another training configuration (hash {found} != {chash}); "
+            f"remove {out} to start over"
+        )
+    log.warning("%s holds checkpoints of another training configuration; starting over", out)
+    for e in sorted(done):
+        (out / f"epoch{e}.pt").unlink(missing_ok=True)
+    (out / "losses.csv").unlink(missing_ok=True)
+    return 0
+
+
 def _make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
@@ -194,13 +234,18 @@ def train(
     resume: bool = True,
     progress: bool = True,
     stop_after: int | None = None,
+    on_config_change: str = "error",
 ) -> list[Path]:
     """Train ``cfg.model`` and write ``out_dir/epoch<N>.pt`` for N = 1..epochs plus ``out_dir/losses.csv``.
 
     ``init_checkpoint`` holds the starting weights (the baseline model for OoD fine-tuning; None
     trains from scratch, as for the demo's baseline). With ``resume`` the run continues after the
     last complete epoch found in ``out_dir``. ``stop_after`` ends the run after that epoch (the
-    workflow runs one job per epoch, each resuming from the previous checkpoint).
+    workflow runs one job per epoch, each resuming from the previous checkpoint). Resuming
+    starts after the longest run of consecutive checkpoints 1..k (k < ``stop_after``'s epoch + 1);
+    if those were written with another configuration, ``on_config_change="error"`` stops with a
+    message and ``"restart"`` deletes them and trains from the start (the workflow's choice, since
+    Snakemake reruns a job exactly when its parameters changed).
 
     Returns
     -------
@@ -228,17 +273,10 @@ def train(
     optimizer = _make_optimizer(model, cfg)
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
 
-    start = 0
-    done = completed_epochs(out) if resume else []
-    done = [e for e in done if e <= cfg.epochs]
-    if done:
-        start = done[-1]
+    last = cfg.epochs if stop_after is None else min(cfg.epochs, stop_after)
+    start = _resume_point(out, last, chash, on_config_change) if resume else 0
+    if start:
         state = load_checkpoint(model, out / f"epoch{start}.pt", optimizer=optimizer)
-        if state.get("config_hash") not in (None, chash):
-            raise InputError(
-                f"{out / f'epoch{start}.pt'}: written with another training configuration "
-                f"(hash {state.get('config_hash')} != {chash}); remove {out} to start over"
-            )
         rng_state = state.get("extra", {}).get("torch_rng_state")
         if rng_state is not None:
             torch.set_rng_state(rng_state)
@@ -247,7 +285,6 @@ def train(
 
     g = torch.Generator()
     g.manual_seed(cfg.seed)
-    last = cfg.epochs if stop_after is None else min(cfg.epochs, stop_after)
     for epoch in range(start + 1, last + 1):
         if cfg.recreate_optimizer and epoch > 1:
             optimizer = _make_optimizer(model, cfg)

@@ -171,13 +171,15 @@ def table1_entries():
 
 def table2_entries(dataset="lostandfound"):
     labels = {"Plain": "Baseline", "OoD training": "OoD training"}
-    return [{"label": labels[label], "path": segment_eval_json(MAIN_MODEL, variant, dataset)}
+    return [{"label": labels[label], "model": MAIN_MODEL, "dataset": dataset,
+             "path": segment_eval_json(MAIN_MODEL, variant, dataset)}
             for label, variant in reported_variants(MAIN_MODEL)]
 
 
 def table3_entries(dataset="lostandfound"):
     labels = {"Plain": "Baseline", "OoD training": "OoD training"}
-    return [{"label": labels[label], "tag": tag, "path": meta_json(MAIN_MODEL, variant, dataset, tag)}
+    return [{"label": labels[label], "model": MAIN_MODEL, "dataset": dataset, "tag": tag,
+             "path": meta_json(MAIN_MODEL, variant, dataset, tag)}
             for label, variant in reported_variants(MAIN_MODEL) for tag in TAGS]
 
 
@@ -213,9 +215,17 @@ def entry_paths(entries, keys=("path",)):
 
 
 def report_outputs(name, kind):
+    """Output files of a table (csv, md, tex) or figure (png, pdf); the csv / png are shown by `snakemake --report`."""
     exts = ("csv", "md", "tex") if kind == "table" else ("png", "pdf")
     folder = "tables" if kind == "table" else "figures"
-    return {ext: f"{RESULTS}/{folder}/{name}.{ext}" for ext in exts}
+    shown = "csv" if kind == "table" else "png"
+    out = {}
+    for ext in exts:
+        path = f"{RESULTS}/{folder}/{name}.{ext}"
+        if ext == shown:
+            path = report(path, caption=f"../report/{name}.rst", category="Tables" if kind == "table" else "Figures")
+        out[ext] = path
+    return out
 
 
 def all_targets():
