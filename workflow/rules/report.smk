@@ -172,7 +172,6 @@ rule examples:
 
 rule summary:
     input:
-        tables=[f"{RESULTS}/tables/{name}.csv" for name in TABLES],
         pixel=entry_paths(PIXEL_ENTRIES + MIOU_ENTRIES),
         errors=entry_paths(TABLE2_ENTRIES) if "lostandfound" in SEGMENT_DATASETS else [],
     output:

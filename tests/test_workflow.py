@@ -1,0 +1,159 @@
+"""The whole workflow through Snakemake on the smoke config: targets, partial rebuilds, determinism, resume."""
+
+from __future__ import annotations
+
+import filecmp
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO
+
+pytestmark = pytest.mark.slow
+
+SMOKE = REPO / "config" / "smoke.yaml"
+RUN = yaml.safe_load(SMOKE.read_text())["run"]
+
+
+def snakemake(workdir: Path, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
+           "--configfile", str(SMOKE), "--cores", "2", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=workdir, timeout=timeout)
+
+
+def planned_jobs(proc: subprocess.CompletedProcess) -> dict[str, int]:
+    """Job counts from Snakemake's 'Job stats' table of a dry run."""
+    out = proc.stdout + proc.stderr
+    stats = out.split("Job stats:")[1] if "Job stats:" in out else ""
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", stats, re.M) if m.group(1) != "total"}
+
+
+def table_files(workdir: Path) -> list[Path]:
+    return sorted((workdir / "results" / RUN / "tables").glob("*"))
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("smoke")
+    start = time.perf_counter()
+    proc = snakemake(workdir)
+    elapsed = time.perf_counter() - start
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    return workdir, elapsed
+
+
+def test_smoke_run_builds_every_table_and_figure(smoke_run):
+    workdir, elapsed = smoke_run
+    res = workdir / "results" / RUN
+    for name in ("table1", "table2", "table3", "table_components"):
+        for ext in ("csv", "md", "tex"):
+            assert (res / "tables" / f"{name}.{ext}").stat().st_size > 0
+    for name in ("figure3", "figure4", "figure5", "figure7", "figure14", "examples"):
+        for ext in ("png", "pdf"):
+            assert (res / "figures" / f"{name}.{ext}").stat().st_size > 1000
+    summary = (res / "summary.md").read_text()
+    assert "AUPRC" in summary and "meta classification lowers" in summary
+    # per-rule logs and benchmarks
+    assert (workdir / "logs" / RUN / "ood_finetune" / "tiny" / "epoch2.log").is_file()
+    assert any((workdir / "benchmarks" / RUN / "dump_softmax").rglob("*.tsv"))
+    print(f"smoke run: {elapsed:.0f} s")
+
+
+def test_deleting_one_table_reruns_only_that_table(smoke_run):
+    workdir, _ = smoke_run
+    (workdir / "results" / RUN / "tables" / "table3.md").unlink()
+    proc = snakemake(workdir, "-n")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert planned_jobs(proc) == {"table3": 1, "all": 1}
+    proc = snakemake(workdir, f"results/{RUN}/tables/table3.md")
+    assert proc.returncode == 0 and (workdir / "results" / RUN / "tables" / "table3.md").is_file()
+    proc = snakemake(workdir, "-n")
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+def _run_until(workdir: Path, marker: str, timeout: float = 240) -> None:
+    """Start the workflow and kill it (SIGKILL to the whole process group) once ``marker`` (a glob) exists."""
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
+           "--configfile", str(SMOKE), "--cores", "2", "--rerun-incomplete"]
+    proc = subprocess.Popen(cmd, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            if any(workdir.glob(marker)):
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, f"the run ended before {marker} appeared"
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def test_killed_runs_resume_to_identical_tables(smoke_run, tmp_path):
+    reference, _ = smoke_run
+    workdir = tmp_path
+    # killed while training (epoch 2 of OoD fine-tuning is running) ...
+    _run_until(workdir, f"results/{RUN}/models/tiny/ood/epoch1.pt")
+    assert not (workdir / "results" / RUN / "models" / "tiny" / "ood" / "epoch2.pt").exists()
+    # ... and while dumping (some image files written, the store index not yet)
+    subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory",
+                    str(workdir), "--configfile", str(SMOKE), "--unlock"], cwd=workdir, capture_output=True, check=True)
+    _run_until(workdir, f"results/{RUN}/softmax/tiny/epoch2/*/images/*.h5")
+    subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory",
+                    str(workdir), "--configfile", str(SMOKE), "--unlock"], cwd=workdir, capture_output=True, check=True)
+    proc = snakemake(workdir, "--rerun-incomplete")
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    ours, theirs = table_files(workdir), table_files(reference)
+    assert [p.name for p in ours] == [p.name for p in theirs] and len(ours) == 12
+    for a, b in zip(ours, theirs):
+        assert filecmp.cmp(a, b, shallow=False), f"{a.name} differs from the uninterrupted run"
+    assert (workdir / "results" / RUN / "summary.md").read_text() == (reference / "results" / RUN / "summary.md").read_text()
+
+
+def test_paper_config_plans_full_dag_on_real_layouts(tmp_path):
+    """A dry run of config/paper.yaml against a fake tree in the real layouts plans every stage."""
+    cfg = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
+    root = tmp_path / "data"
+    (root / "cityscapes" / "leftImg8bit" / "train" / "aachen").mkdir(parents=True)
+    (root / "cityscapes" / "gtFine" / "train" / "aachen").mkdir(parents=True)
+    (root / "coco" / "annotations").mkdir(parents=True)
+    (root / "coco" / "annotations" / "instances_train2017.json").write_text("{}")
+    (root / "coco" / "train2017").mkdir()
+    (root / "lost_and_found" / "leftImg8bit" / "test").mkdir(parents=True)
+    (root / "fishyscapes" / "Static").mkdir(parents=True)
+    cfg["datasets"] = {
+        "cityscapes": {"root": str(root / "cityscapes")},
+        "coco": {"root": str(root / "coco"), "split": "train2017"},
+        "lostandfound": {"root": str(root / "lost_and_found"), "split": "test"},
+        "fishyscapes_static": {"root": str(root / "fishyscapes"), "split": "Static"},
+    }
+    for name, model in cfg["models"].items():
+        ckpt = tmp_path / f"{name}.pth"
+        ckpt.write_bytes(b"checkpoint")
+        model["checkpoint"] = str(ckpt)
+    path = tmp_path / "paper.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path),
+         "--configfile", str(path), "--cores", "8"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=300,
+    )
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    jobs = planned_jobs(proc)
+    # 2 models: WRN38 4 epochs + DualGCN 11 epochs of fine-tuning, no demo data and no baseline training
+    assert jobs["ood_finetune"] == 4 + 11
+    assert "demo_data" not in jobs and "train_baseline" not in jobs
+    # dumps: per model baseline and last epoch on LostAndFound, Fishyscapes and Cityscapes val (table 1), plus the
+    # main model's intermediate epochs on LostAndFound and Cityscapes val (figure 14)
+    assert jobs["dump_softmax"] == 2 * 2 * 3 + 3 * 2
+    assert jobs["segment_features"] == 2 and jobs["meta_classify"] == 2 * 7 and jobs["segment_eval"] == 2
+    for rule in ("coco_filter", "table1", "table2", "table3", "figure3", "figure4", "figure5", "figure7", "figure14",
+                 "examples", "summary"):
+        assert jobs.get(rule) == 1, rule
