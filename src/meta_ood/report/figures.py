@@ -31,6 +31,7 @@ from meta_ood.errors import InputError
 from meta_ood.io import atomic_path
 from meta_ood.report.tables import (
     ACCEPTABLE_FROM,
+    _num,
     check_entries,
     dataset_title,
     load_result,
@@ -126,16 +127,6 @@ def _unique(seq) -> list:
         if x not in out:
             out.append(x)
     return out
-
-
-def _num(value: Any) -> float | None:
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        return None
-    return v if math.isfinite(v) else None
 
 
 def _array(data: Mapping[str, Any], keys: Sequence[str], path: Any) -> np.ndarray:
