@@ -231,3 +231,32 @@ def test_run_dump_builds_loads_and_records_checkpoint(tmp_path, fishyscapes):
     assert r.checkpoint_sha256 == sha256_file(ckpt) and r.model == ref
     item = fishyscapes[1]
     assert np.abs(r[1].probs - explicit_softmax(trained, item.image)).max() <= max_abs_error(r.dtype) + 1e-6
+
+
+def test_batched_shards_and_resume_compute_the_same_batches(tmp_path, fishyscapes, monkeypatch):
+    """With batch_size 2, shards start at even images and a resumed batch is recomputed whole,
+    so every image is computed in the same batch as in a plain run."""
+    import meta_ood.inference as inf
+
+    seen = []
+    original = inf._forward
+
+    def spy(model, batch, *args, **kwargs):
+        seen.append(tuple(index for index, _ in batch))
+        return original(model, batch, *args, **kwargs)
+
+    monkeypatch.setattr(inf, "_forward", spy)
+    model = TinyNet(seed=5)
+    dump_softmax(model, fishyscapes, tmp_path / "one", device="cpu", batch_size=2, progress=False)
+    plain = list(seen)
+    seen.clear()
+    for i in range(2):
+        dump_softmax(model, fishyscapes, tmp_path / "two", device="cpu", batch_size=2, shard=f"{i}/2", progress=False)
+    merge_index(tmp_path / "two")
+    assert sorted(seen) == sorted(plain) and (0, 1) in plain  # images 2 and 3 differ in size
+    seen.clear()
+    (tmp_path / "one" / "images" / "000001.h5").unlink()
+    res = dump_softmax(model, fishyscapes, tmp_path / "one", device="cpu", batch_size=2, progress=False)
+    assert seen == [(0, 1)] and (res.written, res.skipped) == (2, 3)
+    for x, y in zip(StoreReader(tmp_path / "one"), StoreReader(tmp_path / "two")):
+        np.testing.assert_array_equal(x.probs, y.probs)

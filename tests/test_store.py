@@ -328,3 +328,16 @@ def test_sha256_file(tmp_path):
     assert sha256_file(p, chunk_size=1 << 16) == hashlib.sha256(data).hexdigest()
     with pytest.raises(InputError, match="not found"):
         sha256_file(tmp_path / "missing.pt")
+
+
+def test_aligned_shards_start_at_block_multiples():
+    from meta_ood.store import shard_range
+
+    for n in (0, 1, 5, 6, 7, 23):
+        for k in (1, 2, 3, 4):
+            for align in (1, 2, 4):
+                ranges = [shard_range(n, i, k, align=align) for i in range(k)]
+                assert [j for r in ranges for j in r] == list(range(n))
+                assert all(r.start % align == 0 for r in ranges if len(r))
+    assert list(shard_range(6, 1, 2, align=4)) == [4, 5]
+    assert shard_range(6, 1, 2, align=1) == range(3, 6)

@@ -181,10 +181,16 @@ def _items(dataset: Sequence, indices: Sequence[int], num_workers: int) -> Itera
 
 
 def _batches(items: Iterable[tuple[int, Any]], batch_size: int) -> Iterator[list[tuple[int, Any]]]:
-    """Group consecutive items of equal image size into batches of at most ``batch_size``."""
+    """Group items into batches: images ``k*batch_size .. (k+1)*batch_size-1`` (global indices) of equal size.
+
+    Batches depend on the global image index only, not on where a shard starts, so a sharded
+    dump (shards aligned to ``batch_size``) computes exactly the batches of an unsharded one.
+    """
     batch: list[tuple[int, Any]] = []
     for index, item in items:
-        if batch and (len(batch) >= batch_size or batch[0][1].image.shape != item.image.shape):
+        if batch and (
+            index // batch_size != batch[0][0] // batch_size or batch[0][1].image.shape != item.image.shape
+        ):
             yield batch
             batch = []
         batch.append((index, item))
@@ -270,7 +276,7 @@ def dump_softmax(
     window = _check_window(sliding_window)
     dev = select_device(device)
     total = len(dataset)
-    images = shard_range(total, i, n)
+    images = shard_range(total, i, n, align=batch_size)
     was_training = model.training
     model.to(dev).eval()
     try:
@@ -287,9 +293,14 @@ def dump_softmax(
             shard=(i, n),
             total=total,
             compression_level=compression_level,
+            align=batch_size,
         )
         names = _sample_names(dataset, images)
-        pending = [k for k in images if not (resume and writer.resume(k, names[k]))]
+        stored = {k for k in images if resume and writer.resume(k, names[k])}
+        # a batch is recomputed whole when any of its images is missing, so that every image is
+        # computed in the same batch as in an uninterrupted run (identical probabilities)
+        incomplete_blocks = {k // batch_size for k in images if k not in stored}
+        pending = [k for k in images if k // batch_size in incomplete_blocks]
         skipped = len(images) - len(pending)
         if skipped:
             log.info("%s: %d of %d images of shard %d/%d already stored; skipping them", out_folder, skipped, len(images), i, n)

@@ -165,13 +165,22 @@ def _read_sum_tolerance(encoding: str, num_classes: int) -> float:
 # ---------------------------------------------------------------------------------------------
 
 
-def shard_range(n_images: int, shard_index: int, n_shards: int) -> range:
+def shard_range(n_images: int, shard_index: int, n_shards: int, align: int = 1) -> range:
     """The contiguous image range of shard ``shard_index`` (0-based) out of ``n_shards``.
 
     Ranges are balanced (sizes differ by at most one, the first ``n_images % n_shards`` shards
     get the extra image), cover ``0..n_images-1`` exactly once, and may be empty when there are
-    more shards than images.
+    more shards than images. With ``align > 1`` the balancing is over blocks of ``align``
+    images, so every shard starts at a multiple of ``align``: inference batches (blocks of
+    ``batch_size`` images) are then the same whether a dataset is sharded or not, and so are
+    the probabilities (batched convolutions are not bit-identical across batch compositions).
     """
+    if int(align) < 1:
+        raise InputError(f"shard alignment must be >= 1, got {align}")
+    align = int(align)
+    if align > 1:
+        blocks = shard_range(-(-n_images // align) if n_images > 0 else 0, shard_index, n_shards)
+        return range(min(blocks.start * align, n_images), min(blocks.stop * align, n_images))
     if n_images < 0:
         raise InputError(f"number of images must be >= 0, got {n_images}")
     if n_shards < 1:
@@ -356,7 +365,7 @@ class StoreWriter:
         void), an :class:`~meta_ood.labels.EvalConvention`, a mapping or None.
     store_logits: also store the logits (float16; float32 when ``dtype="float32"``).
     shard: ``(i, n)`` or ``"i/n"``, 0-based; the writer accepts the images of
-        ``shard_range(total, i, n)``.
+        ``shard_range(total, i, n, align)``.
     total: N, the number of images of the whole dataset (required when n > 1).
     compression_level: zlib level of the probability and logit planes (1 = fast, see module doc).
     threads: 1 compresses the class planes in the calling thread; otherwise (default) they are
@@ -382,6 +391,7 @@ class StoreWriter:
         total: int | None = None,
         compression_level: int = 1,
         threads: int | None = None,
+        align: int = 1,
     ) -> None:
         self.folder = Path(folder)
         if int(num_classes) < 1:
@@ -395,7 +405,7 @@ class StoreWriter:
         elif int(total) < 0:
             raise InputError(f"total number of images must be >= 0, got {total}")
         self.total = None if total is None else int(total)
-        self.expected = None if total is None else shard_range(self.total, *self.shard)
+        self.expected = None if total is None else shard_range(self.total, *self.shard, align=align)
         if not 0 <= int(compression_level) <= 9:
             raise InputError(f"compression_level must be in 0..9, got {compression_level}")
         self.compression_level = int(compression_level)
