@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 CORES  ?= all
 
-.PHONY: demo test lint clean-demo
+.PHONY: demo test test-slurm lint clean-demo
 
 $(STAMP): requirements.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,9 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+test-slurm: $(STAMP)
+	bash ci/test-slurm.sh
 
 lint: $(STAMP)
 	$(BIN)/snakemake --lint
