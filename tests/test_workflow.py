@@ -78,6 +78,14 @@ def test_deleting_one_table_reruns_only_that_table(smoke_run):
     assert "Nothing to be done" in proc.stdout + proc.stderr
 
 
+def test_html_report_collects_tables_and_figures(smoke_run):
+    workdir, _ = smoke_run
+    proc = snakemake(workdir, "--report", str(workdir / "report.html"))
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    html = (workdir / "report.html").read_text(errors="replace")
+    assert "table2.csv" in html and "figure7.png" in html
+
+
 def _run_until(workdir: Path, marker: str, timeout: float = 240) -> None:
     """Start the workflow and kill it (SIGKILL to the whole process group) once ``marker`` (a glob) exists."""
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
