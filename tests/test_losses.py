@@ -106,3 +106,19 @@ def test_single_backward_only():
     loss.backward(retain_graph=True)
     with pytest.raises(RuntimeError, match="single backward"):
         loss.backward()
+
+
+def test_large_logits_use_the_shifted_path_and_agree():
+    torch.manual_seed(3)
+    target = torch.randint(0, 19, (2, 5, 5))
+    target[0, :2] = 254
+    small = torch.randn(2, 19, 5, 5, dtype=torch.float64) * 5
+    for offset in (0.0, 500.0, -500.0):  # 0: direct exp; +-500: per-pixel max shift
+        logits = (small + offset).requires_grad_(True)
+        loss = entropy_max_loss(logits, target, 0.9)
+        loss.backward()
+        ref = small.clone().requires_grad_(True)
+        expected = entropy_max_loss(ref, target, 0.9)
+        expected.backward()
+        assert torch.isfinite(loss) and loss.item() == pytest.approx(expected.item(), rel=1e-9)
+        torch.testing.assert_close(logits.grad, ref.grad, rtol=1e-7, atol=1e-12)
