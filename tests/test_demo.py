@@ -349,3 +349,17 @@ def test_default_config_sizes():
     assert (cfg.height, cfg.width) == (128, 256)
     assert (cfg.n_train, cfg.n_val, cfg.n_coco, cfg.n_lostandfound, cfg.n_fishyscapes) == (120, 30, 60, 40, 15)
     assert cfg.coco_min_size == 128 and cfg.write_train_ids == ("train",)
+
+
+def test_coco_street_backgrounds_are_empty_streets():
+    from meta_ood.datasets.demo import _Street
+
+    rng = np.random.default_rng(5)
+    for _ in range(3):
+        img, ids = _Street(rng, 96, 160, mode="coco").render()
+        assert img.shape == (96, 160, 3)
+        shown = set(np.unique(ids).tolist())
+        road = {lab.id for lab in L.CITYSCAPES_LABELS if lab.name == "road"}
+        no_go = {lab.id for lab in L.CITYSCAPES_LABELS if lab.name in
+                 ("person", "rider", "car", "truck", "bus", "train", "motorcycle", "bicycle", "ego vehicle")}
+        assert road <= shown and not shown & no_go

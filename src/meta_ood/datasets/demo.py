@@ -27,10 +27,18 @@ Content
   image and the colour ranges of the classes overlap, so a small network learns the task well
   but not perfectly.
 * **COCO format**: images of varied size with polygon, uncompressed-RLE (crowd) and compressed
-  RLE annotations of animal-, furniture- and object-like shapes under their real COCO category
-  ids, on indoor, outdoor and abstract backgrounds. A fraction of the images is smaller than
-  ``coco_min_size`` and a fraction contains a category that Cityscapes also has (person, car,
-  ...), so the COCO filter has work to do.
+  RLE annotations under real COCO category ids. Like real COCO, the objects are many and
+  diverse: animal-, furniture- and object-like silhouettes plus generic blobs, boxes, elongated
+  objects, discs and polygons, mostly small to medium and now and then large, whose surfaces
+  come from broad families (fur, wood, fabric, metallic, two-tone patches, and checkers,
+  stripes, spots, coloured noise and colour gradients at random scales, angles and hues). They
+  stand on varied backgrounds: empty streets drawn by the street renderer below (no vehicles,
+  no people: real COCO has many outdoor scenes, and only those with an excluded category are
+  filtered out), with the objects standing on the ground in perspective; paved ground seen from
+  above; indoor, outdoor and abstract scenes. An object always contrasts with what is behind it
+  and is never a mere darker shade of it (so it cannot pass for a shadow). A fraction of the
+  images is smaller than ``coco_min_size`` and a fraction contains a category that Cityscapes
+  also has (person, car, ...), so the COCO filter has work to do.
 * **LostAndFound format**: road-dominated scenes of the same kind with 1-3 small obstacles on
   the road (checkerboard crates, striped pylons, spotted blobs in unusual hues, occasionally a
   lying timber or post, one of the 'random non-hazard' ids); label ids 1 = free road, obstacle
@@ -39,8 +47,18 @@ Content
   stars, ring targets, swirl blobs), 1 on the objects, 0 elsewhere, 255 on the Cityscapes void
   pixels (ego vehicle and friends) and on a thin image border.
 
-The obstacle and foreign-object styles occur neither in the Cityscapes-format training scenes
-nor among the COCO-format proxies, so OoD detection on them has to generalize.
+What the OoD proxies share with the test objects, and what not: neither the LostAndFound
+obstacles nor the Fishyscapes objects occur in the Cityscapes-format training scenes. The
+COCO-format proxies share *texture families* with the obstacles (checkers, stripes, spots,
+saturated colours of any hue) and, on street backgrounds, the setting (an object on the road).
+They share no object: the obstacles are 3-D bodies rendered in perspective with shaded faces
+and a ground shadow (checkered crates whose pattern follows the faces, striped cones on a base
+plate, spotted wobbly domes, lying timbers) with a two-colour scheme drawn from hues 0.42-1.15
+and a second hue 0.3-0.6 apart; the proxies are flat silhouettes whose patterns lie in the image
+plane, with independently drawn colours, and no cone, crate, dome or timber among them. The
+Fishyscapes objects (rainbow stars, ring targets, swirls, faceted crystals) share no shape with
+either. OoD detection on the test sets therefore has to generalize from the proxies, as with
+the real datasets.
 
 Determinism: every image is drawn with its own :class:`numpy.random.Generator` seeded from
 ``(seed, dataset, index)``, so the same config writes byte-identical files and changing a count
@@ -380,7 +398,9 @@ class _Street:
     def __init__(self, rng: np.random.Generator, h: int, w: int, mode: str = "cityscapes",
                  rare_slot: int | None = None, force_ego: bool = False) -> None:
         self.rng, self.h, self.w = rng, h, w
-        self.laf = mode == "lostandfound"
+        # 'coco': an empty street (no vehicles, people or ego hood) as a COCO-format background
+        self.coco = mode == "coco"
+        self.laf = mode == "lostandfound" or (self.coco and rng.random() < 0.5)
         self.rare_slot = rare_slot
         # the class this scene must show besides its rare vehicles (see render_cityscapes)
         self.forced = _SLOT_EXTRA[rare_slot % len(_SLOT_EXTRA)] if rare_slot is not None else None
@@ -1213,6 +1233,8 @@ class _Street:
                 kind = "light" if k == n_poles else "sign"
             group = rng.random() < 0.08
             add(dep, lambda a=lat, b=dep, k=kind, g=group: self._pole(a, b, k, g))
+        if self.coco:
+            return objs
         if not laf:
             for _ in range(int(rng.poisson(4.0))):
                 side = int(rng.choice([-1, 1]))
@@ -1351,13 +1373,13 @@ class _Street:
         self._facades()
         self._walls()
         self._guard_rails()
-        ego = self._ego_shape()
+        ego = None if self.coco else self._ego_shape()
         objs = self._populate(self.h - ego[0] if ego is not None else float(self.h))
         objs.sort(key=lambda o: -o[0])
         for _, draw in objs:
             draw()
         self._ego(ego)
-        if not self.laf:
+        if not (self.laf or self.coco):
             self._borders()
         self._lighting()
         return _to_uint8(self.img), self.ids
@@ -1697,10 +1719,100 @@ def _segm_rle(segm, h: int, w: int):
     return {"counts": segm["counts"].encode("ascii"), "size": segm["size"]}
 
 
-def _coco_texture(rng: np.random.Generator, h: int, w: int, base: np.ndarray) -> np.ndarray:
-    """A full-image texture in the colour ``base``: fur, wood grain, fabric, metallic or patchy."""
+# Generic object forms of the COCO-format proxies, each drawn under a category it can pass for.
+_GENERIC_FORMS: dict[str, tuple[str, ...]] = {
+    "blob": ("teddy bear", "backpack", "handbag", "cake", "broccoli", "orange", "apple", "sandwich", "bear", "sheep"),
+    "box": ("suitcase", "book", "microwave", "oven", "refrigerator", "tv", "toaster", "laptop"),
+    "elongated": ("skis", "baseball bat", "surfboard", "skateboard", "snowboard", "knife", "toothbrush", "tie"),
+    "disc": ("frisbee", "clock", "sports ball", "pizza", "donut", "bowl"),
+    "polygon": ("kite", "cake", "sandwich", "book", "cell phone", "remote", "vase"),
+}
+
+
+def _generic_parts(rng: np.random.Generator, form: str, cx: float, cy: float, r: float) -> list[tuple[Poly, int]]:
+    """Polygons of a generic object (a blob, a box, an elongated object, a disc or a polygon) of radius about ``r``."""
     U = rng.uniform
-    kind = int(rng.integers(5))
+    rot = U(0, 2 * np.pi)
+    if form == "blob":
+        a = np.linspace(0, 2 * np.pi, 32, endpoint=False)
+        rho = np.ones_like(a)
+        for k in range(2, 6):
+            rho += U(0.0, 0.25 / (k - 1)) * np.sin(k * a + U(0, 2 * np.pi))
+        rx, ry = r * U(0.55, 1.0), r * U(0.45, 0.9)
+        x, y = rx * rho * np.cos(a), ry * rho * np.sin(a)
+        c, s = math.cos(rot), math.sin(rot)
+        return [(np.stack([cx + c * x - s * y, cy + s * x + c * y], axis=1), 0)]
+    if form == "box":
+        bw, bh = r * U(0.6, 1.8), r * U(0.5, 1.4)
+        tilt = U(-0.35, 0.35)
+        parts = [(_rect(cx, cy, bw, bh, tilt), 0)]
+        if rng.random() < 0.6:  # a second face: the top or a side, brighter or darker
+            d = r * U(0.15, 0.45)
+            c, s = math.cos(tilt), math.sin(tilt)
+            corners = _rect(cx, cy, bw, bh, tilt)
+            if rng.random() < 0.5:
+                top = np.array([corners[0], corners[1], corners[1] + [d * (c * 0.6 + s), d * (s * 0.6 - c)],
+                                corners[0] + [d * (c * 0.6 + s), d * (s * 0.6 - c)]])
+                parts.append((top, 2))
+            else:
+                side = np.array([corners[1], corners[1] + [d * c, d * s - d * 0.5], corners[2] + [d * c, d * s - d * 0.5], corners[2]])
+                parts.append((side, 1))
+        return parts
+    if form == "elongated":
+        length, width = r * U(1.2, 2.2), r * U(0.08, 0.3)
+        parts = [(_rect(cx, cy, length, width, rot), 0)]
+        if rng.random() < 0.5:  # a rounded or thicker end
+            c, s = math.cos(rot), math.sin(rot)
+            parts.append((_ell(cx + c * length / 2, cy + s * length / 2, width * U(0.6, 1.4), width * U(0.6, 1.4), rot), 1))
+        return parts
+    if form == "disc":
+        rx = r * U(0.5, 0.9)
+        ry = rx * U(0.45, 1.0)
+        parts = [(_ell(cx, cy, rx, ry, rot, 28), 0)]
+        if rng.random() < 0.5:
+            k = U(0.3, 0.7)
+            parts.append((_ell(cx, cy, rx * k, ry * k, rot, 24), 3))
+        return parts
+    n = int(rng.integers(3, 9))
+    a = np.sort(U(0, 2 * np.pi, n))
+    rho = r * U(0.5, 1.0, n)
+    return [(np.stack([cx + rho * np.cos(a), cy + rho * np.sin(a)], axis=1), 0)]
+
+
+def _rgb_to_hsv(rgb: np.ndarray) -> tuple[float, float, float]:
+    return colorsys.rgb_to_hsv(*(float(v) for v in np.clip(rgb, 0, 1)))
+
+
+def _other_colour(rng: np.random.Generator, base: np.ndarray) -> np.ndarray:
+    """A second colour for a pattern: any hue, or a lighter/darker shade of ``base``."""
+    U = rng.uniform
+    if rng.random() < 0.3:
+        return np.clip(base * U(0.3, 1.8), 0, 1).astype(np.float32)
+    return _hsv(U(0, 1), U(0.0, 1.0), U(0.08, 1.0))
+
+
+def _rotated(rng: np.random.Generator, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel coordinates along and across a random direction."""
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    ang = rng.uniform(0, np.pi)
+    c, s = math.cos(ang), math.sin(ang)
+    return xx * c + yy * s, -xx * s + yy * c
+
+
+def _logu(rng: np.random.Generator, lo: float, hi: float) -> float:
+    return math.exp(rng.uniform(math.log(lo), math.log(max(hi, lo * 1.001))))
+
+
+def _coco_texture(rng: np.random.Generator, h: int, w: int, base: np.ndarray, r: float | None = None) -> np.ndarray:
+    """A full-image appearance in the colour ``base`` for an object of radius about ``r`` pixels.
+
+    Families: fur, wood grain, fabric, metallic, two-tone patches (smooth, object-like surfaces),
+    and checkers, stripes, spots, coloured noise and colour gradients at random scales, angles and
+    hues (patterned surfaces: the long tail of real COCO objects, packaging, clothes, toys, ...).
+    """
+    U = rng.uniform
+    r = float(r if r is not None else max(h, w) / 4)
+    kind = int(rng.integers(5)) if rng.random() < 0.35 else int(rng.integers(5, 10))
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     if kind == 0:  # fur: directional smooth noise + grain
         n = _smooth(rng, h, w, 2.0) * 0.12 + rng.standard_normal((h, w), dtype=np.float32) * 0.06
@@ -1713,24 +1825,87 @@ def _coco_texture(rng: np.random.Generator, h: int, w: int, base: np.ndarray) ->
     elif kind == 3:  # metallic: strong gradient with a highlight
         g = (xx * math.cos(U(0, 6)) + yy * math.sin(U(0, 6))) / max(h, w)
         k = 0.75 + 0.5 * np.abs(np.sin(g * U(2, 5)))
-    else:  # patchy: two tones from thresholded smooth noise
+    elif kind == 4:  # patchy: two tones from thresholded smooth noise
         n = _smooth(rng, h, w, max(h, w) / U(6, 14))
         other = _hsv(U(0, 1), U(0.0, 0.5), U(0.1, 0.95))
         t = np.clip((n - U(-0.3, 0.6)) * 4, 0, 1)[..., None]
         return (base * (1 - t) + other * t) * (1 + 0.04 * rng.standard_normal((h, w, 1), dtype=np.float32))
+    else:
+        other = _other_colour(rng, base)
+        if kind == 5:  # checker
+            cell = _logu(rng, 1.5, max(2.0, 0.5 * r))
+            u, v = _rotated(rng, h, w)
+            t = ((np.floor(u / cell) + np.floor(v / cell)) % 2).astype(np.float32)
+        elif kind == 6:  # stripes, straight or wavy
+            period = _logu(rng, 2.5, max(3.0, 0.8 * r))
+            u, _ = _rotated(rng, h, w)
+            if rng.random() < 0.4:
+                u = u + _smooth(rng, h, w, max(3.0, r / 2)) * period * U(0.2, 0.8)
+            t = (((u / period) % 1.0) < U(0.3, 0.7)).astype(np.float32)
+        elif kind == 7:  # spots on a jittered grid
+            cell = _logu(rng, 3.0, max(4.0, 0.6 * r))
+            u, v = _rotated(rng, h, w)
+            cu, cv = np.floor(u / cell), np.floor(v / cell)
+            ju, jv = _hash01(cu, cv, U(0, 9)), _hash01(cu, cv, U(10, 19))
+            rad = U(0.15, 0.4)
+            t = (((u / cell - cu - 0.5 - (ju - 0.5) * (1 - 2 * rad)) ** 2
+                  + (v / cell - cv - 0.5 - (jv - 0.5) * (1 - 2 * rad)) ** 2) < rad ** 2).astype(np.float32)
+        elif kind == 8:  # coloured noise: hue and value vary smoothly
+            hue, sat, val = _rgb_to_hsv(base)
+            n1 = _smooth(rng, h, w, _logu(rng, 1.5, max(2.0, r)))
+            n2 = _smooth(rng, h, w, _logu(rng, 1.5, max(2.0, r)))
+            img = _hsv_array(hue + U(0.05, 0.4) * n1, max(sat, U(0.2, 1.0)), np.clip(val + U(0.1, 0.3) * n2, 0.05, 1))
+            return img.astype(np.float32)
+        else:  # linear or radial colour gradient
+            if rng.random() < 0.5:
+                u, _ = _rotated(rng, h, w)
+                t = (u - u.min()) / max(float(np.ptp(u)), 1.0)
+                t = np.clip((t - U(0.0, 0.6)) * U(1.5, 5.0), 0, 1)
+            else:
+                cy, cx = U(0, h), U(0, w)
+                t = np.clip(np.sqrt((yy - cy) ** 2 + (xx - cx) ** 2) / max(1.0, r * U(0.4, 1.5)), 0, 1)
+        t = t[..., None]
+        return (base * (1 - t) + other * t) * (1 + 0.03 * rng.standard_normal((h, w, 1), dtype=np.float32))
     return base * k[..., None].astype(np.float32)
 
 
-def _coco_background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+#: Probabilities of the COCO-format backgrounds: street, paved ground, indoor, outdoor, abstract.
+_COCO_BACKGROUND_P = (0.45, 0.15, 0.15, 0.15, 0.1)
+
+
+def _coco_background(rng: np.random.Generator, h: int, w: int) -> tuple[np.ndarray, float | None]:
+    """Background of a COCO-format image and, for a street scene, its horizon row (else None).
+
+    Kinds: an empty street (the street renderer without vehicles and people: real COCO is full of
+    outdoor scenes, and those without a car or a person survive the filter), paved ground seen
+    from above, indoor (wall and floor), outdoor (sky over grass, sand or water) and abstract.
+    """
     U = rng.uniform
     yy = np.mgrid[0:h, 0:w][0].astype(np.float32)
-    kind = int(rng.integers(3))
-    if kind == 0:  # indoor: wall and floor
+    kind = int(rng.choice(5, p=_COCO_BACKGROUND_P))
+    if kind == 0:  # street
+        scene = _Street(rng, h, w, mode="coco")
+        img, _ = scene.render()
+        return img.astype(np.float32) / 255.0, float(scene.yh)
+    if kind == 1:  # asphalt, flagstones or cobbles seen from above
+        base = _grey(rng, 0.25, 0.65, 0.06) if rng.random() < 0.7 else _jitter(rng, (0.55, 0.45, 0.38), 0.15)
+        img = base * (1.0 + 0.06 * rng.standard_normal((h, w), dtype=np.float32) + 0.08 * _smooth(rng, h, w, max(h, w) / 6))[..., None]
+        if rng.random() < 0.6:
+            cell = U(12, 40)
+            u, v = _rotated(rng, h, w)
+            joints = (((u / cell) % 1.0) < 0.07) | (((v / (cell * U(0.5, 1.5))) % 1.0) < 0.07)
+            img = img * (1 - 0.25 * joints)[..., None]
+        if rng.random() < 0.4:  # a painted line
+            u, _ = _rotated(rng, h, w)
+            m = np.abs(u - U(u.min(), u.max())) < U(3, 10)
+            img = np.where(m[..., None], _jitter(rng, (0.9, 0.9, 0.88), 0.05), img)
+        return img.astype(np.float32), None
+    if kind == 2:  # indoor: wall and floor
         split = h * U(0.4, 0.7)
         wall = _hsv(U(0, 1), U(0.0, 0.35), U(0.45, 0.9))
         floor = _hsv(U(0.03, 0.12), U(0.2, 0.6), U(0.25, 0.7)) if rng.random() < 0.6 else _hsv(U(0, 1), U(0.1, 0.5), U(0.2, 0.6))
         img = np.where((yy < split)[..., None], _coco_texture(rng, h, w, wall), _coco_texture(rng, h, w, floor))
-    elif kind == 1:  # outdoor: sky over grass, sand or water
+    elif kind == 3:  # outdoor: sky over grass, sand or water
         split = h * U(0.3, 0.65)
         t = np.clip(yy / split, 0, 1)[..., None]
         sky = _hsv(U(0.55, 0.62), U(0.2, 0.6), U(0.7, 0.95)) * (1 - t) + _hsv(U(0.55, 0.6), U(0.0, 0.2), U(0.85, 1.0)) * t
@@ -1739,17 +1914,28 @@ def _coco_background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     else:  # abstract smooth colour field
         img = np.stack([0.5 + 0.18 * _smooth(rng, h, w, max(h, w) / U(2, 6)) for _ in range(3)], axis=2)
         img = img * _jitter(rng, (1.0, 1.0, 1.0), 0.3)
-    return img.astype(np.float32)
+    return img.astype(np.float32), None
 
 
 def _coco_colour(rng: np.random.Generator, name: str) -> np.ndarray:
     U = rng.uniform
     natural = {"cat": (0.08, 0.5), "dog": (0.07, 0.55), "horse": (0.06, 0.6), "cow": (0.08, 0.2),
                "elephant": (0.0, 0.05), "bear": (0.06, 0.6), "sheep": (0.12, 0.12), "potted plant": (0.3, 0.6)}
-    if name in natural:
+    if name in natural and rng.random() < 0.7:
         hue, sat = natural[name]
         return _hsv(hue + rng.normal(0, 0.02), sat * U(0.5, 1.2), U(0.15, 0.85))
     return _hsv(U(0, 1), U(0.0, 1.0), U(0.15, 0.95))
+
+
+def _coco_placement(rng: np.random.Generator, h: int, w: int, horizon: float | None, scale: tuple[float, float]) -> tuple[float, float, float]:
+    """(cx, cy, r) of an object: on the ground in perspective for a street, anywhere otherwise."""
+    U = rng.uniform
+    side = min(h, w)
+    if horizon is not None and rng.random() < 0.75:
+        base = U(horizon + 0.12 * (h - horizon), h)
+        r = float(np.clip((base - horizon) * _logu(rng, 0.06, 0.45), 3.0, 0.45 * side))
+        return U(0.05, 0.95) * w, min(base - 0.6 * r, h - r), r
+    return U(0.12, 0.88) * w, U(0.15, 0.85) * h, side * _logu(rng, *scale)
 
 
 def render_coco(cfg: DemoConfig, index: int) -> tuple[np.ndarray, dict, list[dict]]:
@@ -1766,27 +1952,33 @@ def render_coco(cfg: DemoConfig, index: int) -> tuple[np.ndarray, dict, list[dic
             h = small_side
         else:
             w = small_side
-    img = _coco_background(rng, h, w)
+    img, horizon = _coco_background(rng, h, w)
     image_id = coco_image_id(index)
-    plan: list[tuple[str, str]] = []  # (category name, encoding)
-    for _ in range(int(rng.integers(1, 4))):
-        plan.append((str(rng.choice(_PROXY_SHAPES)), "polygon"))
+    plan: list[tuple[str, str, str | None]] = []  # (category name, encoding, generic form or None)
+    for _ in range(int(rng.integers(1, 5) if horizon is None else rng.integers(2, 7))):
+        if rng.random() < 0.5:
+            form = str(rng.choice(sorted(_GENERIC_FORMS)))
+            plan.append((str(rng.choice(_GENERIC_FORMS[form])), "polygon", form))
+        else:
+            plan.append((str(rng.choice(_PROXY_SHAPES)), "polygon", None))
     if excluded:
-        plan.insert(int(rng.integers(len(plan) + 1)), (str(rng.choice(_EXCLUDED_SHAPES)), "polygon"))
+        plan.insert(int(rng.integers(len(plan) + 1)), (str(rng.choice(_EXCLUDED_SHAPES)), "polygon", None))
     if index % 4 == 0 or rng.random() < 0.15:
-        plan.append((str(rng.choice(_CROWD_SHAPES)), "crowd"))
+        plan.append((str(rng.choice(_CROWD_SHAPES)), "crowd", None))
     if index % 4 == 3 or rng.random() < 0.15:
-        plan.append((str(rng.choice(_BLOB_SHAPES)), "rle"))
+        plan.append((str(rng.choice(_BLOB_SHAPES)), "rle", None))
     anns: list[dict] = []
     side = min(h, w)
-    for name, enc in plan:
+    for k, (name, enc, form) in enumerate(plan):
         base = _coco_colour(rng, name)
         part_masks: list[tuple[np.ndarray, int]] = []
         if enc == "polygon":
-            r = side * U(0.18, 0.42)
-            cx, cy = U(0.15, 0.85) * w, U(0.2, 0.8) * h
+            # the first object is at least medium-sized, the others small to medium (large ones come
+            # from the compressed-RLE blobs and from objects near the camera on a street)
+            cx, cy, r = _coco_placement(rng, h, w, horizon, (0.1, 0.3) if k == 0 else (0.04, 0.3))
             polys = []
-            for poly, part in _shape_parts(rng, name, cx, cy, r):
+            parts = _generic_parts(rng, form, cx, cy, r) if form else _shape_parts(rng, name, cx, cy, r)
+            for poly, part in parts:
                 poly = np.column_stack([np.clip(poly[:, 0], 0, w), np.clip(poly[:, 1], 0, h)])
                 flat = [round(float(v), 2) for v in poly.ravel()]
                 pm = mask_utils.decode(mask_utils.frPyObjects([flat], h, w))[..., 0].astype(bool)
@@ -1814,7 +2006,7 @@ def render_coco(cfg: DemoConfig, index: int) -> tuple[np.ndarray, dict, list[dic
             segm = _rle_uncompressed(union)
             crowd = 1
         else:
-            r = side * U(0.15, 0.3)
+            r = side * U(0.12, 0.3)
             cx, cy = U(0.25, 0.75) * w, U(0.25, 0.75) * h
             yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
             dist = np.sqrt(((xx - cx) / r) ** 2 + ((yy - cy) / (r * U(0.7, 1.1))) ** 2)
@@ -1829,9 +2021,18 @@ def render_coco(cfg: DemoConfig, index: int) -> tuple[np.ndarray, dict, list[dic
             part_masks.append((blob, 0))
             segm = _rle_compressed(blob)
             crowd = 0
-        tex = _coco_texture(rng, h, w, base)
+        # objects stand out from what is behind them (camouflage is rare in COCO) and are not mere
+        # shades of it: redraw a colour too close to the background or of its chromaticity but darker
+        covered = np.logical_or.reduce([pm for pm, _ in part_masks])
+        behind = img[covered].mean(axis=0)
+        for _ in range(8):
+            chroma = float(np.linalg.norm(base / (base.sum() + 1e-3) - behind / (behind.sum() + 1e-3)))
+            if float(np.linalg.norm(base - behind)) >= 0.25 and (chroma >= 0.06 or base.mean() > behind.mean()):
+                break
+            base = _hsv(U(0, 1), U(0.0, 1.0), U(0.1, 1.0))
+        tex = _coco_texture(rng, h, w, base, r)
         part_tints = {0: 1.0, 1: U(0.55, 0.9), 2: U(0.9, 1.2), 3: None}
-        accent = _coco_texture(rng, h, w, _hsv(U(0, 1), U(0.3, 1.0), U(0.2, 1.0)))
+        accent = _coco_texture(rng, h, w, _hsv(U(0, 1), U(0.3, 1.0), U(0.2, 1.0)), r)
         yy = np.mgrid[0:h, 0:w][0].astype(np.float32)
         for pm, part in part_masks:
             if not pm.any():
