@@ -24,6 +24,17 @@ def golden_dir() -> Path:
     return path
 
 
+@pytest.fixture
+def torch_one_thread():
+    """Run a test with one torch thread: tiny convolutions are fastest so and do not fight other processes."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO

@@ -18,13 +18,7 @@ from meta_ood.store import StoreReader, max_abs_error, merge_index, sha256_file
 C = 4
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny convolutions are fastest single-threaded (and do not fight other processes for cores)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 class TinyNet(nn.Module):

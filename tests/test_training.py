@@ -14,12 +14,7 @@ from meta_ood.models import build, load_checkpoint
 from meta_ood.training import MixedEpoch, TrainConfig, completed_epochs, epoch_plan, random_crop_flip, train
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def _items(n, h, w, kind, seed):
