@@ -143,6 +143,17 @@ def test_fishyscapes_lostandfound(tmp_path):
     assert len(ds) == 1
     np.testing.assert_array_equal(ds[0].label, lab)
     assert base in ds[0].path
+    opened = open_dataset("fishyscapes_lostandfound", str(fs), laf_root=str(laf))
+    assert isinstance(opened, FishyscapesLostAndFound) and opened.samples == ds.samples
+    with pytest.raises(InputError, match="fishyscapes_lostandfound needs laf_root"):
+        open_dataset("fishyscapes_lostandfound", str(fs))
+    with pytest.raises(InputError, match="LostAndFound images .leftImg8bit. not found"):
+        open_dataset("fishyscapes_lostandfound", str(fs), laf_root=str(tmp_path / "nope"))
+
+
+def test_open_dataset_unknown_kind(tmp_path):
+    with pytest.raises(InputError, match="unknown dataset kind 'fishyscapes'; expected one of cityscapes, "):
+        open_dataset("fishyscapes", str(tmp_path))
 
 
 def _coco_json(path: Path, images: list[tuple[int, int, int]]) -> None:

@@ -14,8 +14,10 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
 from meta_ood import labels as L
+from meta_ood.datasets import demo as demo_module
 from meta_ood.datasets.demo import (
     MARKER_NAME,
+    OWNER_NAME,
     DemoConfig,
     demo_config_from_dict,
     generate,
@@ -108,6 +110,9 @@ def test_layout_marker_and_return_value(demo):
     counts = info["counts"]
     assert counts["cityscapes_train"] == 8 and counts["cityscapes_val"] == 3
     assert counts["coco_images"] == 12 and counts["lostandfound"] == 5 and counts["fishyscapes"] == 4
+    assert counts["fishyscapes_lostandfound"] == 5  # min(n_fishyscapes_lostandfound = 10, n_lostandfound = 5)
+    owner = json.loads((out / OWNER_NAME).read_text())
+    assert owner["generator"] == "meta_ood.datasets.demo" and demo_config_from_dict(owner["config"]) == cfg
     marker = json.loads((out / MARKER_NAME).read_text())
     assert Path(info["marker"]) == out / MARKER_NAME
     assert demo_config_from_dict(marker["config"]) == cfg
@@ -133,6 +138,65 @@ def test_regenerating_with_fewer_images_keeps_earlier_images_and_removes_stale_o
     for path in (out / "cityscapes").rglob("*.png"):
         rel = str(path.relative_to(out))
         assert path.read_bytes() == reference[rel], rel
+
+
+def _tree(root: Path) -> dict[str, bytes | None]:
+    """Every path under ``root`` (folders as None) with its bytes."""
+    return {str(p.relative_to(root)): (p.read_bytes() if p.is_file() else None) for p in sorted(root.rglob("*"))}
+
+
+@pytest.mark.parametrize("marker", [None, '{"config": {}}'])
+def test_refuses_a_folder_it_did_not_create(tmp_path, marker):
+    out = tmp_path / "my_data"
+    (out / "cityscapes" / "leftImg8bit" / "train" / "a").mkdir(parents=True)
+    (out / "cityscapes" / "leftImg8bit" / "train" / "a" / "a_000000_000019_leftImg8bit.png").write_bytes(b"user image")
+    (out / "notes.txt").write_text("keep me")
+    if marker is not None:  # a DEMO_DATA.json that the generator did not write
+        (out / MARKER_NAME).write_text(marker)
+    before = _tree(out)
+    with pytest.raises(InputError, match=r"my_data: folder is not empty and was not created by the demo generator"):
+        generate(out, DemoConfig(**SMALL), progress=False)
+    assert _tree(out) == before
+
+
+def test_refuses_a_file_as_root(tmp_path):
+    target = tmp_path / "file"
+    target.write_text("x")
+    with pytest.raises(InputError, match="file: exists and is not a folder"):
+        generate(target, DemoConfig(**SMALL), progress=False)
+    assert target.read_text() == "x"
+
+
+def test_empty_folder_is_used(demo, tmp_path):
+    generate(tmp_path, DemoConfig(**SMALL), progress=False)
+    assert _files(tmp_path) == _files(demo[0])
+
+
+def test_killed_generation_is_redone(demo, tmp_path, monkeypatch):
+    """The ownership record comes first: a run killed half-way leaves a folder the generator may finish."""
+    out = tmp_path / "demo"
+
+    def killed(cfg, index):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(demo_module, "render_lostandfound", killed)
+    with pytest.raises(KeyboardInterrupt):
+        generate(out, DemoConfig(**SMALL), progress=False)
+    assert (out / OWNER_NAME).is_file() and not (out / MARKER_NAME).exists()
+    assert list((out / "cityscapes").rglob("*.png"))
+    monkeypatch.undo()
+    generate(out, DemoConfig(**SMALL), progress=False)
+    assert _files(out) == _files(demo[0])
+
+
+def test_regenerates_own_folder_without_completion_marker(demo, tmp_path):
+    """The workflow deletes DEMO_DATA.json before rerunning the generator: the ownership record suffices."""
+    out = tmp_path / "demo"
+    bigger = DemoConfig(**{**SMALL, "n_val": 5, "n_lostandfound": 7})
+    generate(out, bigger, progress=False)
+    (out / MARKER_NAME).unlink()
+    generate(out, DemoConfig(**SMALL), progress=False)
+    assert _files(out) == _files(demo[0])  # the extra val / LostAndFound / Fishyscapes files are gone
 
 
 # -- Cityscapes format --------------------------------------------------------------------------
@@ -287,6 +351,29 @@ def test_fishyscapes_labels(demo):
         assert image.format == "JPEG" and image.size == (128, 64)
 
 
+def test_fishyscapes_lostandfound_labels_and_reader(demo):
+    """Fishyscapes LostAndFound: labels of the first LostAndFound frames, read with their LostAndFound images."""
+    datasets = pytest.importorskip("meta_ood.datasets")
+    out, _ = demo
+    names = sorted(p.name for p in (out / "fishyscapes" / "LostAndFound").iterdir())
+    assert names == ["0000_01_Demo_Ring_1_000000_000040_labels.png", "0001_02_Pixel_Weg_7_000000_000050_labels.png",
+                     "0002_03_Synth_Allee_12_000000_000060_labels.png", "0003_04_Muster_Str_3_000000_000070_labels.png",
+                     "0004_01_Demo_Ring_1_000001_000080_labels.png"]
+    ds = datasets.open_dataset("fishyscapes_lostandfound", str(out / "fishyscapes"), laf_root=str(out / "lostandfound"))
+    assert isinstance(ds, datasets.FishyscapesLostAndFound) and len(ds) == 5
+    assert ds.convention == L.FISHYSCAPES
+    for item in ds:
+        image = Path(item.path)
+        assert image.parent.parent.parent == out / "lostandfound" / "leftImg8bit"
+        ids = _label(Path(str(image).replace("leftImg8bit", "gtCoarse", 1).replace("_leftImg8bit.png", "_gtCoarse_labelIds.png")))
+        expected = np.full(ids.shape, 255, np.uint8)
+        expected[ids == 1] = 0  # free road: in-distribution
+        expected[np.isin(ids, list(LAF_HAZARD_IDS))] = 1  # obstacles: OoD; everything else void
+        np.testing.assert_array_equal(item.label, expected)
+        np.testing.assert_array_equal(item.image, np.asarray(Image.open(image)))
+        assert (item.label == 0).any() and (item.label == 1).any()
+
+
 # -- round trip through the readers --------------------------------------------------------------
 
 
@@ -335,7 +422,7 @@ def test_config_from_dict():
 
 @pytest.mark.parametrize(
     "bad",
-    [{"height": 8}, {"n_val": 0}, {"seed": -1}, {"width": 64.5}, {"n_coco": True},
+    [{"height": 8}, {"n_val": 0}, {"seed": -1}, {"n_fishyscapes_lostandfound": 0}, {"width": 64.5}, {"n_coco": True},
      {"coco_size_range": [90, 50]}, {"coco_small_fraction": 1.5}, {"write_train_ids": ["test"]}],
 )
 def test_config_rejects_bad_values(bad):
@@ -348,6 +435,7 @@ def test_default_config_sizes():
     cfg = DemoConfig()
     assert (cfg.height, cfg.width) == (128, 256)
     assert (cfg.n_train, cfg.n_val, cfg.n_coco, cfg.n_lostandfound, cfg.n_fishyscapes) == (120, 30, 60, 40, 15)
+    assert cfg.n_fishyscapes_lostandfound == 10
     assert cfg.coco_min_size == 128 and cfg.write_train_ids == ("train",)
 
 

@@ -501,3 +501,79 @@ def test_meta_classify_degenerate_tables():
     with pytest.warns(DegenerateInputWarning):
         table, metrics = meta_classify(frame.iloc[:0])
     assert len(table) == 0 and metrics["fallback"] == "no_segments" and metrics["accuracy"] is None
+
+
+# --------------------------------------------------------------------------------------------
+# leave-one-image-out on degenerate groupings: documented results, never an error
+# --------------------------------------------------------------------------------------------
+
+
+def test_logo_with_all_segments_in_one_image_is_unavailable():
+    X, y = segment_data(20, 3, seed=15)
+    frame = _segment_table(X, y)
+    frame["image"] = 7
+    names = reference_feature_names(frame.columns)
+    with pytest.warns(DegenerateInputWarning, match="at least two groups"):
+        table, metrics = meta_classify(frame, groups="image", protocol="logo")
+    assert np.isnan(table["prob_fp"]).all() and not table["pred_fp"].any()
+    assert metrics["fallback"] == "single_group" and "one image" in metrics["fallback_reason"]
+    assert metrics["auroc"] is None and metrics["auprc"] is None and metrics["accuracy"] is None
+    assert metrics["n_groups"] == 1 and metrics["n_single_class_folds"] == 0
+    # the MSP baseline and the full-data model do not depend on the protocol
+    assert metrics["msp_auroc"] == roc_auc_score(y, 1.0 - frame["V"])
+    full = MetaClassifier().fit(frame[names], y)
+    assert metrics["coefficients"] == dict(zip(names, full.coef_[0].tolist()))
+    with pytest.warns(DegenerateInputWarning):
+        assert np.isnan(grouped_cv_predict_proba(X, y, np.zeros(20), on_single_group="nan")).all()
+    _, loo = meta_classify(frame, groups="image", protocol="loo")
+    assert loo["fallback"] is None and loo["auroc"] is not None
+
+
+def test_logo_with_one_class_per_image():
+    X, _ = segment_data(12, 3, seed=16)
+    y = np.array([1] * 5 + [0] * 7)
+    frame = _segment_table(X, y)
+    frame["image"] = np.array([0] * 5 + [1] * 7)
+    names = reference_feature_names(frame.columns)
+    Xs = standardize(frame[names].to_numpy())
+    table, metrics = meta_classify(frame, groups="image", protocol="logo", C=0.8)
+    # every fold trains on one class; with the penalized intercept the fold objective still has a
+    # unique minimizer, computed here directly
+    for g in (0, 1):
+        test = frame["image"].to_numpy() == g
+        theta = scipy_fit(design(Xs[~test]), y[~test].astype(float), 0.8, True)
+        assert np.abs(table["prob_fp"].to_numpy()[test] - expit(design(Xs[test]) @ theta)).max() < 1e-8
+    assert metrics["n_single_class_folds"] == 2 and metrics["fallback"] is None
+    assert metrics["auroc"] == roc_auc_score(y, table["prob_fp"])
+    # without the intercept penalty the limit is the training class frequency: the FP image is
+    # scored 0 (trained on TP only), the TP image 1 -- every FP ranked below every TP
+    with pytest.warns(DegenerateInputWarning, match="single class"):
+        table, metrics = meta_classify(frame, groups="image", protocol="logo", penalize_intercept=False)
+    np.testing.assert_array_equal(table["prob_fp"].to_numpy(), 1.0 - y)
+    assert metrics["auroc"] == 0.0 and metrics["accuracy"] == 0.0 and metrics["n_single_class_folds"] == 2
+
+
+def test_logo_with_one_single_class_fold_and_loo_count():
+    X, _ = segment_data(9, 3, seed=17)
+    y = np.array([1, 1, 1, 0, 0, 0, 0, 1, 0])
+    frame = _segment_table(X, y)
+    frame["image"] = np.array([0, 0, 0, 0, 1, 1, 1, 2, 2])
+    names = reference_feature_names(frame.columns)
+    Xs = standardize(frame[names].to_numpy())
+    table, metrics = meta_classify(frame, groups="image", protocol="logo")
+    # fold 0 keeps images 1 and 2 (TP, TP, TP, FP, TP): both classes; fold 1 and fold 2 as well
+    assert metrics["n_single_class_folds"] == 0
+    for g in (0, 1, 2):
+        test = frame["image"].to_numpy() == g
+        ref = refit_predict(liblinear(), Xs[~test], y[~test], Xs[test])
+        assert np.abs(table["prob_fp"].to_numpy()[test] - ref).max() < 1e-6
+    frame["image"] = np.array([0, 0, 0, 1, 1, 1, 1, 1, 1])  # fold 1 trains on image 0: three FP only
+    table, metrics = meta_classify(frame, groups="image", protocol="logo")
+    assert metrics["n_single_class_folds"] == 1
+    test = frame["image"].to_numpy() == 1
+    theta = scipy_fit(design(Xs[~test]), y[~test].astype(float), 1.0, True)
+    assert np.abs(table["prob_fp"].to_numpy()[test] - expit(design(Xs[test]) @ theta)).max() < 1e-8
+    # leave-one-out: one fold per row, single-class only when the row is its class's only member
+    y1 = np.array([1, 0, 0, 0, 0, 0, 0, 0, 0])
+    _, metrics = meta_classify(_segment_table(X, y1))
+    assert metrics["n_single_class_folds"] == 1

@@ -7,7 +7,6 @@ import argparse
 import fractions
 import json
 import logging
-import os
 import re
 import textwrap
 from pathlib import Path
@@ -17,6 +16,7 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import MODELS_DIR
 from meta_ood.errors import InputError
 from meta_ood.models import (
     MEAN,
@@ -38,8 +38,8 @@ from meta_ood.models import (
 )
 from meta_ood.models.checkpoint import _match_keys
 
-# the published-model reference data: ../shared/models next to the clone, or $META_OOD_MODEL_SCHEMAS
-SCHEMAS = Path(os.environ.get("META_OOD_MODEL_SCHEMAS") or Path(__file__).resolve().parents[2] / "shared" / "models")
+# the published-model reference data kept in the repository (tests/data/models)
+SCHEMAS = MODELS_DIR
 
 # name in the registry -> (schema file stem, key prefix in the schema, fixture key, README counts)
 PAPER_MODELS = {
@@ -74,7 +74,7 @@ TINY_PARAMS = 204_707
 def _schema(name: str) -> list[dict]:
     path = SCHEMAS / f"{PAPER_MODELS[name]['stem']}.state_dict.json"
     if not path.is_file():
-        pytest.fail(f"model schemas not found at {SCHEMAS}; set META_OOD_MODEL_SCHEMAS to the folder")
+        pytest.fail(f"model schemas not found at {SCHEMAS}")
     return json.loads(path.read_text())
 
 
@@ -121,7 +121,7 @@ def test_layer_hyperparameters_match_published_module_tree(name):
     """Stride, padding, dilation, groups, eps and dropout rates, which key shapes cannot show."""
     path = SCHEMAS / f"{PAPER_MODELS[name]['stem']}.modules.txt"
     if not path.is_file():
-        pytest.fail(f"module trees not found at {SCHEMAS}; set META_OOD_MODEL_SCHEMAS to the folder")
+        pytest.fail(f"module trees not found at {SCHEMAS}")
     expected = _layer_lines(path.read_text())
     got = _layer_lines(repr(_meta_model(name)))
     # DualSeg assigns its maxpool twice, which moves it in the printed order: compare it apart
@@ -177,7 +177,7 @@ def forward_run(request):
     spec = PAPER_MODELS[name]
     fixture_path = SCHEMAS / "forward_fixture.json"
     if not fixture_path.is_file():
-        pytest.fail(f"forward fixture not found at {SCHEMAS}; set META_OOD_MODEL_SCHEMAS to the folder")
+        pytest.fail(f"forward fixture not found at {SCHEMAS}")
     reference = json.loads(fixture_path.read_text())[spec["fixture"]]
     model = _meta_model(name)
     model.load_state_dict(_fixture_weights(_schema(name), spec["prefix"]), assign=True)

@@ -388,3 +388,126 @@ def test_violin_histogram_and_quantiles():
             assert v[key]["quantiles"][qq] == np.quantile(q[sel], qq, method="inverted_cdf")
         assert v[key]["min"] == q[sel].min() and v[key]["max"] == q[sel].max()
         assert v[key]["mean"] == pytest.approx(q[sel].mean(), rel=1e-12)
+
+
+# ---------------------------------------------------------------------------------------------
+# unbounded scores: the float16 encoding
+# ---------------------------------------------------------------------------------------------
+
+
+def test_float16_codes_preserve_order_and_roundtrip():
+    codes = np.arange(1 << 16)
+    v = dequantize(codes, 16, "float16")
+    real = ~np.isnan(v) & (codes != 0x7FFF)  # 0x7FFF would be -0, which is stored as +0 (0x8000)
+    assert real.sum() == 2 * (0x7C00 + 1) - 1  # every float16 from -inf to +inf, zero once
+    assert np.all(np.diff(v[real]) > 0)  # integer order = float order
+    np.testing.assert_array_equal(quantize(v[real], 16, "float16"), codes[real])
+    x = np.array([-np.inf, -7e4, -65504.0, -1.5, -0.0, 0.0, 6e-8, 1.0, 1.0001, 65504.0, 7e4, np.inf])
+    c = quantize(x, encoding="float16")
+    assert c.dtype == np.uint16
+    assert c.tolist() == [0x03FF, 0x03FF, 0x0400, 0x41FF, 0x8000, 0x8000, 0x8001, 0xBC00, 0xBC00, 0xFBFF, 0xFC00, 0xFC00]
+    with np.errstate(over="ignore"):
+        x16 = x.astype(np.float16).astype(np.float64) + 0.0  # -0 + 0 = +0
+    np.testing.assert_array_equal(dequantize(c, encoding="float16"), x16)
+    with pytest.raises(InputError, match="NaN"):
+        quantize(np.array([-3.0, np.nan]), encoding="float16")
+    with pytest.raises(InputError, match="bits=16"):
+        quantize(np.zeros(2), 12, "float16")
+    with pytest.raises(InputError, match="encoding"):
+        PooledHistogram(encoding="log")
+
+
+def _logit_images(seed: int, n_images: int = 4, shape=(30, 40)):
+    """Logits rounded to 0.25 (many tied scores); OoD pixels get flatter logits."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n_images):
+        lab = rng.choice(np.array([IN_ID, OUT_ID, VOID], np.uint8), size=shape, p=[0.8, 0.12, 0.08])
+        logits = rng.normal(size=(19, *shape)) * np.where(lab == OUT_ID, 1.5, 4.0)
+        out.append(((np.round(4 * logits) / 4).astype(np.float32), lab))
+    return out
+
+
+@pytest.mark.parametrize("scorer", ["max_logit", "energy"])
+def test_unbounded_scores_are_ranked_exactly(scorer):
+    from meta_ood.pixel_eval import score_encoding
+    from meta_ood.scores import SCORERS
+
+    assert score_encoding(scorer) == "float16"
+    images = [(SCORERS[scorer](lg), lab) for lg, lab in _logit_images(31)]
+    h = PooledHistogram(encoding="float16", image_bits=16)
+    clipped = PooledHistogram()  # the [0, 1] grid: every score of these scorers lands in one bin
+    for k, (s, lab) in enumerate(images):
+        h.update(s, lab, IN_ID, OUT_ID, image_id=f"img{k}")
+        clipped.update(s, lab, IN_ID, OUT_ID)
+    s = np.concatenate([x.ravel() for x, _ in images])
+    lab = np.concatenate([y.ravel() for _, y in images])
+    keep = (lab == IN_ID) | (lab == OUT_ID)
+    q = s[keep].astype(np.float16).astype(np.float64)
+    y = lab[keep] == OUT_ID
+    assert np.unique(q).size < q.size // 2  # ties
+    m = h.metrics()
+    _check_against_sklearn(m, q, y)
+    assert m["auroc"] > 0.8 and m["best_f1_threshold"] in set(q.tolist())
+    fpr, tpr, _ = roc_curve(y, q, drop_intermediate=False)
+    assert m["fpr95"] == pytest.approx(fpr[np.argmax(tpr >= 0.95)], abs=1e-9)
+    assert clipped.metrics()["auroc"] == 0.5  # what clipping to [0, 1] did to these scores
+    # the bootstrap at full resolution resamples exactly the float16 scores of the drawn images
+    reps = bootstrap_replicates(h, n_boot=3, seed=2)
+    w = reps["weights"][1]
+    parts = [images[i] for i in range(len(images)) for _ in range(w[i])]
+    sr = np.concatenate([x.ravel() for x, _ in parts])
+    lr = np.concatenate([y_.ravel() for _, y_ in parts])
+    kr = (lr == IN_ID) | (lr == OUT_ID)
+    qr = sr[kr].astype(np.float16).astype(np.float64)
+    assert reps["auroc"][1] == pytest.approx(roc_auc_score(lr[kr] == OUT_ID, qr), abs=1e-9)
+
+
+def test_float16_histogram_roundtrip_merge_violin(tmp_path):
+    from meta_ood.scores import max_logit
+
+    images = [(max_logit(lg), lab) for lg, lab in _logit_images(32, n_images=5)]
+    single = PooledHistogram(encoding="float16", image_bits=14)
+    a = PooledHistogram(encoding="float16", image_bits=14)
+    b = PooledHistogram(encoding="float16", image_bits=14)
+    for k, (s, lab) in enumerate(images):
+        single.update(s, lab, IN_ID, OUT_ID, image_id=f"img{k}")
+        (a if k < 3 else b).update(s, lab, IN_ID, OUT_ID, image_id=f"img{k}")
+    b.save(tmp_path / "b.npz")
+    loaded = PooledHistogram.load(tmp_path / "b.npz")
+    assert loaded.encoding == "float16"
+    np.testing.assert_array_equal(loaded.values()[loaded.pos + loaded.neg > 0], b.values()[b.pos + b.neg > 0])
+    merged = a.merge(loaded)
+    m1, m2 = merged.metrics(), single.metrics()
+    for key in ("auroc", "auprc", "fpr95", "best_f1", "best_f1_threshold"):
+        assert m1[key] == m2[key]
+    assert m1["best_f1_threshold"] < 0  # a negated max logit, in score units
+    assert bootstrap(merged, n_boot=40, seed=3) == bootstrap(single, n_boot=40, seed=3)
+    with pytest.raises(InputError, match="encoding"):
+        PooledHistogram().merge(PooledHistogram(encoding="float16"))
+
+    s = np.concatenate([x.ravel() for x, _ in images])
+    lab = np.concatenate([y.ravel() for _, y in images])
+    keep = (lab == IN_ID) | (lab == OUT_ID)
+    q, y = s[keep].astype(np.float16).astype(np.float64), lab[keep] == OUT_ID
+    v = score_histogram_for_violin(merged, n_bins=20, quantiles=(0.0, 0.5, 1.0))
+    assert v["encoding"] == "float16"
+    assert v["edges"][0] == q.min() and v["edges"][-1] == q.max()  # the observed range
+    width = (q.max() - q.min()) / 20
+    for key, sel in (("in", ~y), ("out", y)):
+        ref = np.minimum(np.floor((q[sel] - q.min()) / (q.max() - q.min()) * 20), 19).astype(int)
+        np.testing.assert_array_equal(v[key]["counts"], np.bincount(ref, minlength=20))
+        assert np.sum(v[key]["density"]) * width == pytest.approx(1.0)
+        assert v[key]["quantiles"][0.5] == np.quantile(q[sel], 0.5, method="inverted_cdf")
+        assert v[key]["mean"] == pytest.approx(q[sel].mean(), rel=1e-12)
+
+
+def test_version_1_histogram_files_load_as_unit_encoding(tmp_path):
+    h = _fill(_images(6, n_images=2))
+    h.save(tmp_path / "h.npz")
+    with np.load(tmp_path / "h.npz") as z:
+        old = {k: z[k] for k in z.files if k != "encoding"}
+    old["format"] = np.array("meta_ood.PooledHistogram/1")
+    np.savez(tmp_path / "v1.npz", **old)
+    loaded = PooledHistogram.load(tmp_path / "v1.npz")
+    assert loaded.encoding == "unit" and loaded.metrics()["auroc"] == h.metrics()["auroc"]

@@ -210,6 +210,30 @@ def test_scorers_higher_means_more_anomalous():
     np.testing.assert_allclose(scores.SCORERS["msp"](probs), 1 - scores.msp(probs), atol=1e-7)
 
 
+def test_unit_interval_scorers_and_their_histogram_encoding():
+    from meta_ood.pixel_eval import score_encoding
+
+    assert scores.UNIT_INTERVAL_SCORERS | scores.LOGIT_SCORERS == set(scores.SCORERS)
+    assert not scores.UNIT_INTERVAL_SCORERS & scores.LOGIT_SCORERS
+    rng = np.random.default_rng(5)
+    logits = rng.normal(scale=6, size=(19, 30, 40)).astype(np.float32)
+    logits[:, 0, :5] = 0.0  # uniform pixels: the maximal scores
+    logits[3, 1, :5] = 80.0  # one-hot pixels: the minimal ones
+    probs = _softmax(logits.astype(np.float64)).astype(np.float32)
+    for name in scores.UNIT_INTERVAL_SCORERS:
+        out = scores.SCORERS[name](probs)
+        assert -1e-6 <= out.min() and out.max() <= 1 + 1e-6, name
+        assert out[1, :5].max() < 1e-6 and out[0, :5].min() > 0.9, name
+        assert score_encoding(name) == "unit"
+    # the logit scorers leave [0, 1]: the negated max logit of a one-hot pixel is -80
+    assert scores.max_logit(logits)[1, 0] == -80.0
+    assert scores.energy(logits)[0, 0] == pytest.approx(-math.log(19), rel=1e-6)
+    for name in scores.LOGIT_SCORERS:
+        assert score_encoding(name) == "float16"
+    with pytest.raises(InputError, match="unknown scorer"):
+        score_encoding("entropie")
+
+
 # -- bad input ----------------------------------------------------------------------------
 
 

@@ -8,17 +8,17 @@ hand-made cases with known answers.
 from __future__ import annotations
 
 from collections import deque
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import scipy.stats
 
+from conftest import GOLDEN_DIR
 from meta_ood import segments as sg
 from meta_ood.errors import InputError
 
-GOLDEN = Path(__file__).resolve().parents[1].parent / "shared" / "golden"
+GOLDEN = GOLDEN_DIR
 GOLDEN_FILES = sorted(p.name for p in GOLDEN.glob("segments_*.npz"))
 
 INTEGER_PRED = {"iou0", "prc", "S", "S_in", "S_bd"}

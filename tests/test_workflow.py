@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import filecmp
 import os
-import re
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
-from conftest import REPO
+from conftest import REPO, make_real_tree, placeholder_checkpoint, planned_jobs
 
 pytestmark = pytest.mark.slow
 
@@ -26,13 +26,6 @@ def snakemake(workdir: Path, *args: str, timeout: int = 300) -> subprocess.Compl
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
            "--configfile", str(SMOKE), "--cores", "2", *args]
     return subprocess.run(cmd, capture_output=True, text=True, cwd=workdir, timeout=timeout)
-
-
-def planned_jobs(proc: subprocess.CompletedProcess) -> dict[str, int]:
-    """Job counts from Snakemake's 'Job stats' table of a dry run."""
-    out = proc.stdout + proc.stderr
-    stats = out.split("Job stats:")[1] if "Job stats:" in out else ""
-    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", stats, re.M) if m.group(1) != "total"}
 
 
 def table_files(workdir: Path) -> list[Path]:
@@ -58,6 +51,11 @@ def test_smoke_run_builds_every_table_and_figure(smoke_run):
     for name in ("figure3", "figure4", "figure5", "figure7", "figure14", "examples"):
         for ext in ("png", "pdf"):
             assert (res / "figures" / f"{name}.{ext}").stat().st_size > 1000
+    # the third OoD test set of the smoke config (Fishyscapes LostAndFound) has its columns, with numbers
+    table1 = pd.read_csv(res / "tables" / "table1.csv")
+    auroc = table1["fishyscapes_lostandfound_auroc"]
+    assert len(auroc) == 2 and ((auroc > 0) & (auroc <= 1)).all()
+    assert "Fishyscapes LostAndFound" in (res / "tables" / "table1.md").read_text()
     summary = (res / "summary.md").read_text()
     assert "AUPRC" in summary and "meta classification lowers" in summary
     # per-rule logs and benchmarks
@@ -126,26 +124,17 @@ def test_killed_runs_resume_to_identical_tables(smoke_run, tmp_path):
 
 
 def test_paper_config_plans_full_dag_on_real_layouts(tmp_path):
-    """A dry run of config/paper.yaml against a fake tree in the real layouts plans every stage."""
+    """A dry run of config/paper.yaml (roots and checkpoints filled in) plans exactly the paper's models and jobs."""
     cfg = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
-    root = tmp_path / "data"
-    (root / "cityscapes" / "leftImg8bit" / "train" / "aachen").mkdir(parents=True)
-    (root / "cityscapes" / "gtFine" / "train" / "aachen").mkdir(parents=True)
-    (root / "coco" / "annotations").mkdir(parents=True)
-    (root / "coco" / "annotations" / "instances_train2017.json").write_text("{}")
-    (root / "coco" / "train2017").mkdir()
-    (root / "lost_and_found" / "leftImg8bit" / "test").mkdir(parents=True)
-    (root / "fishyscapes" / "Static").mkdir(parents=True)
+    roots = make_real_tree(tmp_path / "data")
     cfg["datasets"] = {
-        "cityscapes": {"root": str(root / "cityscapes")},
-        "coco": {"root": str(root / "coco"), "split": "train2017"},
-        "lostandfound": {"root": str(root / "lost_and_found"), "split": "test"},
-        "fishyscapes_static": {"root": str(root / "fishyscapes"), "split": "Static"},
+        "cityscapes": {"root": str(roots["cityscapes"])},
+        "coco": {"root": str(roots["coco"]), "split": "train2017"},
+        "lostandfound": {"root": str(roots["lostandfound"]), "split": "test"},
+        "fishyscapes_static": {"root": str(roots["fishyscapes"]), "split": "Static"},
     }
     for name, model in cfg["models"].items():
-        ckpt = tmp_path / f"{name}.pth"
-        ckpt.write_bytes(b"checkpoint")
-        model["checkpoint"] = str(ckpt)
+        model["checkpoint"] = str(placeholder_checkpoint(model["arch"], tmp_path / f"{name}.pth"))
     path = tmp_path / "paper.yaml"
     path.write_text(yaml.safe_dump(cfg))
     proc = subprocess.run(
@@ -162,6 +151,9 @@ def test_paper_config_plans_full_dag_on_real_layouts(tmp_path):
     # main model's intermediate epochs on LostAndFound and Cityscapes val (figure 14)
     assert jobs["dump_softmax"] == 2 * 2 * 3 + 3 * 2
     assert jobs["segment_features"] == 2 and jobs["meta_classify"] == 2 * 7 and jobs["segment_eval"] == 2
+    out = proc.stdout + proc.stderr
+    assert "tiny" not in out and "results/paper/models/deeplabv3plus_wrn38/ood/epoch4.pt" in out
+    assert "results/paper/models/dualgcn_resnet50/ood/epoch11.pt" in out
     for rule in ("coco_filter", "table1", "table2", "table3", "figure3", "figure4", "figure5", "figure7", "figure14",
                  "examples", "summary"):
         assert jobs.get(rule) == 1, rule

@@ -7,9 +7,8 @@ import sys
 
 import pandas as pd
 import pytest
-import yaml
 
-from conftest import REPO
+from conftest import REPO, make_real_tree, placeholder_checkpoint, run_snakemake
 
 TINY = {
     "run": "tiny",
@@ -17,17 +16,12 @@ TINY = {
     "demo": {"enabled": True, "root": "data/demo", "height": 64, "width": 128, "n_train": 4, "n_val": 2,
              "n_coco": 16, "n_lostandfound": 3, "n_fishyscapes": 2},
     "coco_filter": {"min_size": 96},
+    "models": {"tiny": {"arch": "tiny"}},
 }
 
 
 def snakemake(workdir, *args, config=None):
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
-           "--cores", "1", *args]
-    if config is not None:
-        path = workdir / "config.yaml"
-        path.write_text(yaml.safe_dump(config))
-        cmd += ["--configfile", str(path)]
-    return subprocess.run(cmd, capture_output=True, text=True, cwd=workdir)
+    return run_snakemake(workdir, *args, config=config, cores=1)
 
 
 @pytest.mark.slow
@@ -57,10 +51,12 @@ def test_lint_is_clean():
 
 def test_real_data_config_plans_without_demo(tmp_path):
     """With demo generation off, coco_filter reads the configured COCO tree and no demo rule exists."""
-    cfg = {"run": "real", "datasets": {"coco": {"root": str(tmp_path / "coco")}}}
-    (tmp_path / "coco" / "annotations").mkdir(parents=True)
-    (tmp_path / "coco" / "annotations" / "instances_train2017.json").write_text("{}")
-    (tmp_path / "coco" / "train2017").mkdir()
+    roots = make_real_tree(tmp_path / "data")
+    cfg = {"run": "real", "coco_filter": {"min_size": 64},
+           "datasets": {"cityscapes": {"root": str(roots["cityscapes"])}, "coco": {"root": str(roots["coco"])},
+                        "lostandfound": {"root": str(roots["lostandfound"])},
+                        "fishyscapes_static": {"root": str(roots["fishyscapes"])}},
+           "models": {"m": {"arch": "tiny", "checkpoint": str(placeholder_checkpoint("tiny", tmp_path / "m.pt"))}}}
     proc = snakemake(tmp_path, "-n", "results/real/coco/selected.csv", config=cfg)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]

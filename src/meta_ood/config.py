@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 
 from meta_ood.errors import InputError
+from meta_ood.io import write_text_atomic
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 
@@ -60,3 +61,9 @@ def load_config(path: str | os.PathLike) -> dict[str, Any]:
         return validate_config(cfg)
     except InputError as exc:
         raise InputError(f"{path}: {exc}") from None
+
+
+def write_config(config: dict[str, Any], path: str | os.PathLike) -> None:
+    """Write the resolved configuration of a run (defaults filled) as YAML, for provenance."""
+    text = "# The configuration this run used, with the schema's defaults filled in.\n"
+    write_text_atomic(path, text + yaml.safe_dump(copy.deepcopy(config), sort_keys=False))

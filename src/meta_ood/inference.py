@@ -5,7 +5,9 @@
 :mod:`meta_ood.store` folder:
 
 * the model runs on CUDA with autocast (float16) when available and on the CPU in float32
-  otherwise, under ``torch.inference_mode``; the softmax over the classes is taken in float32;
+  otherwise, under ``torch.inference_mode``; the softmax over the classes is taken in float32.
+  A device asked for by name (``cuda``, ``cuda:N``) that is not usable is an error, never a
+  silent fallback to the CPU;
 * consecutive images of equal size are batched (``batch_size``);
 * ``sliding_window=(h, w, stride)`` evaluates overlapping ``h x w`` tiles (the last row and
   column of tiles are aligned with the image border) and averages the logits of the tiles that
@@ -38,12 +40,17 @@ from tqdm.auto import tqdm
 
 from meta_ood.errors import InputError
 from meta_ood.labels import EvalConvention
-from meta_ood.models import autocast_context, normalize, select_device
+from meta_ood.models import autocast_context, normalize
 from meta_ood.store import DEFAULT_DTYPE, StoreWriter, parse_shard, sha256_file, shard_range
+from meta_ood.training import require_device
 
 __all__ = ["DumpResult", "dump_softmax", "predict_logits", "run_dump", "sliding_window_starts"]
 
 log = logging.getLogger(__name__)
+
+#: Options of the config's ``inference`` block that say where and how fast, not what is computed:
+#: they are no parameters of the dump rule, so changing them reruns nothing.
+RUNTIME_OPTIONS = ("device", "workers", "shards")
 
 # At most this many batches wait for the background writer (bounds host memory).
 _MAX_PENDING_WRITES = 2
@@ -248,8 +255,9 @@ def dump_softmax(
     batch_size
         Images per forward pass; only consecutive images of equal size share a batch.
     device, amp
-        ``"auto"`` picks CUDA when available; ``amp`` enables float16 autocast on CUDA (never on
-        the CPU). The softmax is always computed in float32.
+        ``"auto"`` picks CUDA when available; ``"cuda"`` / ``"cuda:N"`` without a usable GPU is
+        an :class:`InputError`. ``amp`` enables float16 autocast on CUDA (never on the CPU, where
+        it is ignored). The softmax is always computed in float32.
     dtype, store_logits, compression_level
         Store encoding of the probabilities (``fixed16``, ``float16``, ``float32``; see
         :mod:`meta_ood.store`), whether to keep the logits, and the zlib level.
@@ -274,7 +282,7 @@ def dump_softmax(
         raise InputError(f"batch_size must be >= 1, got {batch_size}")
     batch_size = int(batch_size)
     window = _check_window(sliding_window)
-    dev = select_device(device)
+    dev = require_device(device, "device")
     total = len(dataset)
     images = shard_range(total, i, n, align=batch_size)
     was_training = model.training
@@ -423,9 +431,18 @@ def run_dump_stage(
     shard: tuple[int, int] = (0, 1),
     model_name: str | None = None,
     progress: bool = True,
+    device_key: str = "inference.device",
 ) -> DumpResult:
-    """The dump_softmax rule: ``dataset`` = {kind, root, split}, ``options`` = the config's ``inference`` block."""
+    """The dump_softmax rule: ``dataset`` = {kind, root, split, reader options such as ``laf_root``}.
+
+    ``options`` is the config's ``inference`` block; ``device_key`` names the device option in errors.
+
+    Only ``batch_size``, ``dtype``, ``store_logits``, ``amp`` and ``sliding_window`` change the
+    stored probabilities; ``device`` and ``workers`` only say where and how fast (the rule reads
+    them from the config, not from its params, so changing them reruns nothing).
+    """
     sliding = options.get("sliding_window")
+    device = require_device(options.get("device", "auto"), device_key)
     result = run_dump(
         arch,
         checkpoint,
@@ -434,8 +451,9 @@ def run_dump_stage(
         dataset.get("split"),
         out_folder,
         num_classes=num_classes,
+        dataset_options={k: v for k, v in dataset.items() if k not in ("kind", "root", "split")},
         batch_size=int(options.get("batch_size", 1)),
-        device=options.get("device", "auto"),
+        device=device,
         amp=bool(options.get("amp", True)),
         dtype=options.get("dtype", DEFAULT_DTYPE),
         store_logits=bool(options.get("store_logits", False)),

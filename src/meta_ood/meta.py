@@ -63,6 +63,16 @@ Degenerate input
   which is computed (liblinear itself refuses one-class data); with ``penalize_intercept=False`` no
   minimizer exists (the intercept diverges), and the limit of the predictions, the training class
   frequency (0 or 1), is returned with a :class:`DegenerateInputWarning`.
+* Leave-one-image-out with all segments in one image: no fold has training rows, so the protocol
+  has no estimate. :func:`grouped_cv_predict_proba` raises with ``on_single_group="raise"``; with
+  ``on_single_group="nan"`` (what :func:`meta_classify` uses) every probability is NaN and a
+  :class:`DegenerateInputWarning` is issued; :func:`meta_classify` then reports the protocol as
+  unavailable: ``fallback = "single_group"``, AUROC / AUPRC / accuracy None, ``pred_fp`` False.
+  Substituting leave-one-out would pass correlated segments of the same image off as an image-level
+  estimate, so it is not done.
+* Folds whose training rows hold one class are solved as described above (with two images, each
+  holding one class, every fold is such a fold); :func:`meta_classify` reports their number as
+  ``n_single_class_folds`` so that a table built on such folds can be recognized.
 * Fewer rows than features and constant columns are fine: the L2 penalty keeps the problem
   strictly convex; a constant column standardizes to 0.
 * NaN or inf in the features: :class:`~meta_ood.errors.InputError` naming the column.
@@ -824,6 +834,7 @@ def grouped_cv_predict_proba(
     max_iter: int = 100,
     on_single_class: str = "raise",
     blas_threads: int | None = 1,
+    on_single_group: str = "raise",
 ) -> np.ndarray:
     """Leave-one-group-out (e.g. leave-one-image-out) probability of FP for every segment.
 
@@ -832,9 +843,12 @@ def grouped_cv_predict_proba(
     (same iteration and tolerance as :func:`loo_predict_proba`, with the fold Hessian at the
     full-data solution factorized per group). Segments of one image are correlated, so this is the
     honest estimate of how the meta classifier does on unseen images. Parameters as in
-    :func:`loo_predict_proba`; ``groups`` holds one group label (e.g. the image) per row, at least
-    two distinct ones.
+    :func:`loo_predict_proba`; ``groups`` holds one group label (e.g. the image) per row.
+    ``on_single_group``: with a single distinct group no fold has training rows; "raise" raises
+    :class:`InputError`, "nan" returns NaN for every row with a :class:`DegenerateInputWarning`.
     """
+    if on_single_group not in ("raise", "nan"):
+        raise InputError(f"on_single_group = {on_single_group!r}: expected 'raise' or 'nan'")
     A, t = _prepare(X, y, C, standardize, tol, max_iter, on_single_class)
     n = A.shape[0]
     g = np.asarray(groups)
@@ -849,7 +863,12 @@ def grouped_cv_predict_proba(
     codes = codes.ravel()
     n_groups = int(codes.max()) + 1
     if n_groups < 2:
-        raise InputError(f"groups: leave-one-group-out needs at least two groups, got only {g[0]!r}")
+        msg = (f"groups: leave-one-group-out needs at least two groups, got only {g[0]!r}: no fold has "
+               "training rows")
+        if on_single_group == "raise":
+            raise InputError(msg + " (pass on_single_group='nan' to get NaN probabilities instead)")
+        warnings.warn(msg + "; every probability is NaN", DegenerateInputWarning, stacklevel=2)
+        return np.full(n, np.nan)
     order = np.argsort(codes, kind="stable")
     indptr = np.concatenate([[0], np.cumsum(np.bincount(codes, minlength=n_groups))])
     with threadpool_limits(limits=blas_threads, user_api="blas"):
@@ -975,12 +994,16 @@ def meta_classify(
     Returns
     -------
     (DataFrame, dict)
-        Per segment (same index as ``features``): ``prob_fp`` (held-out probability of FP),
-        ``iou0`` (the target), ``pred_fp`` (``prob_fp > 0.5``), ``group`` (if given) and ``msp``
-        (if available). The dict holds the protocol and settings, counts, ``auroc``, ``auprc``,
-        ``accuracy`` (None where undefined), ``msp_auroc`` / ``msp_auprc``, the full-data model's
-        ``coefficients`` (per standardized feature) and ``intercept``, and ``fallback`` (None, or
-        ``"single_class"`` / ``"no_segments"`` when the documented fallback was used).
+        Per segment (same index as ``features``): ``prob_fp`` (held-out probability of FP; NaN
+        when the protocol is unavailable), ``iou0`` (the target), ``pred_fp`` (``prob_fp > 0.5``,
+        False for NaN), ``group`` (if given) and ``msp`` (if available). The dict holds the
+        protocol and settings, counts, ``auroc``, ``auprc``, ``accuracy`` (None where undefined),
+        ``msp_auroc`` / ``msp_auprc``, the full-data model's ``coefficients`` (per standardized
+        feature) and ``intercept``, ``n_single_class_folds`` (folds whose training rows hold one
+        class, see "Degenerate input"), ``fallback`` (None, or the documented fallback used:
+        ``"no_segments"``, ``"single_class"`` -- every probability is the class frequency --, or
+        ``"single_group"`` -- logo with all segments in one image: unavailable, NaN) and
+        ``fallback_reason`` (a sentence, or None).
     """
     if not isinstance(features, pd.DataFrame):
         raise InputError(f"features: expected a pandas DataFrame (one row per segment), got {type(features).__name__}")
@@ -1009,12 +1032,15 @@ def meta_classify(
     else:
         msp_v = None
 
-    fallback = None
+    n_groups = None if gv is None else int(len(pd.unique(gv)))
+    fallback = reason = None
     coefficients: dict[str, float] | None = None
     intercept: float | None = None
     if n == 0 or t.min() == t.max():
         proba = _single_class_fallback(t, on_single_class)
         fallback = "no_segments" if n == 0 else "single_class"
+        reason = ("no segments at this threshold" if n == 0 else
+                  f"all {n} segments have iou0 = {int(t[0])}: every probability is the class frequency {int(t[0])}")
     else:
         kw = dict(
             C=C,
@@ -1027,7 +1053,11 @@ def meta_classify(
         if protocol == "loo":
             proba = loo_predict_proba(X, t, **kw)
         else:
-            proba = grouped_cv_predict_proba(X, t, gv, **kw)
+            proba = grouped_cv_predict_proba(X, t, gv, on_single_group="nan", **kw)
+            if n_groups < 2:
+                fallback = "single_group"
+                reason = (f"all {n} segments come from one image ({gv[0]!r}): leave-one-image-out has no fold with "
+                          "training segments, so it gives no estimate (probabilities NaN, metrics None); see 'loo'")
         model = MetaClassifier(
             C=C,
             penalize_intercept=penalize_intercept,
@@ -1047,7 +1077,10 @@ def meta_classify(
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DegenerateInputWarning)
-        scores = evaluate(t, proba)
+        if fallback == "single_group":
+            scores = {"auroc": None, "auprc": None, "accuracy": None}
+        else:
+            scores = evaluate(t, proba)
         base = msp_baseline(msp_v, t) if msp_v is not None else None
     metrics: dict[str, Any] = {
         "protocol": protocol,
@@ -1066,8 +1099,24 @@ def meta_classify(
         "msp_auprc": None if base is None else base["auprc"],
         "coefficients": coefficients,
         "intercept": intercept,
+        "n_single_class_folds": _single_class_folds(t, None if protocol == "loo" else gv),
         "fallback": fallback,
+        "fallback_reason": reason,
     }
     if gv is not None:
-        metrics["n_groups"] = int(len(pd.unique(gv)))
+        metrics["n_groups"] = n_groups
     return table, metrics
+
+
+def _single_class_folds(t: np.ndarray, groups: Any) -> int:
+    """Number of folds (rows for leave-one-out, groups otherwise) whose training rows hold one class."""
+    n, n_pos = t.shape[0], float(t.sum())
+    if n == 0 or n_pos in (0.0, float(n)):
+        return 0
+    if groups is None:
+        return int(n_pos == 1) + int(n - n_pos == 1)
+    _, codes = np.unique(np.asarray(groups), return_inverse=True)
+    size = np.bincount(codes.ravel())
+    pos = np.bincount(codes.ravel(), weights=t)
+    pos_train, n_train = n_pos - pos, n - size
+    return int(np.sum((n_train > 0) & ((pos_train == 0) | (pos_train == n_train))))

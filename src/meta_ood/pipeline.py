@@ -92,19 +92,21 @@ def threshold_tag(t: float) -> str:
 
 def train_baseline_stage(
     cityscapes_root: str, split: str, out_checkpoint: str | os.PathLike, train_options: dict[str, Any], progress: bool = True,
-    on_config_change: str = "restart",
+    device_key: str = "device",
 ) -> Path:
     """Train the demo's in-distribution network from scratch (λ = 0, no COCO) and save it as ``out_checkpoint``.
 
-    The per-epoch checkpoints go to ``<out_checkpoint stem>_epochs/`` so an interrupted run resumes.
+    The per-epoch checkpoints go to ``<out_checkpoint stem>_epochs/`` so an interrupted run resumes
+    (and one with other weight options stops, see :func:`meta_ood.training.check_resume`).
+    ``device_key`` names the config key of the device in error messages.
     """
     from meta_ood.datasets import Cityscapes
-    from meta_ood.training import TrainConfig, train
+    from meta_ood.training import baseline_config, baseline_work_dir, train
 
-    cfg = TrainConfig.from_dict({**train_options, "lam": 0.0, "ood_ratio": 0.0})
+    cfg = baseline_config(train_options)
     out_checkpoint = Path(out_checkpoint)
-    work = out_checkpoint.with_name(out_checkpoint.stem + "_epochs")
-    paths = train(cfg, Cityscapes(cityscapes_root, split), None, work, progress=progress, on_config_change=on_config_change)
+    paths = train(cfg, Cityscapes(cityscapes_root, split), None, baseline_work_dir(out_checkpoint), progress=progress,
+                  device_key=device_key)
     with atomic_path(out_checkpoint) as tmp:
         shutil.copyfile(paths[-1], tmp)
     return out_checkpoint
@@ -121,20 +123,25 @@ def finetune_stage(
     train_options: dict[str, Any],
     progress: bool = True,
     stop_after: int | None = None,
-    on_config_change: str = "restart",
+    ood_id: int | None = None,
+    device_key: str = "device",
 ) -> list[Path]:
     """OoD fine-tuning with entropy maximization: Cityscapes train mixed with the selected COCO proxies.
 
     ``stop_after`` ends after that epoch; a later call with a larger value resumes from its checkpoint.
+    ``ood_id`` is the value of the OoD pixels in the masks (config ``coco_filter.ood_id``; None:
+    ``train_options['ood_id']``, else 254); the masks are read and the loss computed with it.
+    ``device_key`` names the config key of the device in error messages.
     """
     from meta_ood.datasets import Cityscapes, CocoImages
     from meta_ood.training import TrainConfig, train
 
-    cfg = TrainConfig.from_dict(train_options)
+    options = dict(train_options) if ood_id is None else {**train_options, "ood_id": ood_id}
+    cfg = TrainConfig.from_dict(options)
     cs = Cityscapes(cityscapes_root, cityscapes_split)
-    coco = CocoImages(coco_root, coco_split, masks_dir=coco_masks)
+    coco = CocoImages(coco_root, coco_split, masks_dir=coco_masks, ood_id=cfg.ood_id)
     return train(cfg, cs, coco, out_dir, init_checkpoint=init_checkpoint, progress=progress, stop_after=stop_after,
-                 on_config_change=on_config_change)
+                 device_key=device_key)
 
 
 # ----------------------------------------------------------------------------- pixel evaluation
@@ -153,20 +160,22 @@ def pixel_eval_stage(
     """Pixel-level evaluation of one softmax store.
 
     OoD datasets (the store has an in/out convention): AUROC, FPR95, AUPRC and best F1 of the
-    normalized entropy over all evaluated pixels pooled over the dataset, with image-bootstrap
-    intervals, thinned ROC/PR curves and violin histograms; the pooled histogram goes to
-    ``out_npz``. Cityscapes (no convention): mIoU with an extra OoD class for entropy >= t
-    (paper fig. 5); ``out_npz`` then holds the confusion matrices.
+    ``scorer`` (default: normalized entropy) over all evaluated pixels pooled over the dataset,
+    with image-bootstrap intervals, thinned ROC/PR curves and violin histograms; the pooled
+    histogram goes to ``out_npz``. Scores in [0, 1] use the histogram's "unit" encoding, the
+    unbounded logit scorers its exact "float16" encoding (``encoding`` in the JSON; bootstrap at
+    14 bits, i.e. 8 of the 10 float16 mantissa bits). Cityscapes (no convention): mIoU with an
+    extra OoD class for normalized entropy >= t (paper fig. 5, whatever the scorer); ``out_npz``
+    then holds the confusion matrices.
     """
     from tqdm.auto import tqdm
 
     from meta_ood import pixel_eval as pe
-    from meta_ood.scores import SCORERS, normalized_entropy
+    from meta_ood.scores import LOGIT_SCORERS, SCORERS, normalized_entropy
     from meta_ood.store import StoreReader
 
     reader = StoreReader(store_dir)
-    if scorer not in SCORERS:
-        raise InputError(f"unknown scorer {scorer!r}; expected one of {sorted(SCORERS)}")
+    encoding = pe.score_encoding(scorer)
     conv = reader.convention
     result: dict[str, Any] = {
         "store": str(store_dir), "model": reader.model, "dataset": reader.dataset_kind, "n_images": len(reader),
@@ -189,15 +198,16 @@ def pixel_eval_stage(
                     f"confusion_{'inf' if math.isinf(t) else f'{t:g}'}": acc.confusion(t) for t in res
                 })
     else:
-        hist = pe.PooledHistogram()
+        hist = pe.PooledHistogram(encoding=encoding, image_bits=12 if encoding == "unit" else 14)
         score_fn = SCORERS[scorer]
         for img in bar:
-            src = img.logits if scorer in ("max_logit", "energy") else img.probs
+            src = img.logits if scorer in LOGIT_SCORERS else img.probs
             if src is None:
                 raise InputError(f"{store_dir}: scorer {scorer!r} needs logits, but the store has none (store_logits: true)")
             hist.update(score_fn(src), img.label, conv.train_id_in, conv.train_id_out, image_id=img.name)
         metrics = hist.metrics(curve_points=CURVE_POINTS)
         result["kind"] = "ood"
+        result["encoding"] = encoding
         for key in ("auroc", "auprc", "fpr95", "best_f1", "best_f1_threshold", "n_pos", "n_neg"):
             result[key] = metrics[key]
         result["roc"] = {k: metrics["roc"][k] for k in ("fpr", "tpr")}
@@ -209,6 +219,7 @@ def pixel_eval_stage(
                                    **{k: list(v) for k, v in ci.items()}}
         violin = pe.score_histogram_for_violin(hist, n_bins=100)
         result["violin"] = {
+            "edges": violin["edges"],
             "centers": violin["centers"],
             **{side: {"density": violin[side]["density"], "quantiles": violin[side]["quantiles"]} for side in ("in", "out")},
         }
@@ -345,7 +356,9 @@ def meta_classify_stage(
     (``prob_fp``; ``loo`` = leave-one-out, the paper's protocol); further protocols add
     ``prob_fp_<protocol>`` columns (``logo`` = leave-one-image-out, the honest protocol since
     segments of one image are correlated). The JSON holds AUROC / AUPRC / accuracy per protocol
-    and the MSP baseline of paper table 3.
+    and the MSP baseline of paper table 3. A protocol that cannot be evaluated never stops the
+    workflow: it reports ``fallback`` and ``fallback_reason`` (see :func:`meta_ood.meta.meta_classify`;
+    e.g. ``logo`` with all segments in one image is unavailable: NaN probabilities, None metrics).
     """
     from meta_ood.meta import meta_classify
     from meta_ood.segments import feature_names
@@ -360,7 +373,8 @@ def meta_classify_stage(
                                "n_segments": int(len(seg)), "protocols": {}}
     for k, protocol in enumerate(protocols):
         if len(seg) == 0:
-            summary["protocols"][protocol] = {"fallback": "no_segments", "n": 0}
+            summary["protocols"][protocol] = {"fallback": "no_segments", "fallback_reason": "no segments at this threshold",
+                                              "n": 0}
             out["prob_fp" if k == 0 else f"prob_fp_{protocol}"] = pd.Series(dtype=float)
             continue
         per_seg, metrics = meta_classify(
@@ -391,7 +405,12 @@ def segment_eval_stage(
     meta_threshold: float = 0.5,
     reference_fp_after: bool = False,
 ) -> dict[str, Any]:
-    """FP, FN, their sum and the road miss rate ε before and after meta classification, per threshold (paper table 2)."""
+    """FP, FN, their sum and the road miss rate ε before and after meta classification, per threshold (paper table 2).
+
+    A segment is removed when its ``prob_fp`` (the first meta protocol) exceeds ``meta_threshold``.
+    When that protocol gave no estimate (``prob_fp`` NaN for every segment: leave-one-image-out
+    with all segments in one image), the "after" numbers are None and ``meta_unavailable`` says why.
+    """
     from meta_ood.segment_eval import detection_errors
 
     segments_dir, meta_dir = Path(segments_dir), Path(meta_dir)
@@ -407,10 +426,19 @@ def segment_eval_stage(
         gt = read_parquet(segments_dir / f"{tag}.gt.parquet")
         overlaps = read_parquet(segments_dir / f"{tag}.overlaps.parquet")
         meta = read_parquet(meta_dir / f"{tag}.parquet")
+        unavailable = None
         if len(pred):
             if len(meta) != len(pred) or not (meta["image"].to_numpy() == pred["image"].to_numpy()).all():
                 raise InputError(f"{meta_dir / f'{tag}.parquet'}: rows do not match the segments of {segments_dir / f'{tag}.parquet'}")
-            pred = pred.assign(prob_fp=meta["prob_fp"].to_numpy())
+            prob = meta["prob_fp"].to_numpy(dtype=float)
+            if np.isnan(prob).all():
+                unavailable = (f"{meta_dir / f'{tag}.parquet'}: prob_fp is NaN for every segment (the meta protocol gave "
+                               "no estimate, see its JSON), so the 'after' numbers are None")
+            elif np.isnan(prob).any():
+                raise InputError(f"{meta_dir / f'{tag}.parquet'}: prob_fp is NaN for {int(np.isnan(prob).sum())} of "
+                                 f"{len(prob)} segments: expected probabilities for all or (protocol unavailable) none")
+            else:
+                pred = pred.assign(prob_fp=prob)
         else:
             pred = pd.DataFrame({"image": [], "segment": [], "iou0": [], "n_gt_in": [], "prob_fp": []})
         if len(gt) == 0:
@@ -419,6 +447,9 @@ def segment_eval_stage(
             overlaps = pd.DataFrame({"image": [], "pred_segment": [], "gt_segment": [], "n_pixels": []})
         errors = detection_errors(pred, gt, meta_threshold=meta_threshold, overlaps=overlaps,
                                   n_gt_in_total=n_gt_in_total, reference_fp_after=reference_fp_after)
+        if unavailable is not None:
+            errors.update({"meta_threshold": float(meta_threshold), "n_removed": None, "fp_after": None,
+                           "fn_after": None, "total_after": None, "eps_after": None, "meta_unavailable": unavailable})
         errors["components"] = components.get(tag)
         result["thresholds"][tag] = errors
     write_json(out_json, result)
@@ -443,11 +474,13 @@ def summary_stage(
     detection errors before / after meta classification, with the two checks of the paper's direction:
     AUPRC rises with OoD training, and meta classification lowers the total number of errors (t >= 0.3).
     """
-    lines = [f"# meta-ood run `{run}`", "", "## Pixel-level OoD detection (normalized entropy)", "",
+    pixel_results = [read_json(e["path"]) for e in pixel_entries]
+    scorers = sorted({str(r.get("scorer", "entropy")) for r in pixel_results}) or ["entropy"]
+    score_name = "normalized entropy" if scorers == ["entropy"] else "scorer " + ", ".join(scorers)
+    lines = [f"# meta-ood run `{run}`", "", f"## Pixel-level OoD detection ({score_name})", "",
              "| model | variant | dataset | AUROC | FPR95 | AUPRC |", "| --- | --- | --- | --- | --- | --- |"]
     auprc: dict[tuple[str, str], dict[str, float]] = {}
-    for e in pixel_entries:
-        r = read_json(e["path"])
+    for e, r in zip(pixel_entries, pixel_results):
         lines.append(f"| {e['model']} | {e['label']} | {e['dataset']} | {_fmt(r.get('auroc'))} | {_fmt(r.get('fpr95'))} | {_fmt(r.get('auprc'))} |")
         auprc.setdefault((e["model"], e["dataset"]), {})[e["label"]] = r.get("auprc")
     if miou_entries:

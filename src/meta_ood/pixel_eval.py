@@ -6,7 +6,10 @@ predicted as OoD); figure 3 (violin plots).
 
 Scores and resolution
 ---------------------
-OoD scores (normalized entropy) live in [0, 1]. They are quantized to ``2**bits`` integer bins by
+A histogram stores every pixel's score as an integer bin index; the *encoding* says how.
+
+``encoding="unit"`` (default) is for scores in [0, 1] (normalized entropy, variation ratio,
+probability margin, 1 - MSP). They are quantized to ``2**bits`` integer bins by
 
     bin = floor(clip(s, 0, 1) * (2**bits - 1) + 0.5)          (computed in float64)
 
@@ -16,10 +19,26 @@ Bin k therefore holds the scores in ``[(k - 0.5) / M, (k + 0.5) / M)`` with ``M 
 (exactly 0.0 and 1.0 at the ends). Scores outside [0, 1] are clipped; NaN is an input error.
 With the default ``bits = 16`` the grid spacing is 1.5e-5.
 
-All ranking metrics computed from a :class:`PooledHistogram` are *exact* for the quantized scores:
-they equal scikit-learn's ``roc_auc_score``, ``average_precision_score``, ``roc_curve`` and
-``precision_recall_curve`` evaluated on ``dequantize(quantize(s))`` (ties included), while memory
-does not depend on the number of pixels.
+``encoding="float16"`` is for unbounded scores (negated max logit, free energy), which clipping
+to [0, 1] would collapse into one bin. Every score is rounded to float16 (numpy's cast, round to
+nearest even; magnitudes above 65504 become +-inf) and its 16-bit pattern ``u`` is mapped to the
+order-preserving code
+
+    code = ~u (all bits flipped)       for negative values (sign bit set),
+    code = u | 0x8000                   for positive values and zero (-0 is taken as +0),
+
+so that integer order equals float order: -inf is code 0x03FF, 0 is 0x8000, +inf 0xFC00 (codes
+of NaN patterns stay empty). :func:`dequantize` returns the float16 value of a code (as float64).
+``bits`` must be 16; +-inf are allowed, NaN is an input error. The relative resolution is
+2**-11 (4.9e-4), i.e. ties are exactly the scores equal after rounding to float16.
+
+With either encoding, all ranking metrics computed from a :class:`PooledHistogram` are *exact*
+for the quantized scores: they equal scikit-learn's ``roc_auc_score``, ``average_precision_score``,
+``roc_curve`` and ``precision_recall_curve`` evaluated on ``dequantize(quantize(s))`` (ties
+included), while memory does not depend on the number of pixels. Thresholds
+(``best_f1_threshold``, curve thresholds, violin bins and quantiles) are reported in score units.
+:func:`score_encoding` gives the encoding of a scorer of :data:`meta_ood.scores.SCORERS`; the
+encoding is saved with the histogram, so a loaded histogram reports the same units.
 
 Pixel roles
 -----------
@@ -44,6 +63,8 @@ from meta_ood.errors import InputError
 from meta_ood.labels import NUM_CLASSES, VOID_ID
 
 __all__ = [
+    "ENCODINGS",
+    "score_encoding",
     "quantize",
     "dequantize",
     "PooledHistogram",
@@ -57,6 +78,11 @@ __all__ = [
 ]
 
 MAX_BITS = 24
+#: Score encodings of a histogram: "unit" (scores in [0, 1]), "float16" (unbounded scores).
+ENCODINGS: tuple[str, ...] = ("unit", "float16")
+_FORMAT = "meta_ood.PooledHistogram/2"
+_FORMATS_READ = ("meta_ood.PooledHistogram/1", _FORMAT)  # version 1 predates encodings: "unit"
+_F16_SIGN = 0x8000
 DEFAULT_MIOU_THRESHOLDS: tuple[float, ...] = tuple(round(0.1 * k, 1) for k in range(1, 11))
 
 
@@ -75,16 +101,51 @@ def _bin_dtype(bits: int) -> type:
     return np.uint16 if bits <= 16 else np.uint32
 
 
-def quantize(scores: np.ndarray, bits: int = 16) -> np.ndarray:
-    """Map scores in [0, 1] to integer bins ``floor(clip(s, 0, 1) * (2**bits - 1) + 0.5)``.
+def _check_encoding(encoding: Any, bits: int) -> str:
+    if encoding not in ENCODINGS:
+        raise InputError(f"encoding={encoding!r}: expected one of {list(ENCODINGS)}")
+    if encoding == "float16" and bits != 16:
+        raise InputError(f"encoding='float16' with bits={bits}: the float16 codes need bits=16")
+    return str(encoding)
 
-    Returns an unsigned integer array of the input's shape (uint16 for ``bits <= 16``, else
-    uint32). Values outside [0, 1] are clipped; NaN raises :class:`InputError`.
+
+def score_encoding(scorer: str) -> str:
+    """Histogram encoding of a scorer of :data:`meta_ood.scores.SCORERS`: "unit" for the scores
+    bounded to [0, 1], "float16" for the unbounded ones (max logit, energy)."""
+    from meta_ood.scores import SCORERS, UNIT_INTERVAL_SCORERS
+
+    if scorer not in SCORERS:
+        raise InputError(f"unknown scorer {scorer!r}; expected one of {sorted(SCORERS)}")
+    return "unit" if scorer in UNIT_INTERVAL_SCORERS else "float16"
+
+
+def _float16_codes(x: np.ndarray) -> np.ndarray:
+    """Order-preserving uint16 codes of the float16-rounded values of ``x`` (no NaN)."""
+    with np.errstate(over="ignore"):
+        u = np.array(x, dtype=np.float16, order="C").view(np.uint16)
+    u = np.where(u == _F16_SIGN, np.uint16(0), u)  # -0 -> +0: one bin for zero
+    return np.where(u >= _F16_SIGN, ~u, u | np.uint16(_F16_SIGN)).astype(np.uint16)
+
+
+def quantize(scores: np.ndarray, bits: int = 16, encoding: str = "unit") -> np.ndarray:
+    """Integer bins of scores (see "Scores and resolution" in the module docstring).
+
+    ``encoding="unit"``: ``floor(clip(s, 0, 1) * (2**bits - 1) + 0.5)``, an unsigned integer array
+    of the input's shape (uint16 for ``bits <= 16``, else uint32); values outside [0, 1] are
+    clipped. ``encoding="float16"``: the order-preserving uint16 code of ``float16(s)`` (``bits``
+    must be 16; +-inf allowed). NaN raises :class:`InputError`.
     """
     bits = _check_bits(bits)
+    encoding = _check_encoding(encoding, bits)
     s = np.asarray(scores)
     if s.dtype.kind not in "fiub":
         raise InputError(f"scores of dtype {s.dtype}: expected a real-valued array")
+    if encoding == "float16":
+        if s.dtype.kind == "f" and np.isnan(s).any():
+            raise InputError(
+                f"scores contain {int(np.isnan(s).sum())} NaN value(s): expected real scores (+-inf allowed)"
+            )
+        return _float16_codes(s)
     m = float((1 << bits) - 1)
     x = s.astype(np.float64, copy=True)
     if np.isnan(x).any():
@@ -96,14 +157,20 @@ def quantize(scores: np.ndarray, bits: int = 16) -> np.ndarray:
     return x.astype(_bin_dtype(bits))
 
 
-def dequantize(bins: np.ndarray, bits: int = 16) -> np.ndarray:
-    """Grid value ``k / (2**bits - 1)`` (float64) of every bin index k."""
+def dequantize(bins: np.ndarray, bits: int = 16, encoding: str = "unit") -> np.ndarray:
+    """Score value (float64) of every bin index: ``k / (2**bits - 1)`` for the "unit" encoding,
+    the float16 value of the code for "float16" (NaN for the codes of NaN patterns)."""
     bits = _check_bits(bits)
+    encoding = _check_encoding(encoding, bits)
     b = np.asarray(bins)
     if b.dtype.kind not in "iu":
         raise InputError(f"bins of dtype {b.dtype}: expected integer bin indices")
     if b.size and (b.min() < 0 or b.max() > (1 << bits) - 1):
         raise InputError(f"bin indices outside 0..{(1 << bits) - 1} for bits={bits}")
+    if encoding == "float16":
+        c = b.astype(np.uint16)
+        u = np.where(c >= _F16_SIGN, c & np.uint16(0x7FFF), ~c).astype(np.uint16)
+        return u.view(np.float16).astype(np.float64)
     return b.astype(np.float64) / float((1 << bits) - 1)
 
 
@@ -259,6 +326,8 @@ def _metrics_from_counts(
 class PooledHistogram:
     """Streaming per-bin counts of in-distribution (negative) and OoD (positive) pixels.
 
+    * ``encoding``: how scores map to bins, "unit" (scores in [0, 1]) or "float16" (unbounded
+      scores, ``bits`` = 16); see "Scores and resolution" in the module docstring.
     * ``pos`` / ``neg``: int64 counts per score bin (``2**bits`` each), pooled over all images;
       memory is independent of the number of pixels.
     * Per image, the same counts at the coarser resolution ``image_bits`` (bin ``k >> (bits -
@@ -267,12 +336,15 @@ class PooledHistogram:
       ``image_bits=None`` (or ``= bits``) gives a bootstrap at full resolution (more memory and
       time: both grow with the number of distinct bins). The bootstrap resamples are evaluated on
       scores quantized to ``image_bits``, the point estimate of :meth:`metrics` on ``bits``.
+      Coarse bins are consecutive fine bins, so they keep the score order in both encodings
+      (float16 codes at ``image_bits`` keep ``image_bits - 6`` of the 10 mantissa bits).
     * ``image_ids``: one id per image (``""`` when none was given); non-empty ids must be unique
       so that merging shards cannot count an image twice.
     """
 
-    def __init__(self, bits: int = 16, image_bits: int | None = 12):
+    def __init__(self, bits: int = 16, image_bits: int | None = 12, encoding: str = "unit"):
         self.bits = _check_bits(bits)
+        self.encoding = _check_encoding(encoding, self.bits)
         ib = self.bits if image_bits is None else _check_bits(image_bits, "image_bits")
         if ib > self.bits:
             raise InputError(f"image_bits={ib}: expected at most bits={self.bits}")
@@ -314,7 +386,7 @@ class PooledHistogram:
     def update(
         self, scores: np.ndarray, labels: np.ndarray, in_id: int, out_id: int, image_id: str | int | None = None
     ) -> None:
-        """Add one image: ``scores`` (H, W) in [0, 1] and train-id ``labels`` (H, W)."""
+        """Add one image: ``scores`` (H, W) (in [0, 1] for the "unit" encoding) and train-id ``labels`` (H, W)."""
         name = "" if image_id is None else str(image_id)
         where = f"image {name!r}" if name else f"image #{self.n_images}"
         scores = np.asarray(scores)
@@ -330,7 +402,7 @@ class PooledHistogram:
         if name and name in self._id_set:
             raise InputError(f"image id {name!r} was already added to this histogram: expected unique image ids")
         try:
-            bins = quantize(scores.reshape(-1), self.bits)
+            bins = quantize(scores.reshape(-1), self.bits, self.encoding)
         except InputError as exc:
             raise InputError(f"{where}: {exc}") from None
         nb = 1 << self.bits
@@ -357,6 +429,11 @@ class PooledHistogram:
             raise InputError(
                 f"cannot merge histograms with bits/image_bits {other.bits}/{other.image_bits} into "
                 f"{self.bits}/{self.image_bits}: expected equal resolutions"
+            )
+        if other.encoding != self.encoding:
+            raise InputError(
+                f"cannot merge a histogram of encoding {other.encoding!r} into one of encoding {self.encoding!r}: "
+                "expected scores of the same scorer"
             )
         dup = sorted(self._id_set & other._id_set)
         if dup:
@@ -394,7 +471,8 @@ class PooledHistogram:
             with os.fdopen(fd, "wb") as fh:
                 np.savez_compressed(
                     fh,
-                    format=np.array("meta_ood.PooledHistogram/1"),
+                    format=np.array(_FORMAT),
+                    encoding=np.array(self.encoding),
                     bits=np.array(self.bits),
                     image_bits=np.array(self.image_bits),
                     pos=self.pos,
@@ -425,11 +503,14 @@ class PooledHistogram:
                     raise InputError(f"{path}: not a PooledHistogram file (missing {missing})")
                 data = {k: z[k] for k in need}
                 fmt = str(z["format"]) if "format" in z.files else ""
+                encoding = str(z["encoding"]) if "encoding" in z.files else "unit"
         except (OSError, ValueError) as exc:
             raise InputError(f"{path}: cannot read histogram ({exc})") from None
-        if fmt != "meta_ood.PooledHistogram/1":
-            raise InputError(f"{path}: format {fmt!r}: expected 'meta_ood.PooledHistogram/1'")
-        h = cls(int(data["bits"]), int(data["image_bits"]))
+        if fmt not in _FORMATS_READ:
+            raise InputError(f"{path}: format {fmt!r}: expected one of {list(_FORMATS_READ)}")
+        if encoding not in ENCODINGS:
+            raise InputError(f"{path}: encoding {encoding!r}: expected one of {list(ENCODINGS)}")
+        h = cls(int(data["bits"]), int(data["image_bits"]), encoding)
         nb = 1 << h.bits
         if data["pos"].shape != (nb,) or data["neg"].shape != (nb,):
             raise InputError(f"{path}: pos/neg have shapes {data['pos'].shape}/{data['neg'].shape}: expected ({nb},)")
@@ -450,8 +531,8 @@ class PooledHistogram:
     # -- evaluation --------------------------------------------------------------------------
 
     def values(self) -> np.ndarray:
-        """Score value of every bin (``dequantize(arange(2**bits))``)."""
-        return np.arange(1 << self.bits, dtype=np.float64) / float((1 << self.bits) - 1)
+        """Score value of every bin (``dequantize(arange(2**bits))``, in score units)."""
+        return dequantize(np.arange(1 << self.bits, dtype=np.int64), self.bits, self.encoding)
 
     def metrics(self, tpr_level: float = 0.95, curve_points: int | None = None) -> dict[str, Any]:
         """See :func:`metrics`."""
@@ -479,7 +560,8 @@ def metrics(hist: PooledHistogram, tpr_level: float = 0.95, curve_points: int | 
     * ``fpr95``: FPR at the first threshold, scanning from high scores down, whose
       TPR >= ``tpr_level`` (Fishyscapes / SegmentMeIfYouCan convention).
     * ``best_f1`` / ``best_f1_threshold``: maximal pixel F1 over thresholds, where a pixel is
-      predicted OoD iff its (quantized) score >= the threshold; ``best_f1_precision`` / ``_recall``.
+      predicted OoD iff its (quantized) score >= the threshold (in score units);
+      ``best_f1_precision`` / ``_recall``.
     * ``n_pos`` / ``n_neg``: numbers of OoD / in-distribution pixels.
     * ``roc``: dict of ``fpr``, ``tpr``, ``thresholds`` as ``roc_curve(drop_intermediate=False)``;
       ``pr``: dict of ``precision``, ``recall``, ``thresholds`` as ``precision_recall_curve``.
@@ -751,39 +833,59 @@ def _hist_quantiles(counts: np.ndarray, values: np.ndarray, qs: Sequence[float])
     return out
 
 
+def _violin_bins(hist: PooledHistogram, n_bins: int) -> tuple[np.ndarray, np.ndarray]:
+    """Bin edges (n_bins + 1) and the coarse bin of every fine bin with a pixel (-1 elsewhere)."""
+    counts = hist.pos + hist.neg
+    coarse = np.full(counts.size, -1, dtype=np.int64)
+    if hist.encoding == "unit":
+        m = (1 << hist.bits) - 1
+        coarse = np.minimum((np.arange(m + 1, dtype=np.int64) * n_bins) // m, n_bins - 1)
+        return np.linspace(0.0, 1.0, n_bins + 1), coarse
+    nz = np.flatnonzero(counts)
+    v = hist.values()[nz]
+    finite = np.isfinite(v)
+    lo, hi = (float(v[finite].min()), float(v[finite].max())) if finite.any() else (-1.0, 1.0)
+    if not hi > lo:
+        lo, hi = lo - 0.5, hi + 0.5
+    pos = (np.clip(v, lo, hi) - lo) / (hi - lo) * n_bins  # -inf / +inf go to the end bins
+    coarse[nz] = np.minimum(np.floor(pos).astype(np.int64), n_bins - 1)
+    return np.linspace(lo, hi, n_bins + 1), coarse
+
+
 def score_histogram_for_violin(
     hist: PooledHistogram,
     n_bins: int = 100,
     quantiles: Sequence[float] = (0.01, 0.25, 0.5, 0.75, 0.99),
 ) -> dict[str, Any]:
-    """Per-class density of scores on ``n_bins`` equal bins of [0, 1], plus quantiles.
+    """Per-class density of scores on ``n_bins`` equal bins, plus quantiles.
 
-    Derived from the pooled histogram: fine bin k (value k / M) goes to coarse bin
-    ``min(floor(k * n_bins / M), n_bins - 1)``. ``density`` integrates to 1 over [0, 1] (relative
-    pixel frequency divided by the bin width). Quantiles, ``min``, ``max`` and ``mean`` are
-    computed on the quantized scores at full resolution. Keys: ``edges`` (n_bins + 1), ``centers``,
-    and ``in`` / ``out`` each with ``n``, ``counts``, ``density``, ``quantiles`` (q -> value),
-    ``min``, ``max``, ``mean`` (NaN when the class has no pixel).
+    The bins cover [0, 1] for the "unit" encoding and the observed range [min, max] of the finite
+    scores of both classes for "float16" (-inf / +inf pixels are counted in the end bins). Derived
+    from the pooled histogram: fine bin k goes to the coarse bin that holds its value (unit:
+    ``min(floor(k * n_bins / M), n_bins - 1)``). ``density`` integrates to 1 over the bins
+    (relative pixel frequency divided by the bin width). Quantiles, ``min``, ``max`` and ``mean``
+    are computed on the quantized scores at full resolution. Keys: ``encoding``, ``edges``
+    (n_bins + 1), ``centers``, and ``in`` / ``out`` each with ``n``, ``counts``, ``density``,
+    ``quantiles`` (q -> value), ``min``, ``max``, ``mean`` (NaN when the class has no pixel).
     """
     if int(n_bins) < 1:
         raise InputError(f"n_bins={n_bins}: expected a positive number of bins")
     n_bins = int(n_bins)
-    m = (1 << hist.bits) - 1
-    coarse = np.minimum((np.arange(m + 1, dtype=np.int64) * n_bins) // m, n_bins - 1)
-    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    edges, coarse = _violin_bins(hist, n_bins)
+    width = float(edges[-1] - edges[0]) / n_bins
     values = hist.values()
-    out: dict[str, Any] = {"edges": edges, "centers": 0.5 * (edges[:-1] + edges[1:])}
+    out: dict[str, Any] = {"encoding": hist.encoding, "edges": edges, "centers": 0.5 * (edges[:-1] + edges[1:])}
     for key, counts in (("in", hist.neg), ("out", hist.pos)):
         n = int(counts.sum())
-        c = np.bincount(coarse, weights=counts, minlength=n_bins).astype(np.int64)
         nz = np.flatnonzero(counts)
+        c = np.bincount(coarse[nz], weights=counts[nz], minlength=n_bins).astype(np.int64)
         out[key] = {
             "n": n,
             "counts": c,
-            "density": c / (n * (1.0 / n_bins)) if n else np.zeros(n_bins),
+            "density": c / (n * width) if n else np.zeros(n_bins),
             "quantiles": _hist_quantiles(counts, values, quantiles),
             "min": float(values[nz[0]]) if n else float("nan"),
             "max": float(values[nz[-1]]) if n else float("nan"),
-            "mean": float(np.dot(counts, values) / n) if n else float("nan"),
+            "mean": float(np.dot(counts[nz], values[nz]) / n) if n else float("nan"),
         }
     return out

@@ -20,7 +20,8 @@ anomalous (more likely out-of-distribution). The raw "maximum softmax probabilit
 as :func:`msp` (higher = more confident), while the scorer registered under ``"msp"`` is
 ``1 - msp`` (which coincides with the variation ratio, the name used in the paper's
 meta-classification features); ``"max_logit"`` is the negated maximum logit and ``"energy"`` is
-the free energy ``-T logsumexp(logits / T)``.
+the free energy ``-T logsumexp(logits / T)``. The first four lie in [0, 1]
+(:data:`UNIT_INTERVAL_SCORERS`); the logit scorers are unbounded.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ __all__ = [
     "as_float32",
     "LOGIT_SCORERS",
     "SCORERS",
+    "UNIT_INTERVAL_SCORERS",
     "compute_entropy_map",
     "energy",
     "entropy_mask",
@@ -462,3 +464,8 @@ SCORERS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
 
 #: Names in :data:`SCORERS` that take logits instead of softmax probabilities.
 LOGIT_SCORERS: frozenset[str] = frozenset({"max_logit", "energy"})
+
+#: Names in :data:`SCORERS` whose scores lie in [0, 1] (up to float32 rounding). The others
+#: (negated max logit, free energy) are unbounded and take the pixel evaluation's float16
+#: histogram encoding (:func:`meta_ood.pixel_eval.score_encoding`).
+UNIT_INTERVAL_SCORERS: frozenset[str] = frozenset({"entropy", "variation_ratio", "margin", "msp"})

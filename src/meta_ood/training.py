@@ -4,19 +4,29 @@ Each epoch mixes the whole in-distribution training set with a fresh, seeded ran
 ``ood_ratio * len(cityscapes)`` COCO proxy images (paper: 297 of 1,489 per epoch, 1:10), takes
 random crops and horizontal flips, and minimizes :func:`meta_ood.losses.entropy_max_loss` with
 Adam. A checkpoint is written after every epoch; a run that is interrupted resumes from the last
-complete epoch and ends with the same weights as an uninterrupted one, because every random
-choice (the COCO draw, the order, the crops, the flips) is derived from ``(seed, epoch, position)``
-and the torch RNG state is saved in each checkpoint.
+complete epoch. Every random choice of the data (the COCO draw, the order, the crops, the flips)
+is derived from ``(seed, epoch, position)``, so it depends neither on the number of DataLoader
+workers nor on where a run was resumed, and each checkpoint carries the generator states of
+torch (CPU and, when CUDA is in use, every GPU) and of the AMP gradient scaler. On the CPU a
+resumed run ends with bit-identical weights to an uninterrupted one; on CUDA that also needs
+``deterministic=True`` (cuDNN and cuBLAS otherwise pick nondeterministic kernels).
+
+Resuming is refused, never silently restarted: the checkpoints store the options that determine
+the weights (:meth:`TrainConfig.weight_options`) and their hash, and a run with other values for
+them stops with an :class:`~meta_ood.errors.InputError` listing the changes. Nothing here ever
+deletes a checkpoint.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import json
 import logging
 import math
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -33,6 +43,11 @@ from meta_ood.losses import entropy_max_loss
 log = logging.getLogger(__name__)
 
 COCO_BACKGROUND_MODES = ("ignore", "road")
+#: Options that leave the weights of epoch N unchanged: how many epochs follow, the DataLoader
+#: worker processes and the device. They are not hashed, so changing them never stops a resume.
+RUNTIME_OPTIONS = ("epochs", "workers", "device")
+#: Largest OoD id: 255 is void (``L.VOID_ID``).
+MAX_OOD_ID = L.VOID_ID - 1
 _EPOCH_RE = re.compile(r"epoch(\d+)\.pt$")
 
 
@@ -44,7 +59,17 @@ class TrainConfig:
     ``"road"`` reproduces the released code, which trained them as Cityscapes 'road' (train id 0)
     with weight 1-λ. ``recreate_optimizer``: the released code built a new Adam optimizer at
     the start of every epoch (resetting its moments); off by default. ``max_steps_per_epoch``
-    caps an epoch (smoke tests).
+    caps an epoch (smoke tests). ``ood_id``: the value of OoD pixels in the COCO masks
+    (config ``coco_filter.ood_id``); it must not be a train id (``num_classes..254``).
+
+    ``amp`` (float16 autocast with a gradient scaler) is used on CUDA only; on the CPU it is
+    ignored and training runs in float32. ``deterministic`` makes CUDA training reproducible
+    (cuDNN deterministic without benchmarking, ``torch.use_deterministic_algorithms(True)``,
+    ``CUBLAS_WORKSPACE_CONFIG=:4096:8`` unless set); it is slower and changes nothing on the CPU.
+
+    Every option except :data:`RUNTIME_OPTIONS` (``epochs``, ``workers``, ``device``) determines
+    the weights and is recorded in each checkpoint (:meth:`weight_options`); ``amp`` and
+    ``deterministic`` are among them because they change the numerics on CUDA.
     """
 
     model: str = "tiny"
@@ -64,7 +89,9 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     amp: bool = True
+    deterministic: bool = False
     max_steps_per_epoch: int | None = None
+    ood_id: int = L.COCO_OOD_ID
 
     def __post_init__(self) -> None:
         if self.coco_background not in COCO_BACKGROUND_MODES:
@@ -77,15 +104,46 @@ class TrainConfig:
             raise InputError(f"epochs, batch_size must be >= 1 and crop >= 8, got {self.epochs}, {self.batch_size}, {self.crop}")
         if self.ood_ratio < 0:
             raise InputError(f"ood_ratio must be >= 0, got {self.ood_ratio}")
+        if self.workers < 0:
+            raise InputError(f"workers must be >= 0, got {self.workers}")
+        ood = self.ood_id
+        if isinstance(ood, bool) or not isinstance(ood, (int, np.integer)) or not self.num_classes <= ood <= MAX_OOD_ID:
+            raise InputError(
+                f"ood_id (coco_filter.ood_id) must be an integer in {self.num_classes}..{MAX_OOD_ID}, i.e. neither a "
+                f"train id 0..{self.num_classes - 1} nor void {L.VOID_ID}; got {ood!r}"
+            )
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+    def from_dict(cls, d: Mapping[str, Any]) -> "TrainConfig":
         """Build from a config mapping; unknown keys are an error naming them."""
         names = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - names)
         if unknown:
             raise InputError(f"unknown training option(s) {unknown}; expected some of {sorted(names)}")
         return cls(**d)
+
+    def weight_options(self) -> dict[str, Any]:
+        """The options that determine the weights (all but :data:`RUNTIME_OPTIONS`), as plain JSON values.
+
+        Their :func:`~meta_ood.models.checkpoint.config_hash` identifies a run's checkpoints.
+        """
+        return _plain({k: v for k, v in asdict(self).items() if k not in RUNTIME_OPTIONS})
+
+
+def baseline_config(options: Mapping[str, Any]) -> TrainConfig:
+    """The configuration of the demo's from-scratch baseline: ``options`` with λ = 0 and no COCO proxies."""
+    return TrainConfig.from_dict({**options, "lam": 0.0, "ood_ratio": 0.0})
+
+
+def baseline_work_dir(out_checkpoint: str | os.PathLike) -> Path:
+    """Folder of the per-epoch checkpoints of a baseline saved as ``out_checkpoint``: ``<stem>_epochs/`` beside it."""
+    out_checkpoint = Path(out_checkpoint)
+    return out_checkpoint.with_name(out_checkpoint.stem + "_epochs")
+
+
+def _plain(obj: Any) -> Any:
+    """``obj`` as the JSON round trip gives it back (tuples become lists, numpy scalars numbers)."""
+    return json.loads(json.dumps(obj, default=lambda v: v.item() if isinstance(v, np.generic) else str(v)))
 
 
 def epoch_plan(n_in: int, n_ood: int, ood_ratio: float, seed: int, epoch: int) -> list[tuple[str, int]]:
@@ -136,14 +194,21 @@ def to_tensor(image: np.ndarray) -> torch.Tensor:
     """(H, W, 3) uint8 RGB -> (3, H, W) float32, scaled to [0, 1] and ImageNet-normalized."""
     from meta_ood.models import MEAN, STD
 
-    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255.0)
+    image = np.ascontiguousarray(image)
+    if not image.flags.writeable:  # a read-only decoded image (torch warns about wrapping those)
+        image = image.copy()
+    x = torch.from_numpy(image).permute(2, 0, 1).float().div_(255.0)
     mean = torch.tensor(MEAN, dtype=torch.float32).view(3, 1, 1)
     std = torch.tensor(STD, dtype=torch.float32).view(3, 1, 1)
     return (x - mean) / std
 
 
 class MixedEpoch(Dataset):
-    """One epoch of in-distribution images mixed with COCO proxies, with deterministic augmentation."""
+    """One epoch of in-distribution images mixed with COCO proxies, with deterministic augmentation.
+
+    Item ``pos`` depends only on ``(seed, epoch, pos)``, never on the process that loads it, so
+    any number of DataLoader workers gives the same batches.
+    """
 
     def __init__(self, cityscapes: Sequence, coco: Sequence | None, cfg: TrainConfig, epoch: int) -> None:
         self.cs = cityscapes
@@ -163,7 +228,7 @@ class MixedEpoch(Dataset):
             target = np.full(label.shape, L.VOID_ID, dtype=np.uint8)
             if self.cfg.coco_background == "road":
                 target[:] = 0
-            target[label == L.COCO_OOD_ID] = L.COCO_OOD_ID
+            target[label == self.cfg.ood_id] = self.cfg.ood_id
             label = target
         rng = np.random.default_rng([self.cfg.seed, self.epoch, 1, pos])
         image, label = random_crop_flip(item.image, label, self.cfg.crop, self.cfg.flip, rng)
@@ -178,36 +243,196 @@ def completed_epochs(out_dir: str | os.PathLike) -> list[int]:
     return sorted(int(m.group(1)) for p in out.iterdir() if (m := _EPOCH_RE.search(p.name)))
 
 
-def _resume_point(out: Path, last: int, chash: str, on_config_change: str) -> int:
-    """The epoch to resume after: longest prefix 1..k of existing checkpoints (k <= last) of this configuration."""
-    from meta_ood.models.checkpoint import read_checkpoint
+# ------------------------------------------------------------------------------ resume checks
 
-    if on_config_change not in ("error", "restart"):
-        raise ValueError(f"on_config_change must be 'error' or 'restart', got {on_config_change!r}")
+
+def _stored_options(meta: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The weight options a checkpoint records; from its full config for files of older versions."""
+    extra = meta.get("extra") or {}
+    stored = extra.get("train_options")
+    if stored is None and isinstance(extra.get("train_config"), Mapping):
+        stored = {k: v for k, v in extra["train_config"].items() if k not in RUNTIME_OPTIONS}
+    return None if stored is None else _plain(dict(stored))
+
+
+def option_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """``'key: old → new'`` for every weight option that differs (an option a file lacks counts as its default)."""
+    defaults = TrainConfig().weight_options()
+    old, new = _plain(dict(old)), _plain(dict(new))
+    changes = []
+    for key in sorted((set(old) | set(new)) - set(RUNTIME_OPTIONS)):
+        a, b = old.get(key, defaults.get(key)), new.get(key, defaults.get(key))
+        if a != b:
+            changes.append(f"{key}: {a!r} → {b!r}")
+    return changes
+
+
+def _verify_checkpoint(path: Path, meta: Mapping[str, Any], cfg: TrainConfig, out: Path) -> None:
+    """Raise an InputError if the checkpoint ``path`` was trained with other weight options than ``cfg``."""
+    from meta_ood.models.checkpoint import config_hash
+
+    found = meta.get("config_hash")
+    current = cfg.weight_options()
+    if found is None or found == config_hash(current):  # None: a checkpoint from elsewhere, nothing recorded
+        return
+    stored = _stored_options(meta)
+    changes = option_changes(stored, current) if stored is not None else None
+    if changes == []:  # same options, hashed by an older version together with the runtime ones
+        return
+    what = "; ".join(changes) if changes else f"configuration hash {found}, now {config_hash(current)}"
+    raise InputError(
+        f"{path}: these checkpoints were trained with other options ({what}). Nothing was changed or "
+        f"deleted. To train with the new options, delete {out} or choose a new `run:` name; to continue "
+        f"the existing training, set the old values again"
+    )
+
+
+def check_resume(out_dir: str | os.PathLike, options: TrainConfig | Mapping[str, Any]) -> None:
+    """Stop with an InputError if ``out_dir`` holds epoch checkpoints trained with other weight options.
+
+    Meant for start-up (the workflow calls it for every model before any job runs): it reads only
+    the metadata of each ``epoch<N>.pt`` (memory-mapped), so it takes milliseconds per file.
+    ``options`` are the training options (a :class:`TrainConfig` or its mapping); those in
+    :data:`RUNTIME_OPTIONS` may differ freely. A missing or empty folder passes.
+    """
+    from meta_ood.models.checkpoint import read_checkpoint_metadata
+
+    cfg = options if isinstance(options, TrainConfig) else TrainConfig.from_dict(options)
+    out = Path(out_dir)
+    for epoch in completed_epochs(out):
+        path = out / f"epoch{epoch}.pt"
+        _verify_checkpoint(path, read_checkpoint_metadata(path), cfg, out)
+
+
+def _resume_point(out: Path, last: int) -> int:
+    """The epoch to resume after: longest prefix 1..k of existing checkpoints (k <= last)."""
     done = set(completed_epochs(out))
     start = 0
     while start + 1 <= last and start + 1 in done:
         start += 1
-    if not start:
-        return 0
-    path = out / f"epoch{start}.pt"
-    found = read_checkpoint(path)[1].get("config_hash")
-    if found in (None, chash):
-        return start
-    if on_config_change == "error":
-        raise InputError(
-            f"{path}: written with another training configuration (hash {found} != {chash}); "
-            f"remove {out} to start over"
-        )
-    log.warning("%s holds checkpoints of another training configuration; starting over", out)
-    for e in sorted(done):
-        (out / f"epoch{e}.pt").unlink(missing_ok=True)
-    (out / "losses.csv").unlink(missing_ok=True)
-    return 0
+    return start
+
+
+# ------------------------------------------------------------------------------ devices and numerics
+
+
+def require_device(preference: str | torch.device | None, key: str = "device") -> torch.device:
+    """The torch device for ``preference`` (``auto``, ``cpu``, ``cuda``, ``cuda:N``, ``mps``); never a silent fallback.
+
+    ``auto`` is CUDA when available, else the CPU. An accelerator that was asked for by name but
+    is not usable here is an :class:`InputError` naming the config ``key`` and what torch reports,
+    so a GPU job on a node without a working GPU stops instead of running for days on the CPU.
+    """
+    from meta_ood.models import select_device
+
+    text = "auto" if preference is None else str(preference).strip().lower()
+    if text == "cuda" or text.startswith("cuda:"):
+        index = text[5:]
+        if text != "cuda" and not index.isdigit():
+            raise InputError(f"{key}: '{preference}' is not a device; expected auto, cpu, cuda, cuda:N or mps")
+        available, count = torch.cuda.is_available(), torch.cuda.device_count()
+        if not available:
+            raise InputError(
+                f"{key}: '{preference}' asks for a GPU, but torch.cuda.is_available() is False here "
+                f"(torch.cuda.device_count() = {count}, torch {torch.__version__}, CUDA build "
+                f"{torch.version.cuda or 'none'}); use 'auto' or 'cpu' to run on the CPU, or run on a GPU node"
+            )
+        if index and int(index) >= count:
+            raise InputError(
+                f"{key}: '{preference}' asks for GPU {index}, but torch.cuda.device_count() = {count} "
+                f"(cuda:0 .. cuda:{count - 1}; CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')})"
+            )
+    elif text == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise InputError(
+                f"{key}: 'mps' asks for Apple's Metal backend, but torch.backends.mps.is_available() is False here"
+            )
+    return select_device(text)
+
+
+@contextlib.contextmanager
+def deterministic_algorithms(enabled: bool) -> Iterator[None]:
+    """Run the block with deterministic CUDA kernels (``enabled``) and restore torch's settings afterwards.
+
+    Sets ``torch.backends.cudnn.deterministic = True``, ``torch.backends.cudnn.benchmark = False``,
+    ``torch.use_deterministic_algorithms(True)`` and, if unset, ``CUBLAS_WORKSPACE_CONFIG=:4096:8``
+    (which cuBLAS reads when it starts, so it stays set for the rest of the process).
+    """
+    if not enabled:
+        yield
+        return
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    cudnn = torch.backends.cudnn
+    before = (cudnn.deterministic, cudnn.benchmark, torch.are_deterministic_algorithms_enabled(),
+              torch.is_deterministic_algorithms_warn_only_enabled())
+    cudnn.deterministic, cudnn.benchmark = True, False
+    torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        cudnn.deterministic, cudnn.benchmark = before[0], before[1]
+        torch.use_deterministic_algorithms(before[2], warn_only=before[3])
+
+
+def _generator_states(scaler: torch.amp.GradScaler) -> dict[str, Any]:
+    """What a resumed run needs to continue exactly: torch's CPU and CUDA generators and the AMP scaler.
+
+    The CUDA states (one per visible GPU) are saved when CUDA is in use in this process. The
+    loop draws nothing from numpy's or Python's global generators, so they are not saved.
+    """
+    state: dict[str, Any] = {"torch_rng_state": torch.get_rng_state(), "grad_scaler": scaler.state_dict()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda_rng_states"] = list(torch.cuda.get_rng_state_all())
+    return state
+
+
+def _restore_generator_states(extra: Mapping[str, Any], scaler: torch.amp.GradScaler, path: Path) -> None:
+    """Restore what :func:`_generator_states` saved (call after the model is on its device)."""
+    cpu = extra.get("torch_rng_state")
+    if cpu is not None:
+        torch.set_rng_state(cpu)
+    cuda = extra.get("cuda_rng_states")
+    if cuda:
+        if torch.cuda.is_available():
+            count = torch.cuda.device_count()
+            if len(cuda) != count:
+                log.warning("%s: saved with %d GPU(s), resuming with %d; the GPU generators differ from an "
+                            "uninterrupted run", path, len(cuda), count)
+            if not torch.cuda.is_initialized():
+                torch.cuda.init()  # else the states would be queued behind the lazy manual_seed and overwritten
+            torch.cuda.set_rng_state_all(list(cuda)[:count])
+        else:
+            log.warning("%s: written on a GPU, resuming on the CPU; its CUDA generator states are not used", path)
+    scaler_state = extra.get("grad_scaler")
+    if scaler_state:
+        scaler.load_state_dict(scaler_state)  # a no-op when AMP is off (CPU)
+    elif scaler.is_enabled():
+        log.warning("%s: no gradient-scaler state (written without AMP on CUDA); starting from the default scale", path)
+
+
+def _nondeterministic_op(exc: RuntimeError, cfg: TrainConfig) -> InputError | None:
+    """The InputError for an operation without a deterministic CUDA kernel under ``deterministic: true``."""
+    text = str(exc)
+    if not cfg.deterministic or "deterministic" not in text:
+        return None
+    return InputError(
+        f"finetune.deterministic is true, but model {cfg.model!r} uses an operation without a deterministic "
+        f"CUDA implementation in torch {torch.__version__} ({text.splitlines()[0][:300]}); set deterministic: "
+        f"false (resumed runs then match an uninterrupted one only up to GPU rounding)"
+    )
+
+
+# ------------------------------------------------------------------------------ the loop
 
 
 def _make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def _loader_generator(seed: int, epoch: int) -> torch.Generator:
+    """The DataLoader's own generator (it seeds the workers), so loading never draws from torch's global one."""
+    return torch.Generator().manual_seed(int(np.random.SeedSequence([seed, epoch, 2]).generate_state(1)[0]))
 
 
 def _write_loss_csv(path: Path, rows: list[dict[str, Any]]) -> None:
@@ -234,18 +459,18 @@ def train(
     resume: bool = True,
     progress: bool = True,
     stop_after: int | None = None,
-    on_config_change: str = "error",
+    device_key: str = "device",
 ) -> list[Path]:
     """Train ``cfg.model`` and write ``out_dir/epoch<N>.pt`` for N = 1..epochs plus ``out_dir/losses.csv``.
 
     ``init_checkpoint`` holds the starting weights (the baseline model for OoD fine-tuning; None
     trains from scratch, as for the demo's baseline). With ``resume`` the run continues after the
-    last complete epoch found in ``out_dir``. ``stop_after`` ends the run after that epoch (the
-    workflow runs one job per epoch, each resuming from the previous checkpoint). Resuming
-    starts after the longest run of consecutive checkpoints 1..k (k < ``stop_after``'s epoch + 1);
-    if those were written with another configuration, ``on_config_change="error"`` stops with a
-    message and ``"restart"`` deletes them and trains from the start (the workflow's choice, since
-    Snakemake reruns a job exactly when its parameters changed).
+    longest run of consecutive checkpoints 1..k in ``out_dir`` (k <= ``stop_after``).
+    ``stop_after`` ends the run after that epoch (the workflow runs one job per epoch, each
+    resuming from the previous checkpoint). If any checkpoint in ``out_dir`` was trained with
+    other weight options, the run stops with an InputError naming the changes (see
+    :func:`check_resume`); nothing is deleted. ``device_key`` names the config key of
+    ``cfg.device`` in error messages.
 
     Returns
     -------
@@ -253,7 +478,7 @@ def train(
     """
     from tqdm.auto import tqdm
 
-    from meta_ood.models import autocast_context, build, select_device
+    from meta_ood.models import autocast_context, build
     from meta_ood.models.checkpoint import config_hash, load_checkpoint, save_checkpoint
 
     if len(cityscapes) == 0:
@@ -261,74 +486,81 @@ def train(
     if cfg.lam > 0 and cfg.ood_ratio > 0 and (coco is None or len(coco) == 0):
         raise InputError("OoD training (lambda > 0) needs COCO proxy images, but the selection is empty")
     out = Path(out_dir)
+    check_resume(out, cfg)  # also without resume: never overwrite checkpoints of other options
+    device = require_device(cfg.device, device_key)
     out.mkdir(parents=True, exist_ok=True)
-    chash = config_hash(asdict(cfg))
-    device = select_device(cfg.device)
+    options = cfg.weight_options()
+    chash = config_hash(options)
     use_amp = cfg.amp and device.type == "cuda"
-    torch.manual_seed(cfg.seed)
-    model = build(cfg.model, num_classes=cfg.num_classes)
-    if init_checkpoint is not None:
-        load_checkpoint(model, init_checkpoint)
-    model.to(device)
-    optimizer = _make_optimizer(model, cfg)
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-
     last = cfg.epochs if stop_after is None else min(cfg.epochs, stop_after)
-    start = _resume_point(out, last, chash, on_config_change) if resume else 0
-    if start:
-        state = load_checkpoint(model, out / f"epoch{start}.pt", optimizer=optimizer)
-        rng_state = state.get("extra", {}).get("torch_rng_state")
-        if rng_state is not None:
-            torch.set_rng_state(rng_state)
-        log.info("resuming after epoch %d from %s", start, out)
-    rows = _read_loss_csv(out / "losses.csv", start)
+    start = _resume_point(out, last) if resume else 0
+    with deterministic_algorithms(cfg.deterministic):
+        torch.manual_seed(cfg.seed)
+        model = build(cfg.model, num_classes=cfg.num_classes)
+        if init_checkpoint is not None:
+            load_checkpoint(model, init_checkpoint)
+        model.to(device)
+        optimizer = _make_optimizer(model, cfg)
+        scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+        if start:
+            state = load_checkpoint(model, out / f"epoch{start}.pt", optimizer=optimizer)
+            _restore_generator_states(state.get("extra") or {}, scaler, out / f"epoch{start}.pt")
+            log.info("resuming after epoch %d from %s", start, out)
+        rows = _read_loss_csv(out / "losses.csv", start)
 
-    g = torch.Generator()
-    g.manual_seed(cfg.seed)
-    for epoch in range(start + 1, last + 1):
-        if cfg.recreate_optimizer and epoch > 1:
-            optimizer = _make_optimizer(model, cfg)
-        data = MixedEpoch(cityscapes, coco, cfg, epoch)
-        loader = DataLoader(
-            data,
-            batch_size=cfg.batch_size,
-            shuffle=False,  # the order is already a seeded permutation (epoch_plan)
-            num_workers=cfg.workers,
-            drop_last=len(data) >= cfg.batch_size,
-            pin_memory=device.type == "cuda",
-            persistent_workers=False,
-        )
-        model.train()
-        steps = len(loader) if cfg.max_steps_per_epoch is None else min(len(loader), cfg.max_steps_per_epoch)
-        bar = tqdm(total=steps, desc=f"epoch {epoch}/{cfg.epochs}", disable=not progress, mininterval=1.0)
-        running = math.nan
-        for step, (images, targets) in enumerate(loader):
-            if step >= steps:
-                break
-            images = images.to(device, non_blocking=True)
-            targets = targets.to(device, non_blocking=True)
-            optimizer.zero_grad(set_to_none=True)
-            with autocast_context(device, use_amp):
-                logits = model(images)
-            loss = entropy_max_loss(
-                logits.float(), targets, cfg.lam, num_classes=cfg.num_classes, ood_id=L.COCO_OOD_ID,
-                void_id=L.VOID_ID, reduction=cfg.loss_reduction,
+        for epoch in range(start + 1, last + 1):
+            if cfg.recreate_optimizer and epoch > 1:
+                optimizer = _make_optimizer(model, cfg)
+            data = MixedEpoch(cityscapes, coco, cfg, epoch)
+            loader = DataLoader(
+                data,
+                batch_size=cfg.batch_size,
+                shuffle=False,  # the order is already a seeded permutation (epoch_plan)
+                num_workers=cfg.workers,
+                drop_last=len(data) >= cfg.batch_size,
+                pin_memory=device.type == "cuda",
+                persistent_workers=False,
+                generator=_loader_generator(cfg.seed, epoch),
             )
-            if not torch.isfinite(loss):
-                raise RuntimeError(f"loss became {loss.item()} at epoch {epoch}, step {step}; lower the learning rate")
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            value = float(loss.item())
-            running = value if math.isnan(running) else 0.9 * running + 0.1 * value
-            rows.append({"epoch": epoch, "step": step, "loss": value, "lr": optimizer.param_groups[0]["lr"]})
-            bar.set_postfix(loss=f"{running:.4f}")
-            bar.update(1)
-        bar.close()
-        save_checkpoint(
-            out / f"epoch{epoch}.pt", model, optimizer=optimizer, epoch=epoch, config_hash=chash,
-            extra={"torch_rng_state": torch.get_rng_state(), "train_config": asdict(cfg)},
-        )
-        _write_loss_csv(out / "losses.csv", rows)
-        log.info("epoch %d: mean loss %.5f", epoch, np.mean([r["loss"] for r in rows if int(r["epoch"]) == epoch]))
+            model.train()
+            steps = len(loader) if cfg.max_steps_per_epoch is None else min(len(loader), cfg.max_steps_per_epoch)
+            bar = tqdm(total=steps, desc=f"epoch {epoch}/{cfg.epochs}", disable=not progress, mininterval=1.0)
+            running = math.nan
+            for step, (images, targets) in enumerate(loader):
+                if step >= steps:
+                    break
+                images = images.to(device, non_blocking=True)
+                targets = targets.to(device, non_blocking=True)
+                optimizer.zero_grad(set_to_none=True)
+                try:
+                    with autocast_context(device, use_amp):
+                        logits = model(images)
+                    loss = entropy_max_loss(
+                        logits.float(), targets, cfg.lam, num_classes=cfg.num_classes, ood_id=cfg.ood_id,
+                        void_id=L.VOID_ID, reduction=cfg.loss_reduction,
+                    )
+                    if not torch.isfinite(loss):
+                        raise RuntimeError(
+                            f"loss became {loss.item()} at epoch {epoch}, step {step}; lower the learning rate"
+                        )
+                    scaler.scale(loss).backward()
+                except RuntimeError as exc:
+                    error = _nondeterministic_op(exc, cfg)
+                    if error is not None:
+                        raise error from None
+                    raise
+                scaler.step(optimizer)
+                scaler.update()
+                value = float(loss.item())
+                running = value if math.isnan(running) else 0.9 * running + 0.1 * value
+                rows.append({"epoch": epoch, "step": step, "loss": value, "lr": optimizer.param_groups[0]["lr"]})
+                bar.set_postfix(loss=f"{running:.4f}")
+                bar.update(1)
+            bar.close()
+            save_checkpoint(
+                out / f"epoch{epoch}.pt", model, optimizer=optimizer, epoch=epoch, config_hash=chash,
+                extra={**_generator_states(scaler), "train_options": options, "train_config": asdict(cfg)},
+            )
+            _write_loss_csv(out / "losses.csv", rows)
+            log.info("epoch %d: mean loss %.5f", epoch, np.mean([r["loss"] for r in rows if int(r["epoch"]) == epoch]))
     return [out / f"epoch{e}.pt" for e in range(1, max(last, start) + 1)]

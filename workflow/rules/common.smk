@@ -1,9 +1,19 @@
-# Helpers shared by the workflow: config validation, output paths and input functions.
+# Helpers shared by the workflow: config validation, start-up checks, output paths and input functions.
+import copy
+import sys
 from pathlib import Path
 
 from snakemake.utils import validate
 
+# The library next to this workflow, also when Snakemake runs from an environment without it installed.
+sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
+from meta_ood.errors import InputError
+from meta_ood.training import RUNTIME_OPTIONS as RUNTIME_TRAIN_OPTIONS
+from meta_ood.training import baseline_config, baseline_work_dir, check_resume
+
+
+USER_CONFIG = copy.deepcopy(config)  # what the config file(s) say, before the schema's defaults
 validate(config, schema="../schemas/config.schema.yaml")
 
 RUN = config["run"]
@@ -13,6 +23,13 @@ BENCH = f"benchmarks/{RUN}"
 DEMO = config["demo"]
 DEMO_MARKER = f"{DEMO['root']}/DEMO_DATA.json"
 DATASETS = config["datasets"]
+# With the demo on, a dataset root left unset is the demo's own folder for it.
+DEMO_FOLDERS = {"cityscapes": "cityscapes", "coco": "coco", "lostandfound": "lostandfound",
+                "fishyscapes_static": "fishyscapes", "fishyscapes_lostandfound": "fishyscapes"}
+if DEMO["enabled"]:
+    for _name, _folder in DEMO_FOLDERS.items():
+        if DATASETS[_name]["root"] is None:
+            DATASETS[_name]["root"] = f"{DEMO['root']}/{_folder}"
 COCO = DATASETS["coco"]
 COCO_ANNOTATIONS = f"{COCO['root']}/annotations/instances_{COCO['split']}.json"
 COCO_SELECTED = f"{RESULTS}/coco/selected.csv"
@@ -28,18 +45,48 @@ SEGMENT_DATASETS = list(EVAL["segment_datasets"])
 DUMP_SHARDS = config["inference"]["shards"]
 SEGMENT_SHARDS = config["segments"]["shards"]
 MAIN_MODEL = config["report"]["main_model"] or next(iter(MODELS))
-if MAIN_MODEL not in MODELS:
-    raise ValueError(f"report.main_model = {MAIN_MODEL!r} is not one of the configured models {sorted(MODELS)}")
+OOD_DATASETS = ["lostandfound", "fishyscapes_static", "fishyscapes_lostandfound"]
 
-for _name, _m in MODELS.items():
-    if _m["checkpoint"] is None and not DEMO["enabled"]:
-        print(f"note: model {_name!r} has no checkpoint; its baseline is trained here (rule train_baseline)")
+
+def _stop(exc):
+    """End Snakemake with the message alone (exit status 1, no traceback): the user's input is at fault."""
+    raise SystemExit(f"meta-ood: the configuration cannot run:\n{exc}")
+
+
+def _preflight():
+    """Check roots, pairings, COCO names, checkpoints and cross-key consistency before any job is scheduled.
+
+    Runs once, in the main process (cluster jobs re-read this file and skip it). Compute devices are
+    checked in `onstart`, where Snakemake knows whether the jobs run on this machine.
+    """
+    from meta_ood.errors import InputError
+    from meta_ood.preflight import preflight
+
+    try:
+        preflight(config, raw_config=USER_CONFIG, check_devices=False)
+    except InputError as exc:
+        _stop(exc)
+
+
+if not workflow.remote_exec:
+    _preflight()
+
+
+onstart:
+    if workflow.local_exec:
+        from meta_ood.errors import InputError
+        from meta_ood.preflight import check_device_config
+
+        try:
+            check_device_config(config)
+        except InputError as exc:
+            _stop(exc)
 
 
 wildcard_constraints:
     model="|".join(MODELS),
     variant=r"baseline|epoch[0-9]+",
-    dataset="|".join(["lostandfound", "fishyscapes_static", MIOU_DATASET]),
+    dataset="|".join(OOD_DATASETS + [MIOU_DATASET]),
     tag=r"t[0-9.]+",
     shard=r"[0-9]+",
 
@@ -47,6 +94,11 @@ wildcard_constraints:
 def demo_inputs(wildcards=None):
     """The demo data marker when the run generates its data, nothing otherwise."""
     return {"demo": DEMO_MARKER} if DEMO["enabled"] else {}
+
+
+def coco_inputs(wildcards=None):
+    """The COCO annotations of the user's tree, or the demo marker (the demo writes its own COCO tree)."""
+    return {"demo": DEMO_MARKER} if DEMO["enabled"] else {"annotations": COCO_ANNOTATIONS}
 
 
 def demo_params():
@@ -109,17 +161,67 @@ def previous_checkpoint(wildcards):
     return f"{RESULTS}/models/{wildcards.model}/ood/epoch{epoch - 1}.pt"
 
 
-def finetune_options(wildcards):
-    """Training options of a model (config models.<model>.finetune) plus its architecture and the seed."""
-    m = MODELS[wildcards.model]
-    return {**m["finetune"], "model": m["arch"], "num_classes": m["num_classes"], "seed": config["seed"]}
+# ---------------------------------------------------------------------------------- training
+
+def training_options(model, kind):
+    """All options of a model's fine-tuning (kind 'finetune') or baseline training ('baseline'), runtime ones included.
+
+    The baseline takes device, amp and deterministic from the model's finetune block; fine-tuning reads
+    its COCO masks with coco_filter.ood_id.
+    """
+    m = MODELS[model]
+    common = {"model": m["arch"], "num_classes": m["num_classes"], "seed": config["seed"]}
+    if kind == "finetune":
+        return {**m["finetune"], **common, "ood_id": config["coco_filter"]["ood_id"]}
+    ft = m["finetune"]
+    shared = {k: ft[k] for k in ("device", "amp", "deterministic")}
+    return {**m["baseline_training"], **common, **shared}
 
 
-def baseline_options(wildcards):
-    """Training options of the demo's from-scratch baseline."""
-    m = MODELS[wildcards.model]
-    return {**m["baseline_training"], "model": m["arch"], "num_classes": m["num_classes"], "seed": config["seed"],
-            "device": m["finetune"]["device"], "amp": m["finetune"]["amp"]}
+def finetune_params(wildcards):
+    """Params of ood_finetune: the fine-tuning options that determine the weights (ood_id is its own param)."""
+    options = training_options(wildcards.model, "finetune")
+    return {k: v for k, v in options.items() if k not in RUNTIME_TRAIN_OPTIONS and k != "ood_id"}
+
+
+def baseline_params(wildcards):
+    """Params of train_baseline: the options that determine the weights, plus epochs (the output is the last epoch)."""
+    options = training_options(wildcards.model, "baseline")
+    return {k: v for k, v in options.items() if k not in RUNTIME_TRAIN_OPTIONS or k == "epochs"}
+
+
+def check_training_resume():
+    """Stop before any job runs if a model's checkpoints were trained with other weight options."""
+    for name in MODELS:
+        folders = [(f"{RESULTS}/models/{name}/ood", training_options(name, "finetune"))]
+        if MODELS[name]["checkpoint"] is None:
+            work = baseline_work_dir(f"{RESULTS}/models/{name}/baseline.pt")
+            folders.append((work, baseline_config(training_options(name, "baseline"))))
+        for folder, options in folders:
+            try:
+                check_resume(folder, options)
+            except InputError as exc:
+                _stop(f"model {name!r}: {exc}")
+
+
+if not workflow.remote_exec:
+    check_training_resume()
+
+
+def check_data_specs():
+    """Reader specs of the datasets the run uses; COCO as the filtered selection the fine-tuning reads.
+
+    Every model is fine-tuned, so Cityscapes train and COCO are always used.
+    """
+    cityscapes = DATASETS["cityscapes"]
+    specs = {"cityscapes_train": {"kind": "cityscapes", "root": cityscapes["root"], "split": cityscapes["train_split"]}}
+    if EVAL["miou"]:
+        specs["cityscapes_val"] = {"kind": "cityscapes", "root": cityscapes["root"], "split": cityscapes["val_split"]}
+    specs["coco"] = {"kind": "coco", "root": COCO["root"], "split": COCO["split"], "masks_dir": COCO_MASKS,
+                     "ood_id": config["coco_filter"]["ood_id"]}
+    for name in dict.fromkeys(EVAL["ood_datasets"] + EVAL["segment_datasets"]):
+        specs[name] = ood_dataset_spec(name)
+    return specs
 
 
 def dataset_spec(wildcards):
@@ -127,7 +229,15 @@ def dataset_spec(wildcards):
     name = wildcards.dataset
     if name == MIOU_DATASET:
         return {"kind": "cityscapes", "root": DATASETS["cityscapes"]["root"], "split": DATASETS["cityscapes"]["val_split"]}
-    return {"kind": name, "root": DATASETS[name]["root"], "split": DATASETS[name]["split"]}
+    return ood_dataset_spec(name)
+
+
+def ood_dataset_spec(name):
+    """Reader spec of an OoD test set; Fishyscapes LostAndFound takes its images from LostAndFound by default."""
+    spec = {"kind": name, **DATASETS[name]}
+    if name == "fishyscapes_lostandfound" and spec["laf_root"] is None:
+        spec["laf_root"] = DATASETS["lostandfound"]["root"]
+    return spec
 
 
 def evaluated_variants(model, every_epoch=None):
@@ -230,7 +340,7 @@ def report_outputs(name, kind):
 
 def all_targets():
     """Everything `snakemake` builds by default: the tables, figures and the summary."""
-    targets = [COCO_SELECTED]
+    targets = [f"{RESULTS}/config.yaml", COCO_SELECTED]
     targets += [f"{RESULTS}/tables/{name}.{ext}" for name in TABLES for ext in ("csv", "md", "tex")]
     targets += [f"{RESULTS}/figures/{name}.{ext}" for name in FIGURES for ext in ("png", "pdf")]
     targets.append(f"{RESULTS}/summary.md")

@@ -1,12 +1,13 @@
 # Data stages: the embedded demo datasets and the COCO OoD-proxy selection.
 
 
+# The demo writes only below demo.root, a folder it creates and marks itself (start-up checks that every
+# dataset root of a demo run lies inside it); its only declared output is the marker.
 if DEMO["enabled"]:
 
     rule demo_data:
         output:
             marker=DEMO_MARKER,
-            coco_annotations=COCO_ANNOTATIONS,
         params:
             generator=demo_params(),
         log:
@@ -21,12 +22,12 @@ if DEMO["enabled"]:
 
 rule coco_filter:
     input:
-        unpack(demo_inputs),
-        annotations=COCO_ANNOTATIONS,
+        unpack(coco_inputs),
     output:
         csv=f"{RESULTS}/coco/selected.csv",
         masks=directory(f"{RESULTS}/coco/masks"),
     params:
+        annotations=COCO_ANNOTATIONS,
         images=f"{COCO['root']}/{COCO['split']}",
         min_size=config["coco_filter"]["min_size"],
         exclude=config["coco_filter"]["exclude"],
@@ -39,3 +40,18 @@ rule coco_filter:
         "../../envs/analysis.yaml"
     script:
         "../scripts/coco_filter.py"
+
+
+rule run_config:
+    output:
+        config=f"{RESULTS}/config.yaml",
+    params:
+        config=config,
+    log:
+        f"{LOGS}/run_config.log",
+    benchmark:
+        f"{BENCH}/run_config.tsv"
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../scripts/run_config.py"

@@ -1,4 +1,12 @@
 # Softmax dumps of every evaluated model variant on every evaluation dataset (GPU; shardable by image range).
+#
+# The params hold only the inference options that change the stored values (batch_size, dtype,
+# store_logits, amp, sliding_window). device and workers (meta_ood.inference.RUNTIME_OPTIONS) are read
+# by the script from snakemake.config, so changing them reruns no dump; shards only splits the work
+# (it names the shard outputs).
+from meta_ood.inference import RUNTIME_OPTIONS as RUNTIME_INFERENCE_OPTIONS
+
+INFERENCE_PARAMS = {k: v for k, v in config["inference"].items() if k not in RUNTIME_INFERENCE_OPTIONS}
 
 
 if DUMP_SHARDS == 1:
@@ -13,7 +21,7 @@ if DUMP_SHARDS == 1:
             arch=model_arch,
             num_classes=model_classes,
             dataset=dataset_spec,
-            options=config["inference"],
+            options=INFERENCE_PARAMS,
             shard=[0, 1],
         log:
             f"{LOGS}/dump_softmax/{{model}}/{{variant}}/{{dataset}}.log",
@@ -39,7 +47,7 @@ else:
             arch=model_arch,
             num_classes=model_classes,
             dataset=dataset_spec,
-            options=config["inference"],
+            options=INFERENCE_PARAMS,
             shard=dump_shard,
         log:
             f"{LOGS}/dump_softmax/{{model}}/{{variant}}/{{dataset}}.shard{{shard}}.log",

@@ -161,7 +161,8 @@ rule examples:
         **report_outputs("examples", "figure"),
     params:
         function="examples",
-        args=example_args(),
+        # segments with P(FP) > meta.threshold are drawn as removed, as table 2 counts them
+        args={**example_args(), "meta_threshold": config["meta"]["threshold"]},
     log:
         f"{LOGS}/report/examples.log",
     conda:

@@ -1,4 +1,13 @@
 # Networks: the demo's from-scratch baseline and OoD fine-tuning with entropy maximization (one job per epoch).
+#
+# The params of these rules hold only the options that determine the weights, so Snakemake reruns a
+# training job only when its checkpoint would change. The runtime-only options (epochs, workers and
+# device; meta_ood.training.RUNTIME_OPTIONS) are read by the scripts from snakemake.config: changing
+# them reruns nothing, and a run with more epochs continues from the last checkpoint. Fine-tuning epoch
+# N does not depend on how many epochs follow, so `epochs` is no param of ood_finetune; it is one of
+# train_baseline, whose output is the last epoch. A changed weight option while checkpoints of the old
+# one exist stops the workflow here, at start-up (check_training_resume in common.smk), before Snakemake would delete
+# and retrain them: delete the model's folder or choose a new `run:` name to train anew.
 
 
 rule train_baseline:
@@ -9,7 +18,7 @@ rule train_baseline:
     params:
         cityscapes=DATASETS["cityscapes"]["root"],
         split=DATASETS["cityscapes"]["train_split"],
-        options=baseline_options,
+        options=baseline_params,
     log:
         f"{LOGS}/train_baseline/{{model}}.log",
     benchmark:
@@ -37,7 +46,8 @@ rule ood_finetune:
         coco_split=COCO["split"],
         coco_masks=COCO_MASKS,
         baseline=baseline_of,
-        options=finetune_options,
+        options=finetune_params,
+        ood_id=config["coco_filter"]["ood_id"],
     log:
         f"{LOGS}/ood_finetune/{{model}}/epoch{{epoch}}.log",
     benchmark:

@@ -11,7 +11,7 @@ from meta_ood.rules import run_rule
 run_rule(
     snakemake,
     filter_coco,
-    annotation_file=snakemake.input.annotations,
+    annotation_file=snakemake.params.annotations,
     images_dir=snakemake.params.images,
     out_dir=Path(snakemake.output.csv).parent,
     exclude_names=snakemake.params.exclude,

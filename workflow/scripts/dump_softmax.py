@@ -1,12 +1,18 @@
-"""Rule dump_softmax: run a model variant over an evaluation dataset and store the softmax."""
+"""Rule dump_softmax: run a model variant over an evaluation dataset and store the softmax.
+
+The rule's params hold the inference options that change the stored values; device and workers
+come from the config (inference block), so that changing them reruns nothing.
+"""
 
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1] / "src"))
 
-from meta_ood.inference import run_dump_stage
+from meta_ood.inference import RUNTIME_OPTIONS, run_dump_stage
 from meta_ood.rules import run_rule
+
+runtime = {k: v for k, v in snakemake.config["inference"].items() if k in RUNTIME_OPTIONS}
 
 run_rule(
     snakemake,
@@ -16,7 +22,7 @@ run_rule(
     checkpoint=snakemake.input.checkpoint,
     dataset=dict(snakemake.params.dataset),
     out_folder=Path(snakemake.output.index).parent,
-    options=dict(snakemake.params.options),
+    options={**snakemake.params.options, **runtime},
     shard=tuple(snakemake.params.shard),
     model_name=snakemake.wildcards.model,
 )

@@ -1,4 +1,8 @@
-"""Rule ood_finetune: one epoch of OoD fine-tuning, resuming from the previous epoch's checkpoint."""
+"""Rule ood_finetune: one epoch of OoD fine-tuning, resuming from the previous epoch's checkpoint.
+
+The rule's params hold the options that determine the weights; the runtime-only ones (epochs,
+workers, device) come from the config, so that changing them reruns nothing.
+"""
 
 import sys
 from pathlib import Path
@@ -7,6 +11,10 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1] / "src"))
 
 from meta_ood.pipeline import finetune_stage
 from meta_ood.rules import run_rule
+from meta_ood.training import RUNTIME_OPTIONS
+
+model = snakemake.wildcards.model
+finetune = snakemake.config["models"][model]["finetune"]
 
 run_rule(
     snakemake,
@@ -18,6 +26,8 @@ run_rule(
     coco_masks=snakemake.params.coco_masks,
     init_checkpoint=snakemake.params.baseline,
     out_dir=Path(snakemake.output.checkpoint).parent,
-    train_options=dict(snakemake.params.options),
+    train_options={**snakemake.params.options, **{k: finetune[k] for k in RUNTIME_OPTIONS}},
     stop_after=int(snakemake.wildcards.epoch),
+    ood_id=int(snakemake.params.ood_id),
+    device_key=f"models.{model}.finetune.device",
 )

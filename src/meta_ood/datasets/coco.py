@@ -12,20 +12,31 @@ from meta_ood.datasets.base import Sample, SegmentationDataset, require_dir
 from meta_ood.errors import InputError
 
 
-
 class CocoImages(SegmentationDataset):
-    """COCO images with OoD masks (254 = object of any category, 0 = background).
+    """COCO images with OoD masks (``ood_id``, default 254, on every object of any category; 0 = background).
 
     With ``masks_dir`` (the output of :func:`meta_ood.coco_filter.filter_coco`), the dataset is the
-    filtered selection: one item per mask file. Without it, every image of the json that exists on
-    disk is listed and its mask is rasterized from the annotations on the fly (pycocotools).
+    filtered selection: one item per mask file, whose values must be 0 and ``ood_id`` (the value
+    the masks were written with, config ``coco_filter.ood_id``). Without it, every image of the
+    json that exists on disk is listed and its mask is rasterized from the annotations on the fly
+    (pycocotools) with ``ood_id``.
     """
 
     name = "coco"
-    train_values = np.array([L.COCO_BACKGROUND_ID, L.COCO_OOD_ID])
+    train_values = np.array([L.COCO_BACKGROUND_ID, L.COCO_OOD_ID])  # per instance: [0, ood_id]
 
-    def __init__(self, root: str | os.PathLike, split: str = "train2017", masks_dir: str | os.PathLike | None = None) -> None:
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        split: str = "train2017",
+        masks_dir: str | os.PathLike | None = None,
+        ood_id: int = L.COCO_OOD_ID,
+    ) -> None:
         super().__init__()
+        if isinstance(ood_id, bool) or not isinstance(ood_id, (int, np.integer)) or not 1 <= ood_id <= 255:
+            raise InputError(f"COCO ood_id must be an integer in 1..255, got {ood_id!r}")
+        self.ood_id = int(ood_id)
+        self.train_values = np.array([L.COCO_BACKGROUND_ID, self.ood_id])
         self.root = require_dir(Path(root), "COCO root")
         self.split = split
         self.image_dir = require_dir(self.root / split, f"COCO '{split}' images")
@@ -61,4 +72,4 @@ class CocoImages(SegmentationDataset):
             return super().load_label(sample)
         from meta_ood.coco_filter import ood_mask
 
-        return ood_mask(self._load_coco(), int(sample.name), ood_id=L.COCO_OOD_ID), None
+        return ood_mask(self._load_coco(), int(sample.name), ood_id=self.ood_id), None

@@ -13,6 +13,9 @@ official layouts, so the demo goes through the same readers, rules and code path
     <out>/lostandfound/leftImg8bit/test/<scene>/<scene>_<seq:06d>_<frame:06d>_leftImg8bit.png
     <out>/lostandfound/gtCoarse/test/<scene>/<scene>_<seq:06d>_<frame:06d>_gtCoarse_labelIds.png
     <out>/fishyscapes/Static/<name>.png   (0 in, 1 out, 255 void)  next to  <name>.jpg
+    <out>/fishyscapes/LostAndFound/<index:04d>_<scene>_<seq:06d>_<frame:06d>_labels.png
+        (0 in = road, 1 out = obstacle, 255 void; the images are the LostAndFound-format ones)
+    <out>/DEMO_DATA.owner.json            (written first: the folder belongs to the generator)
     <out>/DEMO_DATA.json                  (config + counts, written last: marks a complete data set)
 
 Content
@@ -46,6 +49,10 @@ Content
 * **Fishyscapes Static format**: Cityscapes-format scenes with pasted foreign objects (rainbow
   stars, ring targets, swirl blobs), 1 on the objects, 0 elsewhere, 255 on the Cityscapes void
   pixels (ego vehicle and friends) and on a thin image border.
+* **Fishyscapes LostAndFound format**: the first ``n_fishyscapes_lostandfound`` LostAndFound-format
+  frames relabelled the Fishyscapes way: 0 on the free road, 1 on the obstacles, 255 elsewhere
+  (including the 'random non-hazard' objects). Like the official release, only the labels are
+  written; the reader finds the images in the LostAndFound ``leftImg8bit/`` folder.
 
 What the OoD proxies share with the test objects, and what not: neither the LostAndFound
 obstacles nor the Fishyscapes objects occur in the Cityscapes-format training scenes. The
@@ -64,6 +71,15 @@ Determinism: every image is drawn with its own :class:`numpy.random.Generator` s
 ``(seed, dataset, index)``, so the same config writes byte-identical files and changing a count
 does not change the images that are generated anyway. All files are written atomically; files of
 an earlier generation into the same folder that the new config no longer produces are removed.
+
+User data is never touched: :func:`generate` writes only into a new or empty folder, or into one
+that holds its own ``DEMO_DATA.owner.json`` or ``DEMO_DATA.json``; any other non-empty folder is
+refused with an :class:`~meta_ood.errors.InputError` and left as it is. In a fresh folder the
+ownership record ``DEMO_DATA.owner.json`` (with the config being generated) is written before
+anything else, so a generation that was killed can be redone in the same folder; the files it
+lists are the only ones a later generation removes. ``DEMO_DATA.json`` is written last and marks
+a complete data set (the workflow deletes it before it reruns the generator, hence the separate
+ownership record).
 """
 
 from __future__ import annotations
@@ -88,9 +104,11 @@ from meta_ood.io import write_jpeg, write_png, write_text_atomic
 
 __all__ = [
     "MARKER_NAME",
+    "OWNER_NAME",
     "COCO_CATEGORIES",
     "DemoConfig",
     "demo_config_from_dict",
+    "fishyscapes_lostandfound_frames",
     "generate",
     "planned_files",
     "render_cityscapes",
@@ -101,6 +119,9 @@ __all__ = [
 
 #: Name of the completion marker written last into the output root.
 MARKER_NAME = "DEMO_DATA.json"
+#: Name of the ownership record written first into the output root (the folder is the generator's).
+OWNER_NAME = "DEMO_DATA.owner.json"
+_GENERATOR = "meta_ood.datasets.demo"
 _FORMAT_VERSION = 1
 
 # --------------------------------------------------------------------------------------------
@@ -126,6 +147,9 @@ class DemoConfig:
         COCO-format images (before the COCO filter).
     n_lostandfound, n_fishyscapes
         LostAndFound-format test images and Fishyscapes-Static-format images.
+    n_fishyscapes_lostandfound
+        Fishyscapes-LostAndFound-format labels, made for the first LostAndFound-format frames (at
+        most ``n_lostandfound``, see :func:`fishyscapes_lostandfound_frames`).
     coco_min_size
         The minimum height and width of the COCO filter; about ``coco_small_fraction`` of the
         COCO images get a side below it.
@@ -148,6 +172,7 @@ class DemoConfig:
     n_coco: int = 60
     n_lostandfound: int = 40
     n_fishyscapes: int = 15
+    n_fishyscapes_lostandfound: int = 10
     coco_min_size: int = 128
     coco_size_range: tuple[int, int] = (96, 320)
     coco_small_fraction: float = 0.25
@@ -168,7 +193,7 @@ class DemoConfig:
         integer("seed", 0)
         integer("height", 32, 4096)
         integer("width", 32, 8192)
-        for name in ("n_train", "n_val", "n_coco", "n_lostandfound", "n_fishyscapes"):
+        for name in ("n_train", "n_val", "n_coco", "n_lostandfound", "n_fishyscapes", "n_fishyscapes_lostandfound"):
             integer(name, 1)
         integer("coco_min_size", 0)
         integer("jpeg_quality", 10, 100)
@@ -265,6 +290,29 @@ def lostandfound_name(index: int) -> tuple[str, str]:
 
 def fishyscapes_name(index: int) -> str:
     return f"{index:04d}"
+
+
+def fishyscapes_lostandfound_frames(cfg: DemoConfig) -> range:
+    """LostAndFound-format frame indices that get a Fishyscapes LostAndFound label: the first ones.
+
+    The first ``min(n_fishyscapes_lostandfound, n_lostandfound)`` frames: from four frames on they
+    cover every scene, and a larger ``n_lostandfound`` does not change them (like the other sets).
+    """
+    return range(min(cfg.n_fishyscapes_lostandfound, cfg.n_lostandfound))
+
+
+def fishyscapes_lostandfound_name(index: int) -> str:
+    """File name of the Fishyscapes LostAndFound label of LostAndFound-format frame ``index``."""
+    return f"{index:04d}_{lostandfound_name(index)[1]}_labels.png"
+
+
+def fishyscapes_lostandfound_label(laf_ids: np.ndarray) -> np.ndarray:
+    """Fishyscapes labels (0 free road, 1 obstacle, 255 void) of a LostAndFound label-id image."""
+    train = L.LOSTANDFOUND_ID_TO_TRAIN[laf_ids]
+    lab = np.full(laf_ids.shape, L.VOID_ID, dtype=np.uint8)
+    lab[train == L.LOSTANDFOUND.train_id_in] = L.FISHYSCAPES.train_id_in
+    lab[train == L.LOSTANDFOUND.train_id_out] = L.FISHYSCAPES.train_id_out
+    return lab
 
 
 def coco_image_id(index: int) -> int:
@@ -2092,10 +2140,10 @@ def _coco_header() -> dict:
 
 
 def planned_files(out_root: str | Path, config: DemoConfig | None = None) -> list[Path]:
-    """Every file that :func:`generate` writes for ``config`` under ``out_root`` (marker last)."""
+    """Every file that :func:`generate` writes for ``config`` under ``out_root`` (ownership record first, marker last)."""
     cfg = config or DemoConfig()
     out = Path(out_root)
-    files: list[Path] = []
+    files: list[Path] = [out / OWNER_NAME]
     cs = out / "cityscapes"
     for split, n in (("train", cfg.n_train), ("val", cfg.n_val)):
         for i in range(n):
@@ -2115,33 +2163,61 @@ def planned_files(out_root: str | Path, config: DemoConfig | None = None) -> lis
         name = fishyscapes_name(i)
         files.append(out / "fishyscapes" / "Static" / f"{name}.png")
         files.append(out / "fishyscapes" / "Static" / f"{name}.jpg")
+    for i in fishyscapes_lostandfound_frames(cfg):
+        files.append(out / "fishyscapes" / "LostAndFound" / fishyscapes_lostandfound_name(i))
     files.append(out / MARKER_NAME)
     return files
 
 
-def _previous_config(out: Path) -> DemoConfig | None:
-    marker = out / MARKER_NAME
-    if not marker.is_file():
+def _recorded_config(path: Path) -> DemoConfig | None:
+    """The config in an ownership record or marker written by this generator, else None."""
+    if not path.is_file():
         return None
     try:
-        data = json.loads(marker.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if data.get("generator") != _GENERATOR:
+            return None
         return demo_config_from_dict(data["config"])
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
 
 
-def _remove_stale(out: Path, cfg: DemoConfig) -> int:
-    """Remove files an earlier (completed) generation wrote that ``cfg`` does not produce; then the marker."""
+def _claim(out: Path) -> list[DemoConfig]:
+    """Check that ``out`` may be written; return the configs of earlier generations into it.
+
+    A missing or empty folder is free; a non-empty one must hold this generator's ownership
+    record or completion marker, else an InputError names it and nothing is touched.
+    """
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: exists and is not a folder; the demo data needs a folder of its own")
+    if not out.is_dir() or not any(out.iterdir()):
+        return []
+    configs = [c for c in (_recorded_config(out / OWNER_NAME), _recorded_config(out / MARKER_NAME)) if c is not None]
+    if not configs:
+        raise InputError(
+            f"{out}: folder is not empty and was not created by the demo generator (it has no {OWNER_NAME} "
+            f"or {MARKER_NAME} of the generator); refusing to write into it. Choose a new or empty folder "
+            "for the demo data (config demo.root, or --out of 'meta-ood demo-data')"
+        )
+    return configs
+
+
+def _remove_stale(out: Path, cfg: DemoConfig, previous: list[DemoConfig]) -> int:
+    """Remove the files earlier generations wrote that ``cfg`` does not produce; then the completion marker."""
     removed = 0
-    prev = _previous_config(out)
-    if prev is not None:
-        keep = set(planned_files(out, cfg))
+    keep = set(planned_files(out, cfg))
+    for prev in previous:
         for path in planned_files(out, prev):
-            if path not in keep and path.name != MARKER_NAME and path.is_file():
+            if path not in keep and path.name not in (MARKER_NAME, OWNER_NAME) and path.is_file():
                 path.unlink()
                 removed += 1
     (out / MARKER_NAME).unlink(missing_ok=True)
     return removed
+
+
+def _record(cfg: DemoConfig, **extra: Any) -> str:
+    return json.dumps({"generator": _GENERATOR, "format_version": _FORMAT_VERSION, "config": asdict(cfg), **extra},
+                      indent=2, sort_keys=True) + "\n"
 
 
 def _iter_jobs(cfg: DemoConfig) -> Iterator[tuple[str, int]]:
@@ -2159,11 +2235,15 @@ def _iter_jobs(cfg: DemoConfig) -> Iterator[tuple[str, int]]:
 def generate(out_root: str | Path, config: DemoConfig | None = None, progress: bool = True) -> dict:
     """Write the demo datasets under ``out_root``; returns the dataset roots and counts.
 
+    ``out_root`` must be new, empty, or a folder this generator wrote before (it holds
+    ``DEMO_DATA.owner.json`` or ``DEMO_DATA.json``); any other folder raises an InputError and is
+    left untouched. Files of an earlier generation that ``config`` does not produce are removed.
+
     Parameters
     ----------
     out_root
-        Output folder; ``cityscapes/``, ``coco/``, ``lostandfound/``, ``fishyscapes/`` and
-        ``DEMO_DATA.json`` are created in it.
+        Output folder; ``cityscapes/``, ``coco/``, ``lostandfound/``, ``fishyscapes/``,
+        ``DEMO_DATA.owner.json`` (first) and ``DEMO_DATA.json`` (last) are created in it.
     config
         Sizes and options (default :class:`DemoConfig`).
     progress
@@ -2174,25 +2254,31 @@ def generate(out_root: str | Path, config: DemoConfig | None = None, progress: b
     dict
         ``root``, ``cityscapes``, ``coco``, ``lostandfound``, ``fishyscapes`` (folder paths as
         strings), ``marker`` (path of ``DEMO_DATA.json``) and ``counts`` (images per dataset and
-        split, COCO annotations by encoding).
+        split, COCO annotations by encoding). The Fishyscapes LostAndFound set is the split
+        ``LostAndFound`` of ``fishyscapes`` with its images under ``lostandfound``.
     """
     cfg = config or DemoConfig()
     if not isinstance(cfg, DemoConfig):
         raise InputError(f"generate expects a DemoConfig, got {type(cfg).__name__}")
     out = Path(out_root)
+    previous = _claim(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise InputError(f"{out}: cannot create the demo data folder ({exc})") from None
-    _remove_stale(out, cfg)
+    _remove_stale(out, cfg, previous)
+    write_text_atomic(out / OWNER_NAME, _record(cfg, note="written by the meta-ood demo generator, which may "
+                                                         "regenerate this folder: it overwrites its own files and "
+                                                         "removes those a new config does not produce"))
     roots = {name: out / name for name in ("cityscapes", "coco", "lostandfound", "fishyscapes")}
     coco = _coco_header()
     coco_images: list[dict] = []
     coco_anns: list[dict] = []
     counts: dict[str, int] = {"cityscapes_train": 0, "cityscapes_val": 0, "coco_images": 0, "coco_annotations": 0,
                               "coco_polygon": 0, "coco_rle_uncompressed": 0, "coco_rle_compressed": 0,
-                              "lostandfound": 0, "fishyscapes": 0}
+                              "lostandfound": 0, "fishyscapes": 0, "fishyscapes_lostandfound": 0}
     total = cfg.n_train + cfg.n_val + cfg.n_coco + cfg.n_lostandfound + cfg.n_fishyscapes
+    fs_laf = set(fishyscapes_lostandfound_frames(cfg))
     with tqdm(total=total, desc="demo data", unit="img", disable=not progress) as bar:
         for kind, i in _iter_jobs(cfg):
             bar.set_postfix_str(kind, refresh=False)
@@ -2221,6 +2307,10 @@ def generate(out_root: str | Path, config: DemoConfig | None = None, progress: b
                 write_png(roots["lostandfound"] / "leftImg8bit" / "test" / scene / f"{base}_leftImg8bit.png", img)
                 write_png(roots["lostandfound"] / "gtCoarse" / "test" / scene / f"{base}_gtCoarse_labelIds.png", lab)
                 counts["lostandfound"] += 1
+                if i in fs_laf:
+                    write_png(roots["fishyscapes"] / "LostAndFound" / fishyscapes_lostandfound_name(i),
+                              fishyscapes_lostandfound_label(lab))
+                    counts["fishyscapes_lostandfound"] += 1
             else:
                 img, lab = render_fishyscapes(cfg, i)
                 name = fishyscapes_name(i)
@@ -2233,12 +2323,5 @@ def generate(out_root: str | Path, config: DemoConfig | None = None, progress: b
     counts["coco_annotations"] = len(coco_anns)
     write_text_atomic(roots["coco"] / "annotations" / "instances_train2017.json", json.dumps(coco, separators=(",", ":")))
     marker = out / MARKER_NAME
-    info = {
-        "generator": "meta_ood.datasets.demo",
-        "format_version": _FORMAT_VERSION,
-        "config": asdict(cfg),
-        "counts": counts,
-        "datasets": {name: name for name in roots},
-    }
-    write_text_atomic(marker, json.dumps(info, indent=2, sort_keys=True) + "\n")
+    write_text_atomic(marker, _record(cfg, counts=counts, datasets={name: name for name in roots}))
     return {"root": str(out), **{name: str(path) for name, path in roots.items()}, "marker": str(marker), "counts": counts}

@@ -37,6 +37,7 @@ import json
 import logging
 import os
 import pickle
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -48,7 +49,9 @@ from torch import nn
 from meta_ood.errors import InputError
 from meta_ood.io import atomic_path
 
-__all__ = ["load_checkpoint", "read_checkpoint", "save_checkpoint", "config_hash", "unwrap_model"]
+__all__ = [
+    "load_checkpoint", "read_checkpoint", "read_checkpoint_metadata", "save_checkpoint", "config_hash", "unwrap_model",
+]
 
 log = logging.getLogger(__name__)
 
@@ -96,11 +99,14 @@ def unwrap_model(model: nn.Module) -> nn.Module:
             return model
 
 
-def _torch_load(path: Path, trusted: bool) -> Any:
-    """``torch.load`` on CPU, safely; every failure becomes an InputError naming the file."""
+def _torch_load(path: Path, trusted: bool, mmap: bool = False) -> Any:
+    """``torch.load`` on CPU, safely; every failure becomes an InputError naming the file.
+
+    ``mmap`` maps the tensors from the file instead of reading them (zip-format files only).
+    """
     try:
         with _allow_safe_globals():
-            return torch.load(path, map_location="cpu", weights_only=True)
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as exc:
         if "Weights only load failed" not in str(exc):
             raise InputError(
@@ -127,7 +133,7 @@ def _torch_load(path: Path, trusted: bool) -> Any:
         ) from None
     log.warning("%s: loading with weights_only=False because trusted=True was given", path)
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)
+        return torch.load(path, map_location="cpu", weights_only=False, mmap=mmap)
     except Exception as exc:
         raise InputError(f"{path}: cannot read checkpoint ({type(exc).__name__}: {exc})") from None
 
@@ -186,6 +192,22 @@ def read_checkpoint(path: str | os.PathLike, trusted: bool = False) -> tuple[dic
     return _split_container(_torch_load(path, trusted), path)
 
 
+def read_checkpoint_metadata(path: str | os.PathLike, trusted: bool = False) -> dict[str, Any]:
+    """Everything in a checkpoint but the weights and the optimizer state, without reading the tensors.
+
+    Zip-format files (what ``torch.save`` writes) are memory-mapped, so only the small pickled
+    structure is read: milliseconds even for checkpoints of several hundred megabytes. Used to
+    check ``config_hash`` / ``extra`` of training checkpoints at start-up.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: checkpoint file not found")
+    obj = _torch_load(path, trusted, mmap=zipfile.is_zipfile(path))
+    _, meta = _split_container(obj, path)
+    meta.pop("optimizer_state_dict", None)
+    return meta
+
+
 def _common_prefix(keys: list[str]) -> str:
     """The wrapper prefixes shared by every key, e.g. ``'module.'`` or ``''``."""
     prefix = ""
@@ -232,6 +254,19 @@ def _describe(kind: str, names: list[str]) -> str:
     return f"{len(names)} {kind} ({', '.join(names[:_SHOW])}{more})"
 
 
+def compare_state_dicts(
+    model_sd: Mapping[str, torch.Tensor], ckpt_sd: Mapping[str, torch.Tensor]
+) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """The checkpoint tensors matched to the model's names, and one phrase per kind of mismatch (empty if none)."""
+    matched, missing, unexpected, misshaped = _match_keys(model_sd, ckpt_sd)
+    problems = [
+        _describe(kind, names)
+        for kind, names in (("missing keys", missing), ("unexpected keys", unexpected), ("mis-shaped keys", misshaped))
+        if names
+    ]
+    return matched, problems
+
+
 def load_checkpoint(
     model: nn.Module,
     path: str | os.PathLike,
@@ -268,12 +303,7 @@ def load_checkpoint(
     ckpt_sd, meta = read_checkpoint(path, trusted=trusted)
     target = unwrap_model(model)
     model_sd = target.state_dict()
-    matched, missing, unexpected, misshaped = _match_keys(model_sd, ckpt_sd)
-    problems = [
-        _describe(kind, names)
-        for kind, names in (("missing keys", missing), ("unexpected keys", unexpected), ("mis-shaped keys", misshaped))
-        if names
-    ]
+    matched, problems = compare_state_dicts(model_sd, ckpt_sd)
     if problems:
         message = (
             f"{path}: checkpoint does not match the model {type(target).__name__} "

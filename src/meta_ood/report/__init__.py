@@ -20,7 +20,9 @@ function               paper counterpart
 ``examples``           entropy heatmaps and OoD predictions of example images (figs 1, 2, 6)
 =====================  ========================================================================
 
-The figure functions are imported on first use, so rendering a table does not import matplotlib.
+Tables return their CSV as a DataFrame, figures the numbers they plot (see each function), so
+both can be checked against the result files they were drawn from. The figure functions are
+imported on first use, so rendering a table does not import matplotlib.
 """
 
 from __future__ import annotations

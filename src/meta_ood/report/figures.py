@@ -6,6 +6,9 @@ maps and OoD segments (component maps are not stored). Figures are drawn on
 :class:`matplotlib.figure.Figure` objects, independent of the pyplot backend, and saved as PNG
 (150 dpi) and PDF, each under a temporary name that is renamed when complete.
 
+Every figure function returns the numbers it plotted (curve points, violin densities, markers,
+per-segment decisions; documented per function), so that they can be checked against the inputs.
+
 Colours (colour-blind safe, seaborn "colorblind"): the plain model blue, the model after OoD
 training green; in the violins in-distribution pixels light blue and OoD pixels orange; red is
 kept for thresholds, random guessing and the road miss rate, as in the paper.
@@ -13,7 +16,6 @@ kept for thresholds, random guessing and the road miss rate, as in the paper.
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -153,10 +155,11 @@ def accuracy_threshold(violin: Mapping[str, Any], n_pos: float, n_neg: float,
                        balanced: bool = False) -> tuple[float, float]:
     """Entropy threshold of highest pixel accuracy from the violin histograms of a pixel JSON.
 
-    Pixels with entropy >= t are called OoD; t runs over the bin edges of the histogram
-    (resolution 1 / number of bins). ``balanced``: maximize the mean of the true positive and
-    true negative rates instead of the pixel accuracy (which, with ~1-2 % OoD pixels, mostly
-    rewards flagging nothing). Returns ``(t, accuracy)``; the first maximum wins.
+    Pixels with score >= t are called OoD; t runs over the bin edges of the histogram
+    (resolution: one bin). ``balanced``: maximize the mean of the true positive and true negative
+    rates instead of the pixel accuracy (which, with ~1-2 % OoD pixels, mostly rewards flagging
+    nothing). Returns ``(t, accuracy)``; the first maximum wins. The edges are the histogram's
+    ``edges`` when given, else the bins around ``centers`` clipped to [0, 1].
     """
     if balanced:
         n_pos = n_neg = 1.0
@@ -168,25 +171,34 @@ def accuracy_threshold(violin: Mapping[str, Any], n_pos: float, n_neg: float,
     f_out = np.nan_to_num(np.asarray(violin["out"]["density"], dtype=float)) * width
     f_in = f_in / f_in.sum() if f_in.sum() > 0 else f_in
     f_out = f_out / f_out.sum() if f_out.sum() > 0 else f_out
-    edges = np.concatenate([centers - width / 2.0, [centers[-1] + width / 2.0]])
+    if violin.get("edges") is not None:
+        edges = np.asarray(violin["edges"], dtype=float)
+        if edges.shape != (centers.size + 1,):
+            raise InputError(f"violin histogram with {centers.size} centers but {edges.size} edges")
+    else:
+        edges = np.clip(np.concatenate([centers - width / 2.0, [centers[-1] + width / 2.0]]), 0.0, 1.0)
     neg_correct = np.concatenate([[0.0], np.cumsum(f_in)])           # in-distribution below t
     pos_correct = 1.0 - np.concatenate([[0.0], np.cumsum(f_out)])    # OoD at or above t
     acc = (n_neg * neg_correct + n_pos * pos_correct) / max(n_neg + n_pos, 1.0)
     k = int(np.argmax(acc))
-    return float(np.clip(edges[k], 0.0, 1.0)), float(acc[k])
+    return float(edges[k]), float(acc[k])
 
 
 def _half_violin(ax, x: float, centers: np.ndarray, density: np.ndarray, quantiles: Mapping[str, Any],
-                 side: int, color: str, half_width: float = 0.4) -> None:
-    """One half of a split violin at ``x`` (side -1 left, +1 right), scaled to its own maximum."""
+                 side: int, color: str, half_width: float = 0.4,
+                 bounds: tuple[float, float] = (0.0, 1.0)) -> dict[str, np.ndarray]:
+    """One half of a split violin at ``x`` (side -1 left, +1 right), scaled to its own maximum.
+
+    Returns the drawn outline: ``y`` (scores) and ``width`` (horizontal extent, 0 .. half_width).
+    """
     density = np.nan_to_num(np.asarray(density, dtype=float))
     if density.size == 0 or density.max() <= 0:
-        return
+        return {"y": np.zeros(0), "width": np.zeros(0)}
     width = float(centers[1] - centers[0]) if centers.size > 1 else 1.0
     nz = np.flatnonzero(density > 0)
     lo, hi = int(nz[0]), int(nz[-1]) + 1  # draw only over the observed range of scores
     c, dens = centers[lo:hi], density[lo:hi]
-    y = np.concatenate([[max(c[0] - width / 2, 0.0)], c, [min(c[-1] + width / 2, 1.0)]])
+    y = np.concatenate([[max(c[0] - width / 2, bounds[0])], c, [min(c[-1] + width / 2, bounds[1])]])
     d = np.concatenate([[dens[0]], dens, [dens[-1]]])
     w = half_width * d / d.max()
     ax.fill_betweenx(y, x, x + side * w, facecolor=color, edgecolor="0.25", linewidth=0.6, alpha=0.9, zorder=2)
@@ -197,27 +209,50 @@ def _half_violin(ax, x: float, centers: np.ndarray, density: np.ndarray, quantil
         half = float(np.interp(v, y, w))
         ax.plot([x, x + side * max(half, 0.04)], [v, v], color="0.1", linestyle=style, linewidth=lw, zorder=3,
                 solid_capstyle="butt")
+    return {"y": y, "width": w}
+
+
+_SCORE_LABELS = {
+    "entropy": "normalized entropy $\\bar{E}$",
+    "variation_ratio": "variation ratio $1 - \\max_c p_c$",
+    "margin": "probability margin $1 - p_{(1)} + p_{(2)}$",
+    "msp": "$1 -$ maximum softmax probability",
+    "max_logit": "negated maximum logit",
+    "energy": "free energy $-\\log\\sum_c e^{l_c}$",
+}
+
+
+def _score_label(scorer: Any) -> str:
+    return _SCORE_LABELS.get(str(scorer), str(scorer)) if scorer else _SCORE_LABELS["entropy"]
 
 
 def figure3(entries: Sequence[Mapping[str, Any]], out_png: str | os.PathLike, out_pdf: str | os.PathLike,
-            balanced_accuracy: bool = False) -> None:
-    """Paper figure 3: split violins of the normalized entropy of in-distribution and OoD pixels.
+            balanced_accuracy: bool = False) -> dict[tuple[str, str, str], dict[str, Any]]:
+    """Paper figure 3: split violins of the OoD score (normalized entropy) of in-distribution and OoD pixels.
 
     ``entries``: ``{model, label, dataset, path}`` (pixel JSONs of OoD datasets). One panel per
     (model, dataset); in each panel one split violin per label (Plain, OoD training), left half
     in-distribution, right half OoD pixels, each scaled to its own maximum density. Solid lines:
     medians, dashed: quartiles; the red line is the threshold of highest pixel accuracy
     (:func:`accuracy_threshold`; of highest balanced accuracy with ``balanced_accuracy``), or the
-    threshold of the best F1 score when the JSON lacks the pixel counts.
+    threshold of the best F1 score when the JSON lacks the pixel counts. The score axis spans the
+    histogram's range ([0, 1] for the bounded scorers) and is named after the JSON's ``scorer``.
+
+    Returns, per (model, dataset, label): ``centers``, ``in_density`` / ``out_density`` (the
+    histograms drawn), ``in_outline`` / ``out_outline`` (the drawn ``y`` and ``width``),
+    ``in_quantiles`` / ``out_quantiles``, ``threshold``, ``accuracy`` (None for a best-F1
+    threshold) and ``threshold_kind`` ("accuracy", "balanced accuracy", "best F1" or None).
     """
     entries = check_entries(entries, ("model", "label", "dataset", "path"), "figure3 entry")
     models = _unique(str(e["model"]) for e in entries)
     datasets = _unique(str(e["dataset"]) for e in entries)
     data = {(str(e["model"]), str(e["dataset"]), str(e["label"])): (load_result(e["path"], kind="ood"), e["path"])
             for e in entries}
+    plotted: dict[tuple[str, str, str], dict[str, Any]] = {}
     with mpl.rc_context(_rc()):
         nrows, ncols = len(models), len(datasets)
-        fig = _figure(0.6 + 3.3 * ncols * max(1, _max_labels(entries) / 2), 0.6 + 3.8 * nrows)
+        # at least 6.4 in wide: the three-column legend below must fit
+        fig = _figure(max(6.4, 0.6 + 3.3 * ncols * max(1, _max_labels(entries) / 2)), 0.6 + 3.8 * nrows)
         axes = np.atleast_2d(np.asarray(fig.subplots(nrows, ncols, squeeze=False)))
         for r, model in enumerate(models):
             for c, ds in enumerate(datasets):
@@ -226,34 +261,53 @@ def figure3(entries: Sequence[Mapping[str, Any]], out_png: str | os.PathLike, ou
                 if not labels:
                     ax.set_axis_off()
                     continue
+                lo_all, hi_all, scorer = [], [], None
                 for i, label in enumerate(labels):
                     res, path = data[(model, ds, label)]
                     violin = res.get("violin")
                     if not isinstance(violin, Mapping):
-                        raise InputError(f"{path}: lacks 'violin' (the entropy histograms of figure 3)")
+                        raise InputError(f"{path}: lacks 'violin' (the score histograms of figure 3)")
+                    scorer = scorer or res.get("scorer")
                     centers = _array(res, ("violin", "centers"), path)
+                    if violin.get("edges") is not None:
+                        edges = _array(res, ("violin", "edges"), path)
+                        bounds = (float(edges[0]), float(edges[-1]))
+                    else:
+                        bounds = (0.0, 1.0)
+                    lo_all.append(bounds[0])
+                    hi_all.append(bounds[1])
+                    item: dict[str, Any] = {"centers": centers}
                     for side, key, color in ((-1, "in", IN_COLOR), (1, "out", OUT_COLOR)):
                         dens = _array(res, ("violin", key, "density"), path)
-                        _half_violin(ax, i, centers, dens, violin[key].get("quantiles", {}), side, color)
+                        quantiles = violin[key].get("quantiles", {}) if isinstance(violin[key], Mapping) else {}
+                        item[f"{key}_outline"] = _half_violin(ax, i, centers, dens, quantiles, side, color,
+                                                              bounds=bounds)
+                        item[f"{key}_density"] = dens
+                        item[f"{key}_quantiles"] = {str(q): _num(v) for q, v in quantiles.items()}
                     n_pos, n_neg = _num(res.get("n_pos")), _num(res.get("n_neg"))
+                    acc = None
                     if n_pos is not None and n_neg is not None:
                         t, acc = accuracy_threshold(violin, n_pos, n_neg, balanced=balanced_accuracy)
+                        kind = "balanced accuracy" if balanced_accuracy else "accuracy"
                         text = f"t = {t:.2f} ({'bal. ' if balanced_accuracy else ''}acc. {100 * acc:.1f} %)"
                     else:
                         t = _num(res.get("best_f1_threshold"))
+                        kind = "best F1" if t is not None else None
                         text = f"t = {t:.2f} (best F1)" if t is not None else ""
+                    item.update({"threshold": t, "accuracy": acc, "threshold_kind": kind})
+                    plotted[(model, ds, label)] = item
                     if t is not None:
                         ax.plot([i - 0.45, i + 0.45], [t, t], color=RED, linewidth=1.8, zorder=4)
-                        below = t > 0.93
+                        below = (t - bounds[0]) > 0.93 * (bounds[1] - bounds[0])
                         ax.annotate(text, (i, t), xytext=(0, -3 if below else 3), textcoords="offset points",
                                     va="top" if below else "bottom", ha="center", fontsize=7.5, color=RED, zorder=5,
                                     bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "alpha": 0.8,
                                           "edgecolor": "none"})
                 ax.set_xticks(range(len(labels)), labels)
                 ax.set_xlim(-0.55, len(labels) - 0.45)
-                ax.set_ylim(0.0, 1.0)
+                ax.set_ylim(min(lo_all), max(hi_all))
                 ax.grid(axis="x", visible=False)
-                ax.set_ylabel("normalized entropy $\\bar{E}$" if c == 0 else "")
+                ax.set_ylabel(_score_label(scorer) if c == 0 else "")
                 ax.set_title(_title(dataset_title(ds), model))
         handles = [Patch(facecolor=IN_COLOR, edgecolor="0.25", label="in-distribution pixels"),
                    Patch(facecolor=OUT_COLOR, edgecolor="0.25", label="OoD pixels"),
@@ -263,6 +317,7 @@ def figure3(entries: Sequence[Mapping[str, Any]], out_png: str | os.PathLike, ou
                           label=f"threshold of highest {'balanced ' if balanced_accuracy else ''}accuracy")]
         fig.legend(handles=handles, loc="outside lower center", ncols=3, frameon=False)
         _save(fig, out_png, out_pdf)
+    return plotted
 
 
 def _max_labels(entries: Sequence[Mapping[str, Any]]) -> int:
@@ -276,22 +331,29 @@ def _max_labels(entries: Sequence[Mapping[str, Any]]) -> int:
 # ---------------------------------------------------------------------------------- figure 4
 
 
-def figure4(entries: Sequence[Mapping[str, Any]], out_png: str | os.PathLike, out_pdf: str | os.PathLike) -> None:
+def figure4(entries: Sequence[Mapping[str, Any]], out_png: str | os.PathLike,
+            out_pdf: str | os.PathLike) -> dict[tuple[str, str], dict[str, Any]]:
     """Paper figure 4: ROC (left) and precision-recall curves (right) per (model, dataset).
 
     ``entries``: ``{model, label, dataset, path}`` (pixel JSONs of OoD datasets); one curve per
     label with its AUROC / AUPRC in the legend. Red dashed: random guessing (the diagonal, and
     the fraction of OoD pixels for precision-recall).
+
+    Returns, per (model, dataset): ``ood_fraction`` (the random-guess precision, or None) and
+    ``curves``: label -> ``fpr``, ``tpr``, ``precision``, ``recall`` (the plotted points),
+    ``auroc``, ``auprc``.
     """
     entries = check_entries(entries, ("model", "label", "dataset", "path"), "figure4 entry")
     pairs = _unique((str(e["model"]), str(e["dataset"])) for e in entries)
     colors = _colors(_unique(str(e["label"]) for e in entries))
+    plotted: dict[tuple[str, str], dict[str, Any]] = {}
     with mpl.rc_context(_rc()):
         fig = _figure(8.0, 3.7 * len(pairs))
         axes = np.asarray(fig.subplots(len(pairs), 2, squeeze=False))
         for r, (model, ds) in enumerate(pairs):
             ax_roc, ax_pr = axes[r]
             fraction = None
+            curves: dict[str, dict[str, Any]] = {}
             for e in entries:
                 if (str(e["model"]), str(e["dataset"])) != (model, ds):
                     continue
@@ -300,6 +362,8 @@ def figure4(entries: Sequence[Mapping[str, Any]], out_png: str | os.PathLike, ou
                 fpr, tpr = _array(res, ("roc", "fpr"), e["path"]), _array(res, ("roc", "tpr"), e["path"])
                 prec, rec = _array(res, ("pr", "precision"), e["path"]), _array(res, ("pr", "recall"), e["path"])
                 auroc, auprc = _num(res.get("auroc")), _num(res.get("auprc"))
+                curves[label] = {"fpr": fpr, "tpr": tpr, "precision": prec, "recall": rec, "auroc": auroc,
+                                 "auprc": auprc}
                 ax_roc.plot(fpr, tpr, color=color, linewidth=1.8,
                             label=f"{label} (AUROC {auroc:.3f})" if auroc is not None else label)
                 ax_pr.plot(rec, prec, color=color, linewidth=1.8,
@@ -309,6 +373,7 @@ def figure4(entries: Sequence[Mapping[str, Any]], out_png: str | os.PathLike, ou
                     fraction = _num(res.get("ood_pixel_fraction"))
                     if fraction is None and n_pos is not None and n_neg is not None and n_pos + n_neg > 0:
                         fraction = n_pos / (n_pos + n_neg)
+            plotted[(model, ds)] = {"ood_fraction": fraction, "curves": curves}
             ax_roc.plot([0, 1], [0, 1], color=RED, linestyle="--", linewidth=1.2, label="random guess")
             if fraction is not None:
                 ax_pr.axhline(fraction, color=RED, linestyle="--", linewidth=1.2,
@@ -323,6 +388,7 @@ def figure4(entries: Sequence[Mapping[str, Any]], out_png: str | os.PathLike, ou
                 ax.set_title(_title(dataset_title(ds), model, kind))
                 ax.legend(loc=loc)
         _save(fig, out_png, out_pdf)
+    return plotted
 
 
 # ---------------------------------------------------------------------------------- figure 5
@@ -339,18 +405,22 @@ def _miou_curve(res: Mapping[str, Any], path: Any) -> tuple[np.ndarray, np.ndarr
 
 
 def figure5(miou_entries: Sequence[Mapping[str, Any]], out_png: str | os.PathLike, out_pdf: str | os.PathLike,
-            acceptable_loss: float = 0.01) -> None:
+            acceptable_loss: float = 0.01) -> dict[tuple[str, str], dict[str, Any]]:
     """Paper figure 5: Cityscapes val mIoU with an extra OoD class for entropy >= t, against t.
 
     ``miou_entries``: ``{model, label, path}`` (Cityscapes val pixel JSONs). One line per entry;
     dotted in the same colour: the plain mIoU without OoD class. Red dashed: ``acceptable_loss``
     (1 percentage point) below the plain mIoU of the "Plain" entry of each model.
+
+    Returns, per (model, label): ``t`` and ``miou`` (the line's points, increasing t), ``plain``
+    (the dotted level, or None) and ``acceptable`` (the red level drawn from this entry, or None).
     """
     entries = check_entries(miou_entries, ("model", "label", "path"), "figure5 entry")
     models = _unique(str(e["model"]) for e in entries)
     colors = _colors(_unique(str(e["label"]) for e in entries))
     styles = ["-", "--", "-.", ":"]
     markers = ["o", "s", "^", "D"]
+    plotted: dict[tuple[str, str], dict[str, Any]] = {}
     with mpl.rc_context(_rc()):
         fig = _figure(6.4, 4.2)
         ax = fig.subplots()
@@ -366,6 +436,7 @@ def figure5(miou_entries: Sequence[Mapping[str, Any]], out_png: str | os.PathLik
             color = colors[label]
             ax.plot(t, m, color=color, linestyle=styles[k % 4], marker=markers[k % 4], markersize=4.5, linewidth=1.8,
                     label=name)
+            item = plotted[(model, label)] = {"t": t, "miou": m, "plain": plain, "acceptable": None}
             if plain is not None:
                 ax.axhline(plain, color=color, linestyle=":", linewidth=1.2,
                            label=f"{name}, no OoD class ({plain:.3f})")
@@ -376,6 +447,7 @@ def figure5(miou_entries: Sequence[Mapping[str, Any]], out_png: str | os.PathLik
                     ax.axhline(plain - acceptable_loss, color=RED, linestyle="--", linewidth=1.3,
                                label=None if acceptable_drawn else f"acceptable loss ({100 * acceptable_loss:g} pp below plain)")
                     acceptable_drawn = True
+                    item["acceptable"] = plain - acceptable_loss
         if t_all:
             ax.set_xticks(sorted(set(t_all)))
             ax.set_xlim(min(t_all) - 0.03, max(t_all) + 0.03)
@@ -384,6 +456,7 @@ def figure5(miou_entries: Sequence[Mapping[str, Any]], out_png: str | os.PathLik
         ax.set_title(_title("Cityscapes val", ", ".join(models)))
         ax.legend(loc="lower right")
         _save(fig, out_png, out_pdf)
+    return plotted
 
 
 # ---------------------------------------------------------------------------------- figure 7
@@ -414,7 +487,7 @@ def _pie(ax, x: float, y: float, eps: float | None, size: float = 150.0, zorder:
 
 
 def figure7(entries: Sequence[Mapping[str, Any]], out_png: str | os.PathLike, out_pdf: str | os.PathLike,
-            thresholds: Sequence[float] | None = None) -> None:
+            thresholds: Sequence[float] | None = None) -> dict[str, dict[str, dict[str, np.ndarray]]]:
     """Paper figure 7: detection errors, FN against FP, for the entropy thresholds t.
 
     ``entries``: ``{label, path}`` (segment_eval JSONs; optional ``model`` / ``dataset`` for the
@@ -422,9 +495,14 @@ def figure7(entries: Sequence[Mapping[str, Any]], out_png: str | os.PathLike, ou
     segments the meta classifier calls FP). ``thresholds``: the t to show (default: those of
     0.3 ... 0.7 that are present, as in the paper; all when none is in that range). Markers are
     pie charts of the road miss rate ε: the red fraction is ε / 0.1 %, entirely red for ε >= 0.1 %.
+
+    Returns, per label: ``before`` and ``after`` (the two lines, each only where FP and FN are
+    known), each with arrays ``t`` (decreasing, the drawing order), ``fp`` (x), ``fn`` (y) and
+    ``eps`` (the pie fraction's ε, NaN where unknown).
     """
     entries = check_entries(entries, ("label", "path"), "figure7 entry")
     colors = _colors(_unique(str(e["label"]) for e in entries))
+    plotted: dict[str, dict[str, dict[str, np.ndarray]]] = {}
     with mpl.rc_context(_rc()):
         fig = _figure(8.4, 5.0)
         ax = fig.subplots()
@@ -441,10 +519,15 @@ def figure7(entries: Sequence[Mapping[str, Any]], out_png: str | os.PathLike, ou
                 chosen = [t for t in sorted(ts) if ACCEPTABLE_FROM - 1e-9 <= t <= 0.7 + 1e-9] or sorted(ts)
             chosen = chosen[::-1]  # 0.7 ... 0.3 as in the paper
             color = colors[str(e["label"])]
+            lines = plotted.setdefault(str(e["label"]), {})
             for when, style, suffix in (("before", "-", ""), ("after", "--", " + Meta")):
                 pts = [(t, _num(ts[t].get(f"fp_{when}")), _num(ts[t].get(f"fn_{when}")), _num(ts[t].get(f"eps_{when}")))
                        for t in chosen]
                 pts = [p for p in pts if p[1] is not None and p[2] is not None]
+                lines[when] = {"t": np.array([p[0] for p in pts], dtype=float),
+                               "fp": np.array([p[1] for p in pts], dtype=float),
+                               "fn": np.array([p[2] for p in pts], dtype=float),
+                               "eps": np.array([np.nan if p[3] is None else p[3] for p in pts], dtype=float)}
                 if not pts:
                     continue
                 xs, ys = [p[1] for p in pts], [p[2] for p in pts]
@@ -482,18 +565,23 @@ def figure7(entries: Sequence[Mapping[str, Any]], out_png: str | os.PathLike, ou
         fig.legend(pie_handles, pie_labels, loc="outside right lower", title="road miss rate ε",
                    handler_map={tuple: HandlerTuple(ndivide=1)})
         _save(fig, out_png, out_pdf)
+    return plotted
 
 
 # --------------------------------------------------------------------------------- figure 14
 
 
-def figure14(entries: Sequence[Mapping[str, Any]], out_png: str | os.PathLike, out_pdf: str | os.PathLike) -> None:
+def figure14(entries: Sequence[Mapping[str, Any]], out_png: str | os.PathLike,
+             out_pdf: str | os.PathLike) -> dict[str, Any]:
     """Paper figure 14: Cityscapes val mIoU and OoD AUPRC over the epochs of OoD training.
 
     ``entries``: ``{epoch, miou_path, pixel_path}``, epoch 0 being the baseline; ``miou_path`` a
     Cityscapes val pixel JSON (plain mIoU, key "inf"), ``pixel_path`` the pixel JSON of an OoD
     dataset (AUPRC with its bootstrap interval when present). mIoU on the left axis, AUPRC on
     the right; the epoch of the best AUPRC is marked.
+
+    Returns ``epoch``, ``miou``, ``auprc``, ``auprc_lo``, ``auprc_hi`` (arrays in epoch order,
+    NaN where missing) and ``best_epoch`` (the starred epoch, or None).
     """
     entries = check_entries(entries, ("epoch", "miou_path", "pixel_path"), "figure14 entry")
     rows = []
@@ -527,8 +615,10 @@ def figure14(entries: Sequence[Mapping[str, Any]], out_png: str | os.PathLike, o
         ax2.plot(epochs, auprc, color=GREEN, marker="s", linewidth=1.8, label=f"AUPRC, {dataset_title(dataset)} (right)")
         if np.isfinite(lo).any():
             ax2.fill_between(epochs, lo, hi, color=GREEN, alpha=0.15, linewidth=0, label="AUPRC 95 % interval")
+        best_epoch = None
         if np.isfinite(auprc).any():
             b = int(np.nanargmax(auprc))
+            best_epoch = int(epochs[b])
             ax2.scatter([epochs[b]], [auprc[b]], marker="*", s=220, color=ORANGE, edgecolor="0.2", zorder=5,
                         label=f"best AUPRC {auprc[b]:.3f} (epoch {epochs[b]})")
         ax.set_xticks(epochs, [("0\n(baseline)" if x == 0 else str(x)) for x in epochs])
@@ -548,6 +638,7 @@ def figure14(entries: Sequence[Mapping[str, Any]], out_png: str | os.PathLike, o
         h2, l2 = ax2.get_legend_handles_labels()
         ax.legend(h1 + h2, l1 + l2, loc="lower right")
         _save(fig, out_png, out_pdf)
+    return {"epoch": epochs, "miou": miou, "auprc": auprc, "auprc_lo": lo, "auprc_hi": hi, "best_epoch": best_epoch}
 
 
 def _ci_ok(ci: Any) -> bool:
@@ -626,9 +717,25 @@ def _choose_images(reader, conv, n: int) -> list[int]:
     return [i for _, i in counts[:n]]
 
 
+def _segment_summary(info: tuple[np.ndarray, np.ndarray, np.ndarray] | None) -> dict[str, Any] | None:
+    """Per-segment flags (segments 1..n) and painted pixel counts of one prediction panel."""
+    if info is None:
+        return None
+    seg, tp, removed = info
+    on = seg > 0
+    return {
+        "n_segments": int(tp.size - 1),
+        "tp": tp[1:].copy(),
+        "removed": removed[1:].copy(),
+        "removed_pixels": int((on & removed[seg]).sum()),
+        "kept_tp_pixels": int((on & ~removed[seg] & tp[seg]).sum()),
+        "kept_fp_pixels": int((on & ~removed[seg] & ~tp[seg]).sum()),
+    }
+
+
 def examples(entries: Mapping[str, Any] | Sequence[Mapping[str, Any]], out_png: str | os.PathLike,
              out_pdf: str | os.PathLike, threshold: float = 0.7, n_examples: int = 3,
-             meta_threshold: float = 0.5) -> None:
+             meta_threshold: float = 0.5) -> dict[str, Any]:
     """Example heatmaps like the paper's figures 1, 2 and 6.
 
     ``entries``: ``{baseline_store, ood_store, ood_meta[, baseline_meta]}`` (or a list of such):
@@ -641,6 +748,12 @@ def examples(entries: Mapping[str, Any] | Sequence[Mapping[str, Any]], out_png: 
     ``baseline_meta``, the same for the plain model. A segment is removed when its ``prob_fp``
     exceeds ``meta_threshold`` (config ``meta.threshold``). Predictions on void pixels are ignored
     (the segments exclude them; void is shaded darker), as in figure 6.
+
+    Returns ``threshold``, ``meta_threshold`` and ``panels``: one dict per row with ``name``,
+    ``index`` (in the store), ``ood_pixels`` (predicted OoD pixels of the model after OoD training),
+    and ``ood`` / ``baseline`` (None without ``baseline_meta``): ``n_segments``, per segment 1..n
+    ``tp`` (touches OoD ground truth) and ``removed`` (``prob_fp > meta_threshold``), and the
+    painted pixel counts ``removed_pixels``, ``kept_tp_pixels``, ``kept_fp_pixels``.
     """
     from meta_ood.io import read_rgb
     from meta_ood.scores import normalized_entropy
@@ -653,6 +766,9 @@ def examples(entries: Mapping[str, Any] | Sequence[Mapping[str, Any]], out_png: 
     n_examples = int(n_examples)
     if n_examples < 0:
         raise InputError(f"examples: n_examples={n_examples}: expected >= 0")
+    meta_threshold = float(meta_threshold)
+    if not 0.0 <= meta_threshold <= 1.0:
+        raise InputError(f"examples: meta_threshold {meta_threshold}: expected a probability in [0, 1]")
     panels = []  # (name, dataset, rgb, ent_b, ent_o, gt_out, void, ood seg info, base seg info)
     for e in entries:
         base, ood = StoreReader(e["baseline_store"]), StoreReader(e["ood_store"])
@@ -672,8 +788,14 @@ def examples(entries: Mapping[str, Any] | Sequence[Mapping[str, Any]], out_png: 
                                       meta_threshold) if base_meta is not None else None)
             panels.append((o_img.name, ood.dataset_kind, base.model or ood.model, rgb, normalized_entropy(b_img.probs),
                            normalized_entropy(o_img.probs), label == conv.train_id_out, label == conv.void_id,
-                           seg_o, seg_b))
-    with_base = any(p[-1] is not None for p in panels)
+                           seg_o, seg_b, i))
+    plotted: dict[str, Any] = {
+        "threshold": threshold,
+        "meta_threshold": meta_threshold,
+        "panels": [{"name": p[0], "index": p[10], "ood_pixels": int((p[8][0] > 0).sum()),
+                    "ood": _segment_summary(p[8]), "baseline": _segment_summary(p[9])} for p in panels],
+    }
+    with_base = any(p[9] is not None for p in panels)
     titles = ["input image", "entropy\nbefore OoD training", "entropy\nafter OoD training",
               f"OoD prediction ($\\bar{{E}} \\geq {threshold:g}$)\nafter OoD training",
               "+ meta classifier\nafter OoD training"]
@@ -686,7 +808,7 @@ def examples(entries: Mapping[str, Any] | Sequence[Mapping[str, Any]], out_png: 
             ax.set_axis_off()
             ax.text(0.5, 0.5, "no example images (n_examples = 0 or an empty store)", ha="center", va="center")
             _save(fig, out_png, out_pdf)
-            return
+            return plotted
         h, w = panels[0][3].shape[:2]
         col_w = 2.7
         row_h = col_w * h / w
@@ -694,7 +816,7 @@ def examples(entries: Mapping[str, Any] | Sequence[Mapping[str, Any]], out_png: 
         fig = _figure(col_w * ncols, row_h * len(panels) + 1.5)
         axes = np.asarray(fig.subplots(len(panels), ncols, squeeze=False))
         heat = None
-        for r, (name, ds, model, rgb, ent_b, ent_o, gt_out, void, seg_o, seg_b) in enumerate(panels):
+        for r, (name, ds, model, rgb, ent_b, ent_o, gt_out, void, seg_o, seg_b, _) in enumerate(panels):
             row = axes[r]
             row[0].imshow(rgb)
             for ax, ent in ((row[1], ent_b), (row[2], ent_o)):
@@ -738,7 +860,8 @@ def examples(entries: Mapping[str, Any] | Sequence[Mapping[str, Any]], out_png: 
                    Patch(facecolor=RED, label=f"predicted OoD ($\\bar{{E}} \\geq {threshold:g}$)"),
                    Patch(facecolor=TP_COLOR, label="kept, true positive"),
                    Patch(facecolor=FP_COLOR, label="kept, false positive"),
-                   Patch(facecolor=REMOVED_COLOR, label="removed by the meta classifier"),
+                   Patch(facecolor=REMOVED_COLOR, label=f"removed by the meta classifier (P(FP) > {meta_threshold:g})"),
                    Patch(facecolor="0.5", label="void (ignored)")]
         fig.legend(handles=handles, loc="outside lower right", ncols=3, fontsize=8, frameon=False)
         _save(fig, out_png, out_pdf)
+    return plotted

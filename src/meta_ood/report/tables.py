@@ -50,6 +50,7 @@ DATASET_NAMES = {
     "lostandfound": "LostAndFound",
     "fishyscapes_static": "Fishyscapes Static",
     "fishyscapes": "Fishyscapes",
+    "fishyscapes_lostandfound": "Fishyscapes LostAndFound",
     "cityscapes_val": "Cityscapes val",
     "cityscapes": "Cityscapes",
 }

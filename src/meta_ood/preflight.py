@@ -1,0 +1,487 @@
+"""Start-up checks of a run configuration: every input it names is there and fits, within seconds.
+
+A missing label file, an undefined label id, a wrong COCO category name or a checkpoint with the
+wrong keys would otherwise surface hours later, in the job that reads the file. The checks here
+are cheap by design, so the workflow and the CLI can run them before anything is scheduled:
+
+* datasets: the root and split folders exist, the reader's file listing pairs every image with
+  its ground truth, and the *first* pair loads through the reader's checked loader (label values,
+  sizes). COCO: the annotation file and the image folder exist and the first image is readable;
+  the category names are read from the end of the annotation file, without parsing all of it.
+* checkpoints: keys and shapes match the architecture, compared on a model built on the ``meta``
+  device (no memory, no initialisation) against a memory-mapped read of the file.
+* consistency of keys that refer to each other, and the requested compute devices.
+
+Every problem is collected; :func:`raise_problems` turns them into one
+:class:`~meta_ood.errors.InputError` with one line each. The opt-in whole-dataset check that
+reads every file is :mod:`meta_ood.check_data`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from meta_ood.datasets import DATASET_KINDS, open_dataset
+from meta_ood.datasets.base import require_dir
+from meta_ood.errors import InputError
+from meta_ood.io import read_rgb
+from meta_ood.models import build
+from meta_ood.models.checkpoint import (
+    _allow_safe_globals,
+    _split_container,
+    compare_state_dicts,
+    read_checkpoint,
+)
+from meta_ood.scores import LOGIT_SCORERS
+
+__all__ = [
+    "check_checkpoint",
+    "check_coco_names",
+    "check_dataset",
+    "check_device",
+    "coco_category_names",
+    "dataset_specs",
+    "preflight",
+    "raise_problems",
+]
+
+#: Architectures that need a trained checkpoint (training them from scratch is not the paper's setting).
+SCRATCH_ARCHS = ("tiny",)
+#: How many bytes at the end of a COCO annotation file are searched for its ``categories`` list.
+_TAIL_BYTES = 1 << 20
+#: How many valid names an unknown-name message shows.
+_SHOW_NAMES = 8
+
+
+# ------------------------------------------------------------------------------------ reporting
+
+
+def raise_problems(problems: Sequence[str], what: str = "preflight") -> None:
+    """Raise one :class:`InputError` listing every problem (duplicates once), or return if there are none.
+
+    Parameters
+    ----------
+    problems
+        One message per problem, each naming the file or config key and what was expected.
+    what
+        What was checked; starts the message.
+    """
+    unique = list(dict.fromkeys(str(p) for p in problems))
+    if not unique:
+        return
+    lines = "\n".join(f"- {p}" for p in unique)
+    raise InputError(f"{what}: {len(unique)} problem(s) found:\n{lines}")
+
+
+# ------------------------------------------------------------------------------------ datasets
+
+
+def _first_jpeg(folder: Path) -> Path | None:
+    """The alphabetically first ``*.jpg`` directly in ``folder`` (one directory scan, no sort of paths)."""
+    with os.scandir(folder) as entries:
+        names = [e.name for e in entries if e.name.endswith(".jpg") and e.is_file()]
+    return folder / min(names) if names else None
+
+
+def _check_coco_tree(root: Path, split: str) -> list[str]:
+    """Root, image folder, annotation file and a readable first image of a COCO tree (json not parsed)."""
+    try:
+        require_dir(root, "COCO root")
+        images = require_dir(root / split, f"COCO '{split}' images")
+    except InputError as exc:
+        return [str(exc)]
+    problems = []
+    annotations = root / "annotations" / f"instances_{split}.json"
+    if not annotations.is_file():
+        problems.append(f"{annotations}: COCO annotation file not found (expected annotations/instances_<split>.json)")
+    first = _first_jpeg(images)
+    if first is None:
+        problems.append(f"{images}: no '*.jpg' images found (expected <image_id:012d>.jpg files)")
+    else:
+        try:
+            read_rgb(first)
+        except InputError as exc:
+            problems.append(str(exc))
+    return problems
+
+
+def check_dataset(kind: str, root: str | os.PathLike | None, split: str | None = None, **kw: Any) -> list[str]:
+    """Problems of one dataset found by its file listing and by loading its first image/label pair.
+
+    The listing is the reader's own (:func:`meta_ood.datasets.open_dataset`), so every image must
+    have its ground truth; only the first pair is read and validated (label values, sizes). COCO
+    without ``masks_dir`` is checked without parsing its (large) annotation file: root, image
+    folder, annotation file present and the first image readable.
+
+    Parameters
+    ----------
+    kind
+        One of :data:`meta_ood.datasets.DATASET_KINDS`.
+    root, split
+        Dataset root and split (``None`` = the reader's default split).
+    **kw
+        Reader options: ``laf_root`` (fishyscapes_lostandfound), ``masks_dir`` (coco).
+
+    Returns
+    -------
+    list of str
+        One message per problem, empty when the dataset looks usable.
+    """
+    if kind not in DATASET_KINDS:
+        return [f"unknown dataset kind {kind!r}; expected one of {', '.join(DATASET_KINDS)}"]
+    if root is None or str(root) == "":
+        return [f"dataset {kind}: no root folder given"]
+    if kind == "coco" and kw.get("masks_dir") is None:
+        return _check_coco_tree(Path(root), split or "train2017")
+    try:
+        dataset = open_dataset(kind, str(root), split, **kw)
+        dataset[0]
+    except InputError as exc:
+        return [str(exc)]
+    except OSError as exc:
+        return [f"{root}: cannot read the dataset folder ({exc})"]
+    return []
+
+
+def _categories_from_tail(path: Path) -> list | None:
+    """The top-level ``categories`` list when it is the last key of the file (as in official COCO), else None."""
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        fh.seek(max(0, size - _TAIL_BYTES))
+        tail = fh.read().decode("utf-8", errors="replace")
+    at = tail.rfind('"categories"')
+    if at < 0:
+        return None
+    rest = tail[at + len('"categories"'):].lstrip()
+    if not rest.startswith(":"):
+        return None
+    try:
+        value, end = json.JSONDecoder().raw_decode(rest[1:].lstrip())
+    except ValueError:
+        return None
+    remainder = rest[1:].lstrip()[end:]
+    # only the closing brace of the top-level object may follow, else the key was nested or not last
+    if remainder.strip() != "}" or not isinstance(value, list):
+        return None
+    return value
+
+
+def coco_category_names(annotation_file: str | os.PathLike) -> list[str]:
+    """Category names of a COCO instances file, read cheaply.
+
+    Official COCO files end with their ``categories`` list; it is decoded from the last MiB of the
+    file, so the 450 MB ``instances_train2017.json`` costs milliseconds. Any other layout falls
+    back to parsing the whole file.
+
+    Raises
+    ------
+    InputError
+        If the file is missing, is not valid JSON or has no ``categories`` list of objects.
+    """
+    path = Path(annotation_file)
+    if not path.is_file():
+        raise InputError(f"{path}: COCO annotation file not found (expected an instances_<split>.json file)")
+    categories = _categories_from_tail(path)
+    if categories is None:
+        try:
+            with open(path, encoding="utf-8") as fh:
+                data = json.load(fh)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise InputError(f"{path}: not a valid JSON file ({exc})") from None
+        categories = data.get("categories") if isinstance(data, dict) else None
+    if not isinstance(categories, list) or not all(isinstance(c, dict) and "name" in c for c in categories):
+        raise InputError(f"{path}: not a COCO instances file; expected a 'categories' list of objects with a 'name'")
+    return [str(c["name"]) for c in categories]
+
+
+def check_coco_names(annotation_file: str | os.PathLike, names: Iterable[str]) -> list[str]:
+    """Problems if any of ``names`` is not a category name of the COCO annotation file.
+
+    The message lists the unknown names, the closest valid names and a few others.
+    """
+    try:
+        valid = coco_category_names(annotation_file)
+    except InputError as exc:
+        return [str(exc)]
+    unknown = [n for n in names if n not in set(valid)]
+    if not unknown:
+        return []
+    hints = []
+    for name in unknown:
+        close = difflib.get_close_matches(str(name), valid, n=2)
+        hints.append(f"{name!r}" + (f" (did you mean {' or '.join(map(repr, close))}?)" if close else ""))
+    shown = ", ".join(repr(v) for v in valid[:_SHOW_NAMES]) + (", ..." if len(valid) > _SHOW_NAMES else "")
+    return [
+        f"{annotation_file}: {', '.join(hints)} not among the {len(valid)} category names of this file "
+        f"(valid names: {shown})"
+    ]
+
+
+# ------------------------------------------------------------------------------------ checkpoints
+
+
+def _meta_model(arch: str, num_classes: int) -> torch.nn.Module:
+    """Build the network on the ``meta`` device (shapes only); custom factories that cannot fall back to the CPU."""
+    try:
+        with torch.device("meta"):
+            return build(arch, num_classes)
+    except InputError:
+        if ":" not in str(arch):
+            raise
+    return build(arch, num_classes)
+
+
+def _state_dict_shapes(path: Path) -> dict[str, torch.Tensor]:
+    """The checkpoint's state dict, memory-mapped when possible so that only its metadata is read."""
+    try:
+        with _allow_safe_globals():
+            obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # legacy (non-zip) files, objects beyond tensors, damage: the loader's own messages
+        return read_checkpoint(path)[0]
+    return _split_container(obj, path)[0]
+
+
+def check_checkpoint(arch: str, num_classes: int, path: str | os.PathLike) -> list[str]:
+    """Problems if the checkpoint file is missing, unreadable, or its keys/shapes do not fit ``arch``.
+
+    The comparison is the one :func:`meta_ood.models.load_checkpoint` makes (wrapper prefixes such
+    as ``module.`` removed on either side, ``num_batches_tracked`` optional), against a model
+    built on the ``meta`` device, so even the 137M-parameter DeepLabV3+ costs no memory. The
+    tensor values are not read (non-finite weights are found when the checkpoint is loaded).
+    """
+    path = Path(path)
+    if not path.is_file():
+        return [f"{path}: checkpoint file not found"]
+    try:
+        model = _meta_model(arch, num_classes)
+        ckpt = _state_dict_shapes(path)
+    except InputError as exc:
+        return [str(exc)]
+    model_sd = model.state_dict()
+    _, parts = compare_state_dicts(model_sd, ckpt)
+    if not parts:
+        return []
+    return [
+        f"{path}: checkpoint does not match the model {type(model).__name__} (arch {arch!r}, "
+        f"{num_classes} classes; {len(model_sd)} keys in the model, {len(ckpt)} in the file): " + "; ".join(parts)
+    ]
+
+
+# ------------------------------------------------------------------------------------ devices
+
+
+def check_device(preference: Any) -> str | None:
+    """Why the device ``preference`` cannot be used on this machine, or None if it can.
+
+    ``auto`` and ``cpu`` always work; ``cuda`` / ``cuda:N`` need CUDA (and N below the number of
+    visible GPUs), ``mps`` needs Apple's Metal backend.
+    """
+    text = str(preference).strip().lower()
+    if text in ("auto", "cpu"):
+        return None
+    if text == "cuda" or text.startswith("cuda:"):
+        index = text[5:]
+        if text != "cuda" and not index.isdigit():
+            return f"{preference!r} is not a device; expected auto, cpu, cuda or cuda:N"
+        if not torch.cuda.is_available():
+            return (
+                f"{preference!r} asks for a GPU, but CUDA is not available here (torch {torch.__version__}, "
+                f"CUDA build {torch.version.cuda or 'none'}); use 'auto' or 'cpu', or run on a GPU machine"
+            )
+        count = torch.cuda.device_count()
+        if index and int(index) >= count:
+            return f"{preference!r}: only {count} CUDA device(s) visible (cuda:0 .. cuda:{count - 1})"
+        return None
+    if text == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        return None if mps is not None and mps.is_available() else "'mps' is not available on this machine"
+    return f"{preference!r} is not a device; expected auto, cpu, cuda or cuda:N"
+
+
+# ------------------------------------------------------------------------------------ the config
+
+
+def _trains_here(config: Mapping) -> bool:
+    """True if some model is trained or fine-tuned by this run (every model is fine-tuned for >= 1 epoch)."""
+    models = config.get("models") or {}
+    return any(m.get("checkpoint") is None or (m.get("finetune") or {}).get("epochs", 1) >= 1 for m in models.values())
+
+
+def dataset_specs(config: Mapping) -> dict[str, dict[str, Any]]:
+    """The datasets a validated config uses, as reader specs ``{name: {kind, root, split[, laf_root]}}``.
+
+    Cityscapes train and COCO when a model is trained or fine-tuned here, Cityscapes val for the
+    mIoU, and every dataset of ``evaluation.ood_datasets`` / ``segment_datasets``. Names are
+    ``cityscapes_train``, ``cityscapes_val``, ``coco`` and the evaluation dataset names. A null
+    ``laf_root`` of fishyscapes_lostandfound means the LostAndFound root.
+    """
+    ds = config.get("datasets") or {}
+    ev = config.get("evaluation") or {}
+    specs: dict[str, dict[str, Any]] = {}
+    cs = ds.get("cityscapes") or {}
+    if _trains_here(config):
+        split = cs.get("train_split", "train")
+        specs["cityscapes_train"] = {"kind": "cityscapes", "root": cs.get("root"), "split": split}
+    if ev.get("miou", True):
+        specs["cityscapes_val"] = {"kind": "cityscapes", "root": cs.get("root"), "split": cs.get("val_split", "val")}
+    if _trains_here(config):
+        coco = ds.get("coco") or {}
+        specs["coco"] = {"kind": "coco", "root": coco.get("root"), "split": coco.get("split", "train2017")}
+    for name in dict.fromkeys(list(ev.get("ood_datasets") or []) + list(ev.get("segment_datasets") or [])):
+        block = ds.get(name) or {}
+        spec = {"kind": name, "root": block.get("root"), "split": block.get("split")}
+        if name == "fishyscapes_lostandfound":
+            spec["laf_root"] = block.get("laf_root") or (ds.get("lostandfound") or {}).get("root")
+        specs[name] = spec
+    return specs
+
+
+def _inside(path: str | os.PathLike, folder: str | os.PathLike) -> bool:
+    p, f = Path(path).resolve(), Path(folder).resolve()
+    return p == f or f in p.parents
+
+
+def _dataset_problems(config: Mapping) -> list[str]:
+    demo = config.get("demo") or {}
+    demo_on = bool(demo.get("enabled"))
+    demo_root = demo.get("root", "data/demo")
+    problems: list[str] = []
+    for name, spec in dataset_specs(config).items():
+        key = f"datasets.{spec['kind']}"  # e.g. datasets.cityscapes for cityscapes_val
+        paths = {k: spec[k] for k in ("root", "laf_root") if k in spec}
+        unset = [k for k, v in paths.items() if v is None or str(v) == ""]
+        if unset:
+            problems += [f"{key}.{k} is not set, but the run uses dataset {name}; give the folder" for k in unset]
+            continue
+        if demo_on:
+            problems += [
+                f"demo.enabled is true but {key}.{k}={v} is outside demo.root={demo_root}: "
+                f"the demo only writes into its own folder"
+                for k, v in paths.items()
+                if not _inside(v, demo_root)
+            ]
+            continue  # the demo rule writes these files later
+        kw = {"laf_root": spec["laf_root"]} if "laf_root" in spec else {}
+        split_of_root = spec["kind"] == "cityscapes" and Path(spec["root"]).is_dir()  # a missing root once
+        where = f"{key} ({spec['split']} split)" if split_of_root else key
+        problems += [f"{where}: {p}" for p in check_dataset(spec["kind"], spec["root"], spec["split"], **kw)]
+        if name == "coco":
+            annotations = Path(spec["root"]) / "annotations" / f"instances_{spec['split']}.json"
+            exclude = (config.get("coco_filter") or {}).get("exclude") or []
+            if annotations.is_file() and exclude:
+                problems += [f"coco_filter.exclude: {p}" for p in check_coco_names(annotations, exclude)]
+    return problems
+
+
+def _explicit_baseline_training(raw_config: Mapping | None, name: str) -> bool:
+    if raw_config is None:
+        return False
+    model = (raw_config.get("models") or {}).get(name)
+    return isinstance(model, Mapping) and "baseline_training" in model
+
+
+def _model_problems(config: Mapping, raw_config: Mapping | None) -> list[str]:
+    problems: list[str] = []
+    ood_epoch = (config.get("evaluation") or {}).get("ood_epoch")
+    for name, model in (config.get("models") or {}).items():
+        key = f"models.{name}"
+        arch, classes, ckpt = model.get("arch", "tiny"), model.get("num_classes", 19), model.get("checkpoint")
+        if ckpt is None:
+            try:
+                _meta_model(arch, classes)
+            except InputError as exc:
+                problems.append(f"{key}.arch: {exc}")
+            if arch not in SCRATCH_ARCHS and not _explicit_baseline_training(raw_config, name):
+                problems.append(
+                    f"{key}.checkpoint is null for architecture {arch!r}: give the trained in-distribution "
+                    f"checkpoint ({key}.checkpoint: /path/to/weights.pth), or set {key}.baseline_training "
+                    f"explicitly to train it from scratch here"
+                )
+        else:
+            problems += [f"{key}.checkpoint: {p}" for p in check_checkpoint(arch, classes, ckpt)]
+        epochs = (model.get("finetune") or {}).get("epochs")
+        if ood_epoch is not None and epochs is not None and ood_epoch > epochs:
+            problems.append(
+                f"evaluation.ood_epoch={ood_epoch} is larger than {key}.finetune.epochs={epochs}: "
+                f"the reported OoD epoch must be one of the fine-tuning epochs"
+            )
+    return problems
+
+
+def _consistency_problems(config: Mapping) -> list[str]:
+    problems: list[str] = []
+    report = config.get("report") or {}
+    models = config.get("models") or {}
+    thresholds = (config.get("evaluation") or {}).get("thresholds") or []
+    if report.get("example_threshold") is not None:
+        t = float(report["example_threshold"])
+        if f"{t:g}" not in {f"{float(x):g}" for x in thresholds}:
+            problems.append(
+                f"report.example_threshold={t:g} is not one of evaluation.thresholds "
+                f"{[float(x) for x in thresholds]}: the example figure shows the segments of one of those thresholds"
+            )
+    main = report.get("main_model")
+    if main is not None and main not in models:
+        problems.append(f"report.main_model={main!r} is not one of the configured models {sorted(models)}")
+    scorer = (config.get("evaluation") or {}).get("scorer")
+    if scorer in LOGIT_SCORERS and not (config.get("inference") or {}).get("store_logits"):
+        problems.append(f"evaluation.scorer={scorer!r} is computed from logits: set inference.store_logits: true "
+                        "so the softmax dumps keep them")
+    return problems
+
+
+def _device_problems(config: Mapping) -> list[str]:
+    wanted = [(f"models.{n}.finetune.device", (m.get("finetune") or {}).get("device", "auto"))
+              for n, m in (config.get("models") or {}).items()]
+    wanted.append(("inference.device", (config.get("inference") or {}).get("device", "auto")))
+    problems = []
+    for key, value in wanted:
+        why = check_device(value)
+        if why:
+            problems.append(f"{key}: {why}")
+    return problems
+
+
+def check_device_config(config: Mapping) -> None:
+    """Raise one :class:`InputError` when a configured ``cuda``/``cuda:N`` device is not on this machine."""
+    raise_problems(_device_problems(config), "device check")
+
+
+def preflight(config: Mapping, raw_config: Mapping | None = None, *, check_devices: bool = True) -> None:
+    """Check a validated run configuration in seconds; one :class:`InputError` listing every problem.
+
+    Checks the datasets the run uses (folders, image/label pairing, the first pair; skipped for
+    roots inside ``demo.root`` while the demo is enabled, since the demo writes them), the COCO
+    exclude names, every configured checkpoint against its architecture, the keys that refer to
+    each other (``report.example_threshold``, ``report.main_model``, ``evaluation.ood_epoch``), a
+    paper architecture without checkpoint, and the requested compute devices.
+
+    Parameters
+    ----------
+    config
+        The configuration with the schema's defaults filled in.
+    raw_config
+        The user's configuration before defaults; with it, a model without checkpoint whose
+        ``baseline_training`` block the user wrote is trained here instead of being an error.
+    check_devices
+        Check that ``cuda``/``cuda:N`` devices exist on this machine. Turn off where the jobs
+        run on other machines (e.g. submitted to a cluster from a login node without GPU).
+
+    Raises
+    ------
+    InputError
+        Listing every problem found, one line each.
+    """
+    problems = _dataset_problems(config)
+    problems += _model_problems(config, raw_config)
+    problems += _consistency_problems(config)
+    if check_devices:
+        problems += _device_problems(config)
+    raise_problems(problems, "preflight")
