@@ -329,6 +329,7 @@ def test_deterministic_mode_sets_and_restores_the_flags(monkeypatch, tmp_path):
     before = (cudnn.deterministic, cudnn.benchmark, torch.are_deterministic_algorithms_enabled())
     with deterministic_algorithms(True):
         assert cudnn.deterministic and not cudnn.benchmark and torch.are_deterministic_algorithms_enabled()
+        assert torch.is_deterministic_algorithms_warn_only_enabled()
         assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
     assert (cudnn.deterministic, cudnn.benchmark, torch.are_deterministic_algorithms_enabled()) == before
     monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":16:8")

@@ -146,6 +146,16 @@ def test_resume_skips_existing_images(tmp_path, fishyscapes):
     res = dump_softmax(model, fishyscapes, tmp_path, device="cpu", checkpoint_sha="d" * 64, progress=False)
     assert (res.written, res.skipped) == (5, 0)
     assert StoreReader(tmp_path).checkpoint_sha256 == "d" * 64
+    # so do other settings that change the stored values (batch size, tiling): nothing stale is reused
+    res = dump_softmax(model, fishyscapes, tmp_path, device="cpu", checkpoint_sha="d" * 64, batch_size=2, progress=False)
+    assert (res.written, res.skipped) == (5, 0)
+    res = dump_softmax(model, fishyscapes, tmp_path, device="cpu", checkpoint_sha="d" * 64, batch_size=2,
+                       sliding_window=(8, 8, 4), progress=False)
+    assert (res.written, res.skipped) == (5, 0)
+    assert StoreReader(tmp_path).meta["settings"] == {"batch_size": 2, "amp": False, "sliding_window": [8, 8, 4]}
+    res = dump_softmax(model, fishyscapes, tmp_path, device="cpu", checkpoint_sha="d" * 64, batch_size=2,
+                       sliding_window=(8, 8, 4), progress=False)
+    assert (res.written, res.skipped) == (0, 5)
 
 
 def test_sliding_window_starts():

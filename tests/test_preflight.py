@@ -456,3 +456,13 @@ def test_check_data_stage_writes_and_fails(tree, tmp_path, capsys):
     assert f"- lostandfound: {image_path}: cannot read image" in str(err.value)
     assert f"| lostandfound | {image_path} | cannot read image" in out.read_text()
     assert "1 problem(s) in 1 file(s)" in capsys.readouterr().out
+
+
+def test_custom_factory_failure_is_one_problem(tmp_path, monkeypatch):
+    """A user's `module:factory` that raises is reported as a problem naming the architecture, not a traceback."""
+    (tmp_path / "broken_net.py").write_text("def build(num_classes=19):\n    raise RuntimeError('no weights file here')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    ckpt = tmp_path / "x.pt"
+    torch.save({"w": torch.zeros(1)}, ckpt)
+    problems = check_checkpoint("broken_net:build", 19, ckpt)
+    assert len(problems) == 1 and "broken_net:build" in problems[0] and "no weights file here" in problems[0]

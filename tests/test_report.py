@@ -249,6 +249,19 @@ def test_table1_without_bootstrap_and_without_miou(run, tmp_path):
     assert len(header) == 2 + 3 and rows[0][2] == f"{data['auroc']:.4f}"
     n, _, _ = _latex_table(out["out_tex"].read_text())
     assert n == 5
+    assert "(normalized entropy)" in out["out_md"].read_text()
+
+
+def test_table1_title_names_the_scorer(run, tmp_path):
+    entries = _pixel_entries(run)[:1]
+    data = _load(entries[0]["path"])
+    data["scorer"] = "max_logit"
+    (tmp_path / "logit.json").write_text(json.dumps(data))
+    entries[0]["path"] = str(tmp_path / "logit.json")
+    out = _outs(tmp_path, "t1")
+    report.table1(entries, [], **out)
+    text = out["out_md"].read_text()
+    assert "(negated maximum logit)" in text and "normalized entropy" not in text
 
 
 def test_table1_missing_metric_is_a_dash(run, tmp_path):

@@ -151,3 +151,29 @@ def test_a_job_never_resumes_from_a_later_stale_epoch(tmp_path):
     load_checkpoint(b, tmp_path / "ref" / "epoch1.pt")
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
     assert (tmp_path / "run" / "epoch2.pt").read_bytes() == (tmp_path / "ref" / "epoch1.pt").read_bytes()
+
+
+def test_workflow_rerun_of_a_finished_baseline_trains_anew(tmp_path):
+    """The rule reruns only when its inputs changed: a finished training is set aside, not copied again."""
+    from conftest import make_real_tree
+    from meta_ood.pipeline import train_baseline_stage
+
+    roots = make_real_tree(tmp_path / "data", n_train=2, n_val=1, n_coco=1, n_lostandfound=1, n_fishyscapes=1,
+                           n_fishyscapes_lostandfound=1)
+    opts = {"model": "tiny", "epochs": 1, "batch_size": 2, "crop": [64, 128], "workers": 0, "seed": 0}
+    out = tmp_path / "models" / "baseline.pt"
+    train_baseline_stage(str(roots["cityscapes"]), "train", out, opts, progress=False)
+    work = out.with_name("baseline_epochs")
+    first = (work / "epoch1.pt").stat().st_mtime_ns
+    # the CLI (default) reuses the finished training ...
+    train_baseline_stage(str(roots["cityscapes"]), "train", out, opts, progress=False)
+    assert (work / "epoch1.pt").stat().st_mtime_ns == first
+    # ... the workflow's rerun trains anew and keeps the finished one aside
+    train_baseline_stage(str(roots["cityscapes"]), "train", out, opts, progress=False, retrain_finished=True)
+    previous = out.with_name("baseline_epochs.previous")
+    assert (previous / "epoch1.pt").stat().st_mtime_ns == first
+    assert (work / "epoch1.pt").stat().st_mtime_ns != first
+    a = torch.load(previous / "epoch1.pt", weights_only=False)
+    b = torch.load(work / "epoch1.pt", weights_only=False)
+    key = next(k for k in a["state_dict"] if k.endswith("weight"))
+    assert torch.equal(a["state_dict"][key], b["state_dict"][key])  # same data and seed: the same network again

@@ -199,3 +199,17 @@ def test_demo_never_writes_into_a_users_tree(user_tree, tmp_path):
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0 and "demo.root" in out, out[-3000:]
     assert checksums(tree) == before and not (tmp_path / "demo").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_asked_without_a_gpu_stops_before_the_gpu_jobs(user_tree, tmp_path):
+    """`device: cuda` where there is none: jobs that need no GPU still run; the GPU jobs never start."""
+    base, roots, ckpt = user_tree
+    cfg = minimal_config(roots, ckpt)
+    cfg["models"]["mynet"]["finetune"] = {"device": "cuda"}
+    proc = snakemake(tmp_path, "results/mine/config.yaml", config=cfg, timeout=120)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    proc = snakemake(tmp_path, config=cfg, timeout=120)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "models.mynet.finetune.device" in out, out[-3000:]
+    assert not (tmp_path / "results" / "mine" / "coco").exists()  # nothing beyond the finished target ran

@@ -193,11 +193,16 @@ def _cmd_merge_store(args: argparse.Namespace) -> None:
     print(f"merged shard indices -> {merge_index(args.store)}")
 
 
-def _segment_shards(out: Path) -> tuple[int, list[float]]:
-    """(shard count, thresholds) of the ``shard-<i>-of-<n>`` folders written by ``segments --shard``."""
+def _segment_shards(out: Path, n_shards: int | None = None) -> tuple[int, list[float]]:
+    """(shard count, thresholds) of the ``shard-<i>-of-<n>`` folders written by ``segments --shard``.
+
+    ``n_shards`` picks the ``shard-*-of-<n_shards>`` folders when folders of other counts are there too.
+    """
     if not out.is_dir():
         raise InputError(f"{out}: segments folder not found")
     counts = {int(m.group(2)) for p in out.iterdir() if (m := re.fullmatch(r"shard-(\d+)-of-(\d+)", p.name)) and p.is_dir()}
+    if n_shards is not None:
+        counts &= {n_shards}
     if not counts:
         raise InputError(f"{out}: no shard folders (shard-<i>-of-<n>) found; run 'segments --shard i/n' first")
     if len(counts) > 1:
@@ -213,7 +218,7 @@ def _cmd_merge_segments(args: argparse.Namespace) -> None:
     from meta_ood.pipeline import merge_segment_shards
 
     out = Path(args.segments)
-    n, found = _segment_shards(out) if args.shards is None or args.thresholds is None else (None, None)
+    n, found = _segment_shards(out, args.shards) if args.shards is None or args.thresholds is None else (None, None)
     n_shards = args.shards if args.shards is not None else n
     thresholds = args.thresholds if args.thresholds is not None else found
     if not thresholds:
@@ -305,8 +310,10 @@ def _cmd_check_data(args: argparse.Namespace) -> int:
                 raise InputError("check-data: --dataset fishyscapes_lostandfound needs --laf-root, the LostAndFound "
                                  "root whose leftImg8bit/ holds the images")
             spec["laf_root"] = args.laf_root
-        if kind == "coco" and args.masks_dir:
-            spec["masks_dir"] = args.masks_dir
+        if kind == "coco":
+            spec["ood_id"] = args.ood_id
+            if args.masks_dir:
+                spec["masks_dir"] = args.masks_dir
         specs[kind if kind not in specs else f"{kind}_{k + 1}"] = spec
     report = check_data(specs, progress=_progress(args))
     if args.out:
@@ -488,6 +495,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--laf-root", help="LostAndFound root (required with fishyscapes_lostandfound)")
     p.add_argument("--masks-dir", help="coco: masks/ folder of coco-filter, to check the selection only "
                                        "(default: every image of the annotation file)")
+    p.add_argument("--ood-id", dest="ood_id", type=int, default=254,
+                   help="coco: value of OoD pixels in those masks (coco-filter --ood-id)")
     p.add_argument("--out", help="write the report (Markdown) here (default: print it)")
     return parser
 

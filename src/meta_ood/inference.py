@@ -50,7 +50,6 @@ log = logging.getLogger(__name__)
 
 #: Options of the config's ``inference`` block that say where and how fast, not what is computed:
 #: they are no parameters of the dump rule, so changing them reruns nothing.
-RUNTIME_OPTIONS = ("device", "workers", "shards")
 
 # At most this many batches wait for the background writer (bounds host memory).
 _MAX_PENDING_WRITES = 2
@@ -302,6 +301,8 @@ def dump_softmax(
             total=total,
             compression_level=compression_level,
             align=batch_size,
+            settings={"batch_size": batch_size, "amp": bool(amp and dev.type == "cuda"),
+                      "sliding_window": list(window) if window else None},
         )
         names = _sample_names(dataset, images)
         stored = {k for k in images if resume and writer.resume(k, names[k])}

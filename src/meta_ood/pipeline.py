@@ -92,21 +92,30 @@ def threshold_tag(t: float) -> str:
 
 def train_baseline_stage(
     cityscapes_root: str, split: str, out_checkpoint: str | os.PathLike, train_options: dict[str, Any], progress: bool = True,
-    device_key: str = "device",
+    device_key: str = "device", retrain_finished: bool = False,
 ) -> Path:
     """Train the demo's in-distribution network from scratch (λ = 0, no COCO) and save it as ``out_checkpoint``.
 
     The per-epoch checkpoints go to ``<out_checkpoint stem>_epochs/`` so an interrupted run resumes
     (and one with other weight options stops, see :func:`meta_ood.training.check_resume`).
-    ``device_key`` names the config key of the device in error messages.
+    ``device_key`` names the config key of the device in error messages. ``retrain_finished``
+    (the workflow's choice): a finished training in that folder is not reused but moved to
+    ``<stem>_epochs.previous/`` and the network trained anew, since the workflow reruns this step
+    only when something it depends on changed (data, code, options); an interrupted one resumes.
     """
     from meta_ood.datasets import Cityscapes
-    from meta_ood.training import baseline_config, baseline_work_dir, train
+    from meta_ood.training import baseline_config, baseline_work_dir, completed_epochs, train
 
     cfg = baseline_config(train_options)
     out_checkpoint = Path(out_checkpoint)
-    paths = train(cfg, Cityscapes(cityscapes_root, split), None, baseline_work_dir(out_checkpoint), progress=progress,
-                  device_key=device_key)
+    work = baseline_work_dir(out_checkpoint)
+    done = completed_epochs(work)
+    if retrain_finished and done and max(done) >= cfg.epochs:
+        previous = work.with_name(work.name + ".previous")
+        shutil.rmtree(previous, ignore_errors=True)
+        work.rename(previous)
+        log.info("%s: a finished training is not reused for a rerun; moved to %s, training anew", work, previous)
+    paths = train(cfg, Cityscapes(cityscapes_root, split), None, work, progress=progress, device_key=device_key)
     with atomic_path(out_checkpoint) as tmp:
         shutil.copyfile(paths[-1], tmp)
     return out_checkpoint

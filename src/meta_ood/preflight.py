@@ -228,14 +228,22 @@ def check_coco_names(annotation_file: str | os.PathLike, names: Iterable[str]) -
 
 
 def _meta_model(arch: str, num_classes: int) -> torch.nn.Module:
-    """Build the network on the ``meta`` device (shapes only); custom factories that cannot fall back to the CPU."""
+    """Build the network on the ``meta`` device (shapes only); a custom factory that fails there is built on the CPU.
+
+    A custom factory that fails on the CPU too is reported as one problem, not a traceback.
+    """
     try:
         with torch.device("meta"):
             return build(arch, num_classes)
-    except InputError:
+    except Exception:  # a user's factory may do anything on the meta device (e.g. load weights)
         if ":" not in str(arch):
             raise
-    return build(arch, num_classes)
+    try:
+        return build(arch, num_classes)
+    except InputError:
+        raise
+    except Exception as exc:
+        raise InputError(f"architecture {arch!r}: the factory failed with {type(exc).__name__}: {exc}") from None
 
 
 def _state_dict_shapes(path: Path) -> dict[str, torch.Tensor]:
@@ -437,10 +445,13 @@ def _consistency_problems(config: Mapping) -> list[str]:
     return problems
 
 
-def _device_problems(config: Mapping) -> list[str]:
-    wanted = [(f"models.{n}.finetune.device", (m.get("finetune") or {}).get("device", "auto"))
-              for n, m in (config.get("models") or {}).items()]
-    wanted.append(("inference.device", (config.get("inference") or {}).get("device", "auto")))
+def _device_problems(config: Mapping, training: bool = True, inference: bool = True) -> list[str]:
+    wanted = []
+    if training:
+        wanted += [(f"models.{n}.finetune.device", (m.get("finetune") or {}).get("device", "auto"))
+                   for n, m in (config.get("models") or {}).items()]
+    if inference:
+        wanted.append(("inference.device", (config.get("inference") or {}).get("device", "auto")))
     problems = []
     for key, value in wanted:
         why = check_device(value)
@@ -449,9 +460,13 @@ def _device_problems(config: Mapping) -> list[str]:
     return problems
 
 
-def check_device_config(config: Mapping) -> None:
-    """Raise one :class:`InputError` when a configured ``cuda``/``cuda:N`` device is not on this machine."""
-    raise_problems(_device_problems(config), "device check")
+def check_device_config(config: Mapping, training: bool = True, inference: bool = True) -> None:
+    """Raise one :class:`InputError` when a configured ``cuda``/``cuda:N`` device is not on this machine.
+
+    ``training`` / ``inference``: check the models' fine-tuning devices / ``inference.device``
+    (the workflow checks only those of the jobs it is about to run here).
+    """
+    raise_problems(_device_problems(config, training, inference), "device check")
 
 
 def preflight(config: Mapping, raw_config: Mapping | None = None, *, check_devices: bool = True) -> None:

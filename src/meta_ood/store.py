@@ -392,6 +392,7 @@ class StoreWriter:
         compression_level: int = 1,
         threads: int | None = None,
         align: int = 1,
+        settings: Mapping[str, Any] | None = None,
     ) -> None:
         self.folder = Path(folder)
         if int(num_classes) < 1:
@@ -425,7 +426,11 @@ class StoreWriter:
             "dataset": {"kind": dataset, "convention": _convention_dict(convention)},
             "has_logits": self.store_logits,
             "logits_dtype": self.logits_dtype.name if self.store_logits else None,
+            "settings": dict(settings or {}),
         }
+        # the producer's options that change the stored values (e.g. batch size, autocast, tiling):
+        # an image file written under other settings is never reused
+        self._settings = json.dumps(self.meta["settings"], sort_keys=True)
         self._entries: dict[int, dict[str, Any]] = {}
         self._lock = threading.Lock()
         (self.folder / IMAGES_DIR).mkdir(parents=True, exist_ok=True)
@@ -501,6 +506,7 @@ class StoreWriter:
                     "model": self.meta["model"] or "",
                     "checkpoint_sha256": self.meta["checkpoint_sha256"] or "",
                     "has_logits": self.store_logits,
+                    "settings": self._settings,
                 }
                 for k, v in attrs.items():
                     f.attrs[k] = v
@@ -630,6 +636,7 @@ class StoreWriter:
                 "model": self.meta["model"] or "",
                 "checkpoint_sha256": self.meta["checkpoint_sha256"] or "",
                 "has_logits": self.store_logits,
+                "settings": self._settings,
             }
             for k, v in want.items():
                 if k not in a or _attr(a[k]) != v:

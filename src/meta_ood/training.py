@@ -39,13 +39,13 @@ from meta_ood import labels as L
 from meta_ood.errors import InputError
 from meta_ood.io import atomic_path
 from meta_ood.losses import entropy_max_loss
+from meta_ood.options import TRAIN_RUNTIME_OPTIONS as RUNTIME_OPTIONS
 
 log = logging.getLogger(__name__)
 
 COCO_BACKGROUND_MODES = ("ignore", "road")
 #: Options that leave the weights of epoch N unchanged: how many epochs follow, the DataLoader
 #: worker processes and the device. They are not hashed, so changing them never stops a resume.
-RUNTIME_OPTIONS = ("epochs", "workers", "device")
 #: Largest OoD id: 255 is void (``L.VOID_ID``).
 MAX_OOD_ID = L.VOID_ID - 1
 _EPOCH_RE = re.compile(r"epoch(\d+)\.pt$")
@@ -63,9 +63,11 @@ class TrainConfig:
     (config ``coco_filter.ood_id``); it must not be a train id (``num_classes..254``).
 
     ``amp`` (float16 autocast with a gradient scaler) is used on CUDA only; on the CPU it is
-    ignored and training runs in float32. ``deterministic`` makes CUDA training reproducible
-    (cuDNN deterministic without benchmarking, ``torch.use_deterministic_algorithms(True)``,
-    ``CUBLAS_WORKSPACE_CONFIG=:4096:8`` unless set); it is slower and changes nothing on the CPU.
+    ignored and training runs in float32. ``deterministic`` selects deterministic CUDA kernels
+    where torch has them (cuDNN deterministic without benchmarking, deterministic algorithms in
+    warn-only mode, ``CUBLAS_WORKSPACE_CONFIG=:4096:8`` unless set); operations without one (torch
+    documents bilinear upsampling's backward, used by every shipped network) stay nondeterministic
+    and are logged. It is slower and changes nothing on the CPU.
 
     Every option except :data:`RUNTIME_OPTIONS` (``epochs``, ``workers``, ``device``) determines
     the weights and is recorded in each checkpoint (:meth:`weight_options`); ``amp`` and
@@ -356,8 +358,10 @@ def deterministic_algorithms(enabled: bool) -> Iterator[None]:
     """Run the block with deterministic CUDA kernels (``enabled``) and restore torch's settings afterwards.
 
     Sets ``torch.backends.cudnn.deterministic = True``, ``torch.backends.cudnn.benchmark = False``,
-    ``torch.use_deterministic_algorithms(True)`` and, if unset, ``CUBLAS_WORKSPACE_CONFIG=:4096:8``
-    (which cuBLAS reads when it starts, so it stays set for the rest of the process).
+    ``torch.use_deterministic_algorithms(True, warn_only=True)`` and, if unset,
+    ``CUBLAS_WORKSPACE_CONFIG=:4096:8`` (which cuBLAS reads when it starts, so it stays set for the
+    rest of the process). Warn-only: an operation without a deterministic CUDA kernel (e.g. the
+    backward of bilinear upsampling) logs a warning instead of ending a job that waited in a queue.
     """
     if not enabled:
         yield
@@ -367,7 +371,7 @@ def deterministic_algorithms(enabled: bool) -> Iterator[None]:
     before = (cudnn.deterministic, cudnn.benchmark, torch.are_deterministic_algorithms_enabled(),
               torch.is_deterministic_algorithms_warn_only_enabled())
     cudnn.deterministic, cudnn.benchmark = True, False
-    torch.use_deterministic_algorithms(True)
+    torch.use_deterministic_algorithms(True, warn_only=True)
     try:
         yield
     finally:
@@ -409,18 +413,6 @@ def _restore_generator_states(extra: Mapping[str, Any], scaler: torch.amp.GradSc
         scaler.load_state_dict(scaler_state)  # a no-op when AMP is off (CPU)
     elif scaler.is_enabled():
         log.warning("%s: no gradient-scaler state (written without AMP on CUDA); starting from the default scale", path)
-
-
-def _nondeterministic_op(exc: RuntimeError, cfg: TrainConfig) -> InputError | None:
-    """The InputError for an operation without a deterministic CUDA kernel under ``deterministic: true``."""
-    text = str(exc)
-    if not cfg.deterministic or "deterministic" not in text:
-        return None
-    return InputError(
-        f"finetune.deterministic is true, but model {cfg.model!r} uses an operation without a deterministic "
-        f"CUDA implementation in torch {torch.__version__} ({text.splitlines()[0][:300]}); set deterministic: "
-        f"false (resumed runs then match an uninterrupted one only up to GPU rounding)"
-    )
 
 
 # ------------------------------------------------------------------------------ the loop
@@ -532,23 +524,15 @@ def train(
                 images = images.to(device, non_blocking=True)
                 targets = targets.to(device, non_blocking=True)
                 optimizer.zero_grad(set_to_none=True)
-                try:
-                    with autocast_context(device, use_amp):
-                        logits = model(images)
-                    loss = entropy_max_loss(
-                        logits.float(), targets, cfg.lam, num_classes=cfg.num_classes, ood_id=cfg.ood_id,
-                        void_id=L.VOID_ID, reduction=cfg.loss_reduction,
-                    )
-                    if not torch.isfinite(loss):
-                        raise RuntimeError(
-                            f"loss became {loss.item()} at epoch {epoch}, step {step}; lower the learning rate"
-                        )
-                    scaler.scale(loss).backward()
-                except RuntimeError as exc:
-                    error = _nondeterministic_op(exc, cfg)
-                    if error is not None:
-                        raise error from None
-                    raise
+                with autocast_context(device, use_amp):
+                    logits = model(images)
+                loss = entropy_max_loss(
+                    logits.float(), targets, cfg.lam, num_classes=cfg.num_classes, ood_id=cfg.ood_id,
+                    void_id=L.VOID_ID, reduction=cfg.loss_reduction,
+                )
+                if not torch.isfinite(loss):
+                    raise RuntimeError(f"loss became {loss.item()} at epoch {epoch}, step {step}; lower the learning rate")
+                scaler.scale(loss).backward()
                 scaler.step(optimizer)
                 scaler.update()
                 value = float(loss.item())

@@ -8,9 +8,7 @@ from snakemake.utils import validate
 # The library next to this workflow, also when Snakemake runs from an environment without it installed.
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
-from meta_ood.errors import InputError
-from meta_ood.training import RUNTIME_OPTIONS as RUNTIME_TRAIN_OPTIONS
-from meta_ood.training import baseline_config, baseline_work_dir, check_resume
+from meta_ood.options import TRAIN_RUNTIME_OPTIONS
 
 
 USER_CONFIG = copy.deepcopy(config)  # what the config file(s) say, before the schema's defaults
@@ -53,32 +51,30 @@ def _stop(exc):
     raise SystemExit(f"meta-ood: the configuration cannot run:\n{exc}")
 
 
-def _preflight():
-    """Check roots, pairings, COCO names, checkpoints and cross-key consistency before any job is scheduled.
 
-    Runs once, in the main process (cluster jobs re-read this file and skip it). Compute devices are
-    checked in `onstart`, where Snakemake knows whether the jobs run on this machine.
-    """
-    from meta_ood.errors import InputError
-    from meta_ood.preflight import preflight
 
+TRAINING_RULES = {"train_baseline", "ood_finetune"}
+INFERENCE_RULES = {"dump_softmax"}
+
+
+def _planned_rules():
+    """Names of the rules with jobs to run in this invocation (every rule when Snakemake does not say)."""
     try:
-        preflight(config, raw_config=USER_CONFIG, check_devices=False)
-    except InputError as exc:
-        _stop(exc)
-
-
-if not workflow.remote_exec:
-    _preflight()
+        return {job.rule.name for job in workflow.dag.needrun_jobs()}
+    except AttributeError:
+        return TRAINING_RULES | INFERENCE_RULES
 
 
 onstart:
-    if workflow.local_exec:
+    # Jobs that run on this machine with a device asked for by name (cuda, cuda:N) need it here.
+    planned = _planned_rules()
+    if workflow.local_exec and planned & (TRAINING_RULES | INFERENCE_RULES):
         from meta_ood.errors import InputError
         from meta_ood.preflight import check_device_config
 
         try:
-            check_device_config(config)
+            check_device_config(config, training=bool(planned & TRAINING_RULES),
+                                inference=bool(planned & INFERENCE_RULES))
         except InputError as exc:
             _stop(exc)
 
@@ -181,31 +177,15 @@ def training_options(model, kind):
 def finetune_params(wildcards):
     """Params of ood_finetune: the fine-tuning options that determine the weights (ood_id is its own param)."""
     options = training_options(wildcards.model, "finetune")
-    return {k: v for k, v in options.items() if k not in RUNTIME_TRAIN_OPTIONS and k != "ood_id"}
+    return {k: v for k, v in options.items() if k not in TRAIN_RUNTIME_OPTIONS and k != "ood_id"}
 
 
 def baseline_params(wildcards):
     """Params of train_baseline: the options that determine the weights, plus epochs (the output is the last epoch)."""
     options = training_options(wildcards.model, "baseline")
-    return {k: v for k, v in options.items() if k not in RUNTIME_TRAIN_OPTIONS or k == "epochs"}
+    return {k: v for k, v in options.items() if k not in TRAIN_RUNTIME_OPTIONS or k == "epochs"}
 
 
-def check_training_resume():
-    """Stop before any job runs if a model's checkpoints were trained with other weight options."""
-    for name in MODELS:
-        folders = [(f"{RESULTS}/models/{name}/ood", training_options(name, "finetune"))]
-        if MODELS[name]["checkpoint"] is None:
-            work = baseline_work_dir(f"{RESULTS}/models/{name}/baseline.pt")
-            folders.append((work, baseline_config(training_options(name, "baseline"))))
-        for folder, options in folders:
-            try:
-                check_resume(folder, options)
-            except InputError as exc:
-                _stop(f"model {name!r}: {exc}")
-
-
-if not workflow.remote_exec:
-    check_training_resume()
 
 
 def check_data_specs():
@@ -250,6 +230,16 @@ def evaluated_variants(model, every_epoch=None):
 def reported_variants(model):
     """(label, variant) pairs of the tables: plain baseline and the reported OoD training epoch."""
     return [("Plain", "baseline"), ("OoD training", f"epoch{ood_epoch(model)}")]
+
+
+def pixel_eval_options(wildcards):
+    """Options of one pixel evaluation: mIoU thresholds for Cityscapes val, scorer and bootstrap for OoD sets.
+
+    Each evaluation gets only what it uses, so e.g. a new mIoU threshold reruns no OoD evaluation.
+    """
+    if wildcards.dataset == MIOU_DATASET:
+        return {"miou_thresholds": EVAL["miou_thresholds"]}
+    return {"n_boot": EVAL["n_boot"], "seed": config["seed"], "scorer": EVAL["scorer"]}
 
 
 def store_index(model, variant, dataset):
@@ -353,3 +343,40 @@ if "lostandfound" in SEGMENT_DATASETS:
     FIGURES += ["figure7", "examples"]
 if EVAL["miou"] and EVAL["every_epoch"] and EVAL["ood_datasets"]:
     FIGURES.append("figure14")
+
+
+def _startup_checks():
+    """Stop before any job is scheduled when the run cannot work; every problem in one message.
+
+    Roots, image/label pairings (the first pair of each dataset), COCO names, checkpoints against
+    their architectures, cross-key consistency, and fine-tuning checkpoints written with other
+    weight options (which Snakemake would otherwise delete and retrain). Runs once, in the main
+    process: cluster jobs re-read this file and skip it. Devices are checked in `onstart`, where
+    Snakemake knows whether the jobs run on this machine.
+    """
+    try:
+        from meta_ood.errors import InputError
+        from meta_ood.preflight import preflight
+        from meta_ood.training import baseline_config, baseline_work_dir, check_resume
+    except ImportError as exc:
+        print(f"meta-ood: start-up checks skipped ({exc} in the environment that runs Snakemake; install "
+              "requirements.txt there to have data and checkpoints checked before any job)", file=sys.stderr)
+        return
+    try:
+        preflight(config, raw_config=USER_CONFIG, check_devices=False)
+        for name in MODELS:
+            folders = [(f"{RESULTS}/models/{name}/ood", training_options(name, "finetune"))]
+            if MODELS[name]["checkpoint"] is None:
+                work = baseline_work_dir(f"{RESULTS}/models/{name}/baseline.pt")
+                folders.append((work, baseline_config(training_options(name, "baseline"))))
+            for folder, options in folders:
+                try:
+                    check_resume(folder, options)
+                except InputError as exc:
+                    raise InputError(f"model {name!r}: {exc}") from None
+    except InputError as exc:
+        _stop(exc)
+
+
+if not workflow.remote_exec:
+    _startup_checks()

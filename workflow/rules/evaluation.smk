@@ -8,10 +8,7 @@ rule pixel_eval:
         json=f"{RESULTS}/pixel/{{model}}/{{variant}}/{{dataset}}.json",
         npz=f"{RESULTS}/pixel/{{model}}/{{variant}}/{{dataset}}.npz",
     params:
-        miou_thresholds=EVAL["miou_thresholds"],
-        n_boot=EVAL["n_boot"],
-        seed=config["seed"],
-        scorer=EVAL["scorer"],
+        options=pixel_eval_options,
     log:
         f"{LOGS}/pixel_eval/{{model}}/{{variant}}/{{dataset}}.log",
     benchmark:

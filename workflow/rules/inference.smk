@@ -1,12 +1,12 @@
 # Softmax dumps of every evaluated model variant on every evaluation dataset (GPU; shardable by image range).
 #
 # The params hold only the inference options that change the stored values (batch_size, dtype,
-# store_logits, amp, sliding_window). device and workers (meta_ood.inference.RUNTIME_OPTIONS) are read
+# store_logits, amp, sliding_window). device and workers (meta_ood.options.INFERENCE_RUNTIME_OPTIONS) are read
 # by the script from snakemake.config, so changing them reruns no dump; shards only splits the work
 # (it names the shard outputs).
-from meta_ood.inference import RUNTIME_OPTIONS as RUNTIME_INFERENCE_OPTIONS
+from meta_ood.options import INFERENCE_RUNTIME_OPTIONS
 
-INFERENCE_PARAMS = {k: v for k, v in config["inference"].items() if k not in RUNTIME_INFERENCE_OPTIONS}
+INFERENCE_PARAMS = {k: v for k, v in config["inference"].items() if k not in INFERENCE_RUNTIME_OPTIONS}
 
 
 if DUMP_SHARDS == 1:

@@ -2,11 +2,11 @@
 #
 # The params of these rules hold only the options that determine the weights, so Snakemake reruns a
 # training job only when its checkpoint would change. The runtime-only options (epochs, workers and
-# device; meta_ood.training.RUNTIME_OPTIONS) are read by the scripts from snakemake.config: changing
+# device; meta_ood.options.TRAIN_RUNTIME_OPTIONS) are read by the scripts from snakemake.config: changing
 # them reruns nothing, and a run with more epochs continues from the last checkpoint. Fine-tuning epoch
 # N does not depend on how many epochs follow, so `epochs` is no param of ood_finetune; it is one of
 # train_baseline, whose output is the last epoch. A changed weight option while checkpoints of the old
-# one exist stops the workflow here, at start-up (check_training_resume in common.smk), before Snakemake would delete
+# one exist stops the workflow here, at start-up (_startup_checks in common.smk), before Snakemake would delete
 # and retrain them: delete the model's folder or choose a new `run:` name to train anew.
 
 

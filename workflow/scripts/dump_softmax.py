@@ -9,10 +9,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1] / "src"))
 
-from meta_ood.inference import RUNTIME_OPTIONS, run_dump_stage
+from meta_ood.inference import run_dump_stage
+from meta_ood.options import INFERENCE_RUNTIME_OPTIONS
 from meta_ood.rules import run_rule
 
-runtime = {k: v for k, v in snakemake.config["inference"].items() if k in RUNTIME_OPTIONS}
+runtime = {k: v for k, v in snakemake.config["inference"].items() if k in INFERENCE_RUNTIME_OPTIONS}
 
 run_rule(
     snakemake,

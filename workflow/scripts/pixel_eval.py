@@ -14,8 +14,5 @@ run_rule(
     store_dir=Path(snakemake.input.store).parent,
     out_json=snakemake.output.json,
     out_npz=snakemake.output.npz,
-    miou_thresholds=snakemake.params.miou_thresholds,
-    n_boot=snakemake.params.n_boot,
-    seed=snakemake.params.seed,
-    scorer=snakemake.params.scorer,
+    **snakemake.params.options,
 )

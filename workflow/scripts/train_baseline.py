@@ -3,6 +3,8 @@
 The rule's params hold the options that determine the weights (and epochs); the runtime-only ones
 come from the config: workers from the model's baseline_training block, the device from its
 finetune block.
+Snakemake runs this rule again only when something it depends on changed, so a finished training
+in the work folder is not reused (an interrupted one resumes).
 """
 
 import sys
@@ -28,4 +30,5 @@ run_rule(
         "device": spec["finetune"]["device"],
     },
     device_key=f"models.{model}.finetune.device",
+    retrain_finished=True,
 )

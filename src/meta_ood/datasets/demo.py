@@ -2197,7 +2197,8 @@ def _claim(out: Path) -> list[DemoConfig]:
         raise InputError(
             f"{out}: folder is not empty and was not created by the demo generator (it has no {OWNER_NAME} "
             f"or {MARKER_NAME} of the generator); refusing to write into it. Choose a new or empty folder "
-            "for the demo data (config demo.root, or --out of 'meta-ood demo-data')"
+            "for the demo data (config demo.root, or --out of 'meta-ood demo-data'); a demo folder written by an "
+            "earlier version of meta-ood has no such record: remove it (make clean-demo) and it is written anew"
         )
     return configs
 

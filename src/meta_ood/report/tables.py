@@ -54,6 +54,15 @@ DATASET_NAMES = {
     "cityscapes_val": "Cityscapes val",
     "cityscapes": "Cityscapes",
 }
+#: Plain-text names of the pixel OoD scores (``evaluation.scorer``) for table titles.
+SCORER_TITLES = {
+    "entropy": "normalized entropy",
+    "variation_ratio": "variation ratio",
+    "margin": "probability margin",
+    "msp": "1 - maximum softmax probability",
+    "max_logit": "negated maximum logit",
+    "energy": "free energy",
+}
 ACCEPTABLE_FROM = 0.3  # paper section 6.3: thresholds t >= 0.3 cost an acceptable loss of mIoU
 
 
@@ -397,6 +406,7 @@ def table1(
         raise InputError("table1: no pixel-evaluation entries given: nothing to report")
     rows: dict[tuple[str, str], dict[str, Any]] = {}
     datasets: list[str] = []
+    scorers: list[str] = []
     for e in pixel_entries:
         key = (str(e["model"]), str(e["label"]))
         ds = str(e["dataset"])
@@ -406,6 +416,9 @@ def table1(
             raise InputError(f"table1: two pixel entries for model {key[0]!r}, {key[1]!r} on {ds!r} ({e['path']})")
         boot = data.get("bootstrap") or {}
         row[ds] = {m: (_num(_require(data, m, e["path"], "(pixel metric)")), boot.get(m)) for m, *_ in _PIXEL_METRICS}
+        scorer = str(data.get("scorer") or "entropy")
+        if scorer not in scorers:
+            scorers.append(scorer)
         if ds not in datasets:
             datasets.append(ds)
     miou_key = "cityscapes_val"
@@ -450,7 +463,8 @@ def table1(
         index=[Header("Model", "Model"), Header("Training", "Training")],
         levels=[groups],
         columns=columns,
-        title="Table 1: pixel-wise OoD detection (normalized entropy) and Cityscapes val mIoU; "
+        title=f"Table 1: pixel-wise OoD detection ({', '.join(SCORER_TITLES.get(x, x) for x in scorers or ['entropy'])}) "
+              "and Cityscapes val mIoU; "
               "95 % image-bootstrap intervals in brackets",
     )
     grid: list[list[Cell]] = []
