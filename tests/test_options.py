@@ -48,6 +48,41 @@ def _enum(*keys: str) -> list:
     return list(node["items"]["enum"] if "items" in node else node["enum"])
 
 
+def _all_enums(node: dict, path: str = "") -> dict[str, list]:
+    """Every enumerated option of the schema: dotted path -> values."""
+    found = {}
+    if "enum" in node:
+        found[path] = list(node["enum"])
+    for key in ("items", "additionalProperties"):
+        if isinstance(node.get(key), dict):
+            found.update(_all_enums(node[key], path + ("[]" if key == "items" else ".<name>")))
+    for name, sub in (node.get("properties") or {}).items():
+        found.update(_all_enums(sub, f"{path}.{name}" if path else name))
+    return found
+
+
+#: Where each enumerated option is run value by value and checked against a number.
+ENUM_TESTS = {
+    "evaluation.scorer": "test_scorer_auroc_equals_sklearn",
+    "evaluation.ood_datasets[]": "test_ood_dataset_values_flow_from_reader_to_segments",
+    "evaluation.segment_datasets[]": "test_ood_dataset_values_flow_from_reader_to_segments",
+    "meta.features": "test_meta_features",
+    "meta.protocols[]": "test_meta_protocols",
+    "meta.standardize": "test_meta_standardize",
+    "inference.dtype": "test_store_dtype_round_trip",
+    "models.<name>.finetune.coco_background": "tests/test_training.py::test_coco_background_modes",
+    "models.<name>.finetune.loss_reduction": "tests/test_losses.py (reference and mean against the golden values)",
+}
+
+
+def test_every_enumerated_option_has_its_test():
+    schema = yaml.safe_load(SCHEMA.read_text())
+    assert set(_all_enums(schema)) == set(ENUM_TESTS)
+    for where in ENUM_TESTS.values():
+        if "::" not in where and " " not in where:
+            assert where in globals(), where
+
+
 def test_parametrizations_cover_the_schema():
     assert _enum("evaluation", "scorer") == SCORER_VALUES
     assert _enum("meta", "features") == list(FEATURE_VALUES)
