@@ -9,9 +9,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1] / "src"))
 
+from meta_ood.options import TRAIN_RUNTIME_OPTIONS
 from meta_ood.pipeline import finetune_stage
 from meta_ood.rules import run_rule
-from meta_ood.training import RUNTIME_OPTIONS
 
 model = snakemake.wildcards.model
 finetune = snakemake.config["models"][model]["finetune"]
@@ -26,7 +26,7 @@ run_rule(
     coco_masks=snakemake.params.coco_masks,
     init_checkpoint=snakemake.params.baseline,
     out_dir=Path(snakemake.output.checkpoint).parent,
-    train_options={**snakemake.params.options, **{k: finetune[k] for k in RUNTIME_OPTIONS}},
+    train_options={**snakemake.params.options, **{k: finetune[k] for k in TRAIN_RUNTIME_OPTIONS}},
     stop_after=int(snakemake.wildcards.epoch),
     ood_id=int(snakemake.params.ood_id),
     device_key=f"models.{model}.finetune.device",
