@@ -13,7 +13,8 @@ ground truth:
 Printed: bytes per pixel and their ratio (goal <= 0.40), max abs probability error (goal <=
 1e-3) and the largest change of the normalized entropy, write and read throughput (MB/s of
 float32 probabilities and images/s) and the latency of reading one image. Reads come from the
-page cache (the files were just written).
+page cache (the files were just written). The last results and the comparison of encodings
+that chose ``fixed16`` are in ``bench/README.md``.
 
     python bench/bench_store.py                         # 3 images of 1024 x 2048, 19 classes
     python bench/bench_store.py --images 2 --height 512 --width 1024 --dtype float16
@@ -26,6 +27,7 @@ import shutil
 import statistics
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import h5py
@@ -49,6 +51,7 @@ def synthetic_softmax(h: int, w: int, num_classes: int = 19, seed: int = 0) -> n
 
 
 def normalized_entropy(p: np.ndarray) -> np.ndarray:
+    """Per-pixel entropy of a (C, H, W) map divided by log C, in float64."""
     p = p.astype(np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         t = np.where(p > 0, p * np.log(p), 0.0)
@@ -56,10 +59,12 @@ def normalized_entropy(p: np.ndarray) -> np.ndarray:
 
 
 def folder_bytes(folder: Path) -> int:
+    """Total size of the files below ``folder``."""
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 
-def write_baseline(folder: Path, maps, labels) -> None:
+def write_baseline(folder: Path, maps: Sequence[np.ndarray], labels: Sequence[np.ndarray]) -> None:
+    """One uncompressed float32 HDF5 file per image, in the released code's layout."""
     folder.mkdir(parents=True)
     for k, (p, lab) in enumerate(zip(maps, labels)):
         with h5py.File(folder / f"probs{k}.hdf5", "w") as f:
@@ -69,18 +74,21 @@ def write_baseline(folder: Path, maps, labels) -> None:
 
 
 def read_baseline(folder: Path, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Probabilities and ground truth of baseline image ``k``."""
     with h5py.File(folder / f"probs{k}.hdf5", "r") as f:
         return f["probabilities"][()], f["ground_truths"][()]
 
 
-def write_store(folder: Path, maps, labels, dtype: str, level: int) -> None:
+def write_store(folder: Path, maps: Sequence[np.ndarray], labels: Sequence[np.ndarray], dtype: str, level: int) -> None:
+    """The same images as a softmax store with encoding ``dtype`` and zlib ``level``."""
     w = StoreWriter(folder, maps[0].shape[0], dtype, model="synthetic", total=len(maps), compression_level=level)
     for k, (p, lab) in enumerate(zip(maps, labels)):
         w.write(k, f"image{k}", f"image{k}.png", p, lab)
     w.finalize()
 
 
-def timed(fn, repeat: int = 1) -> float:
+def timed(fn: Callable[[], object], repeat: int = 1) -> float:
+    """Best wall-clock time of ``repeat`` calls of ``fn``, in seconds."""
     times = []
     for _ in range(repeat):
         t0 = time.perf_counter()
@@ -90,6 +98,7 @@ def timed(fn, repeat: int = 1) -> float:
 
 
 def main() -> None:
+    """Write and read both formats and print the comparison."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--height", type=int, default=1024)
     ap.add_argument("--width", type=int, default=2048)

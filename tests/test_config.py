@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
 
 from conftest import REPO
-from meta_ood.config import load_config, load_schema, validate_config
+from meta_ood.config import SCHEMA, load_config, load_schema, validate_config
 from meta_ood.errors import InputError
+from meta_ood.labels import ENTROPY_THRESHOLDS, MIOU_THRESHOLDS
 
 
 def test_defaults_fill_nested_blocks():
@@ -22,6 +25,23 @@ def test_defaults_fill_nested_blocks():
     assert cfg["coco_filter"]["exclude"] == cf["exclude"]["default"]
     assert len(cfg["coco_filter"]["exclude"]) == 8
     assert cfg["datasets"]["lostandfound"]["split"] == "test"
+
+
+def test_schema_threshold_defaults_are_the_library_defaults():
+    """The CLI and the stages default to the library's thresholds; the workflow to the schema's: the same values."""
+    evaluation = load_schema()["properties"]["evaluation"]["properties"]
+    assert tuple(evaluation["thresholds"]["default"]) == ENTROPY_THRESHOLDS
+    assert tuple(evaluation["miou_thresholds"]["default"]) == MIOU_THRESHOLDS
+
+
+def test_workflow_validates_against_the_packaged_schema():
+    """One schema file: the library's package data, the one the workflow's `validate` reads."""
+    common = (REPO / "workflow" / "rules" / "common.smk").read_text()
+    validated = [(REPO / "workflow" / "rules" / path).resolve() for path in re.findall(r'validate\(config, schema="([^"]+)"\)', common)]
+    assert validated == [Path(str(SCHEMA)).resolve()]
+    copies = sorted(p.relative_to(REPO) for d in ("src", "workflow") for p in (REPO / d).rglob("*.schema.yaml"))
+    assert copies == [Path("src/meta_ood/config.schema.yaml")]
+    assert "config.schema.yaml" in (REPO / "pyproject.toml").read_text()
 
 
 def test_every_property_is_documented():

@@ -14,7 +14,6 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
 from meta_ood import labels as L
-from meta_ood.datasets import demo as demo_module
 from meta_ood.datasets.demo import (
     MARKER_NAME,
     OWNER_NAME,
@@ -24,6 +23,7 @@ from meta_ood.datasets.demo import (
     planned_files,
     render_cityscapes,
 )
+from meta_ood.datasets.demo import writers as demo_writers
 from meta_ood.errors import InputError
 
 SMALL = dict(
@@ -179,7 +179,7 @@ def test_killed_generation_is_redone(demo, tmp_path, monkeypatch):
     def killed(cfg, index):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(demo_module, "render_lostandfound", killed)
+    monkeypatch.setattr(demo_writers, "render_lostandfound", killed)
     with pytest.raises(KeyboardInterrupt):
         generate(out, DemoConfig(**SMALL), progress=False)
     assert (out / OWNER_NAME).is_file() and not (out / MARKER_NAME).exists()
@@ -440,7 +440,7 @@ def test_default_config_sizes():
 
 
 def test_coco_street_backgrounds_are_empty_streets():
-    from meta_ood.datasets.demo import _Street
+    from meta_ood.datasets.demo.street import _Street
 
     rng = np.random.default_rng(5)
     for _ in range(3):

@@ -52,3 +52,12 @@ def test_pyproject_dependencies_cover_pins():
     names = {re.match(r'\s*"([A-Za-z0-9_.\-]+)', d).group(1).lower() for d in deps.split(",") if d.strip()}
     req = _pins((REPO / "requirements.txt").read_text().splitlines())
     assert names <= set(req), f"pyproject dependencies without a pin: {sorted(names - set(req))}"
+
+
+def test_snakemake_is_the_workflow_extra_and_the_library_never_imports_it():
+    text = (REPO / "pyproject.toml").read_text()
+    deps = re.search(r"dependencies = \[(.*?)\]", text, re.S).group(1)
+    assert "snakemake" not in deps
+    assert re.search(r'^workflow = \["snakemake>=', text, re.M)
+    for path in (REPO / "src" / "meta_ood").rglob("*.py"):
+        assert not re.search(r"^\s*(import|from)\s+snakemake\b", path.read_text(), re.M), path

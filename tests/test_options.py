@@ -23,14 +23,14 @@ from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
-from meta_ood import pipeline as pl
+from meta_ood import stages as pl
 from meta_ood.labels import LOSTANDFOUND
 from meta_ood.pixel_eval import dequantize, quantize
 from meta_ood.scores import LOGIT_SCORERS, SCORERS, UNIT_INTERVAL_SCORERS
 from meta_ood.segments import feature_names
 from meta_ood.store import StoreReader, StoreWriter
 
-SCHEMA = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
+SCHEMA = Path(__file__).resolve().parents[1] / "src" / "meta_ood" / "config.schema.yaml"
 C = 19
 EPS = 1e-10  # the standardization's constant, as in the released code
 

@@ -14,7 +14,6 @@ from meta_ood.segment_eval import (
     SMIYC_THRESHOLDS,
     ComponentMetrics,
     detection_errors,
-    gt_missed_after_removal,
     overlap_table,
     removed_by_meta,
     road_miss_rate,
@@ -22,6 +21,13 @@ from meta_ood.segment_eval import (
 
 IN_ID, OUT_ID, VOID = 1, 2, 255
 EIGHT = np.ones((3, 3), bool)
+
+
+def gt_missed_after_removal(pred_components, gt_components, removed_labels):
+    """Reference: sorted labels of the gt segments that no kept predicted segment touches (direct set computation)."""
+    p, g = np.abs(np.asarray(pred_components)), np.abs(np.asarray(gt_components))
+    kept = (p > 0) & ~np.isin(p, np.asarray(list(removed_labels), dtype=np.int64))
+    return np.setdiff1d(np.unique(g[g > 0]), np.unique(g[kept & (g > 0)]))
 
 
 # ---------------------------------------------------------------------------------------------

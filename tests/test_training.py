@@ -156,7 +156,7 @@ def test_a_job_never_resumes_from_a_later_stale_epoch(tmp_path):
 def test_workflow_rerun_of_a_finished_baseline_trains_anew(tmp_path):
     """The rule reruns only when its inputs changed: a finished training is set aside, not copied again."""
     from conftest import make_real_tree
-    from meta_ood.pipeline import train_baseline_stage
+    from meta_ood.stages.training import train_baseline_stage
 
     roots = make_real_tree(tmp_path / "data", n_train=2, n_val=1, n_coco=1, n_lostandfound=1, n_fishyscapes=1,
                            n_fishyscapes_lostandfound=1)

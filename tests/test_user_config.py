@@ -26,7 +26,7 @@ def user_tree(tmp_path_factory):
     """A read-only-by-contract dataset tree in the real layouts and a trained `tiny` checkpoint outside it."""
     base = tmp_path_factory.mktemp("user")
     roots = make_real_tree(base / "datasets")
-    from meta_ood.pipeline import train_baseline_stage
+    from meta_ood.stages.training import train_baseline_stage
 
     torch.set_num_threads(1)
     ckpt = train_baseline_stage(str(roots["cityscapes"]), "train", base / "models" / "mynet.pt",

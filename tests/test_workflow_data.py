@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
 import pandas as pd
 import pytest
+import yaml
 
 from conftest import REPO, make_real_tree, placeholder_checkpoint, run_snakemake
 
@@ -61,3 +63,13 @@ def test_real_data_config_plans_without_demo(tmp_path):
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]
     assert "coco_filter" in out and "demo_data" not in out
+
+
+def test_every_rule_writes_a_benchmark_and_takes_its_threads_from_the_profile():
+    for smk in sorted((REPO / "workflow" / "rules").glob("*.smk")):
+        text = smk.read_text()
+        assert "threads:" not in text, f"{smk.name}: threads belong in profiles/*/config.yaml (set-threads)"
+        for rule, body in re.findall(r"^\s*rule (\w+):\n(.*?)(?=^\s*rule \w+:|\Z)", text, re.M | re.S):
+            assert "benchmark:" in body, f"{smk.name}: rule {rule} has no benchmark"
+    local = yaml.safe_load((REPO / "profiles" / "local" / "config.yaml").read_text())
+    assert local["set-threads"] == {"train_baseline": 4, "ood_finetune": 4, "dump_softmax": 4}

@@ -13,9 +13,8 @@ from typing import Any
 
 from meta_ood import __version__
 from meta_ood.errors import InputError
+from meta_ood.labels import COCO_OOD_ID, ENTROPY_THRESHOLDS, NUM_CLASSES
 
-#: Thresholds of the segment stages (the config's default ``segments.thresholds``).
-DEFAULT_THRESHOLDS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7]
 #: Defaults of the training options (:class:`meta_ood.training.TrainConfig`), shown in the help
 #: without importing torch.
 TRAIN_DEFAULTS = {"epochs": 4, "lam": 0.9, "lr": 1e-5, "batch_size": 8, "crop": 480, "ood_ratio": 0.1,
@@ -134,7 +133,7 @@ def _cmd_demo_data(args: argparse.Namespace) -> None:
 
 
 def _cmd_train_baseline(args: argparse.Namespace) -> None:
-    from meta_ood.pipeline import train_baseline_stage
+    from meta_ood.stages.training import train_baseline_stage
     from meta_ood.preflight import check_dataset, raise_problems
 
     opts = _train_options(args)
@@ -145,14 +144,14 @@ def _cmd_train_baseline(args: argparse.Namespace) -> None:
 
 
 def _cmd_finetune(args: argparse.Namespace) -> None:
-    from meta_ood.pipeline import finetune_stage
+    from meta_ood.stages.training import finetune_stage
     from meta_ood.preflight import check_checkpoint, check_dataset, raise_problems
 
     opts = _train_options(args)
     problems = check_dataset("cityscapes", args.cityscapes, args.split)
     problems += check_dataset("coco", args.coco, args.coco_split, masks_dir=args.coco_masks, ood_id=args.ood_id)
     if args.init is not None:
-        problems += check_checkpoint(args.arch, int(opts.get("num_classes", 19)), args.init)
+        problems += check_checkpoint(args.arch, int(opts.get("num_classes", NUM_CLASSES)), args.init)
     raise_problems(problems, what="finetune")
     paths = finetune_stage(
         args.cityscapes, args.split, args.coco, args.coco_split, args.coco_masks, args.init, args.out,
@@ -215,7 +214,7 @@ def _segment_shards(out: Path, n_shards: int | None = None) -> tuple[int, list[f
 
 
 def _cmd_merge_segments(args: argparse.Namespace) -> None:
-    from meta_ood.pipeline import merge_segment_shards
+    from meta_ood.stages.segments import merge_segment_shards
 
     out = Path(args.segments)
     n, found = _segment_shards(out, args.shards) if args.shards is None or args.thresholds is None else (None, None)
@@ -228,7 +227,7 @@ def _cmd_merge_segments(args: argparse.Namespace) -> None:
 
 
 def _cmd_pixel_eval(args: argparse.Namespace) -> None:
-    from meta_ood.pipeline import pixel_eval_stage
+    from meta_ood.stages.pixel_eval import pixel_eval_stage
 
     r = pixel_eval_stage(args.store, args.out_json, args.out_npz, n_boot=args.n_boot, seed=args.seed,
                          scorer=args.scorer, progress=_progress(args))
@@ -239,7 +238,7 @@ def _cmd_pixel_eval(args: argparse.Namespace) -> None:
 
 
 def _cmd_segments(args: argparse.Namespace) -> None:
-    from meta_ood.pipeline import segment_features_stage
+    from meta_ood.stages.segments import segment_features_stage
     from meta_ood.store import parse_shard
 
     shard = parse_shard(args.shard) if args.shard else None
@@ -248,7 +247,7 @@ def _cmd_segments(args: argparse.Namespace) -> None:
 
 
 def _cmd_meta_classify(args: argparse.Namespace) -> None:
-    from meta_ood.pipeline import meta_classify_stage
+    from meta_ood.stages.meta import meta_classify_stage
 
     r = meta_classify_stage(args.segments, args.out_parquet, args.out_json, features=args.features,
                             protocols=args.protocols, C=args.C, penalize_intercept=not args.free_intercept,
@@ -258,7 +257,7 @@ def _cmd_meta_classify(args: argparse.Namespace) -> None:
 
 
 def _cmd_segment_eval(args: argparse.Namespace) -> None:
-    from meta_ood.pipeline import segment_eval_stage
+    from meta_ood.stages.segment_eval import segment_eval_stage
 
     r = segment_eval_stage(args.segments, args.meta, args.thresholds, args.out, meta_threshold=args.meta_threshold,
                            reference_fp_after=args.reference_fp_after)
@@ -381,7 +380,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--exclude", nargs="+", metavar="NAME",
                    help="category names to exclude (default: those Cityscapes also has, "
                         "meta_ood.coco_filter.DEFAULT_EXCLUDE)")
-    p.add_argument("--ood-id", type=int, default=254, help="mask value of OoD pixels")
+    p.add_argument("--ood-id", type=int, default=COCO_OOD_ID, help="mask value of OoD pixels")
 
     demo = DemoConfig()
     p = add("demo-data", "write the embedded demo datasets in the real on-disk formats", _cmd_demo_data)
@@ -410,13 +409,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"COCO images per Cityscapes image (default: --options value, else {TRAIN_DEFAULTS['ood_ratio']})")
     p.add_argument("--coco-background", dest="coco_background", choices=["ignore", "road"],
                    help=f"non-object COCO pixels (default: --options value, else {TRAIN_DEFAULTS['coco_background']})")
-    p.add_argument("--ood-id", dest="ood_id", type=int, default=254,
+    p.add_argument("--ood-id", dest="ood_id", type=int, default=COCO_OOD_ID,
                    help="value of OoD pixels in the coco-filter masks (coco-filter --ood-id)")
 
     p = add("dump-softmax", "run a checkpoint over a dataset and store softmax + ground truth", _cmd_dump_softmax)
     p.add_argument("--arch", required=True, help="registered architecture or module.path:factory")
     p.add_argument("--checkpoint", help="checkpoint file (default: none, the architecture's initial weights)")
-    p.add_argument("--num-classes", type=int, default=19, help="output classes of the network")
+    p.add_argument("--num-classes", type=int, default=NUM_CLASSES, help="output classes of the network")
     p.add_argument("--dataset", required=True, choices=[k for k in DATASET_KINDS if k != "coco"], help="dataset kind")
     p.add_argument("--root", required=True, help="dataset root in its official layout")
     p.add_argument("--laf-root", help="LostAndFound root whose leftImg8bit/ holds the images "
@@ -447,7 +446,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("segments", "per-segment metrics for all thresholds in one pass over a store", _cmd_segments)
     p.add_argument("--store", required=True, help="store folder of an OoD dataset")
     p.add_argument("--out", required=True, help="output folder (shard-<i>-of-<n>/ inside it with --shard)")
-    p.add_argument("--thresholds", type=float, nargs="+", default=DEFAULT_THRESHOLDS, help="entropy thresholds")
+    p.add_argument("--thresholds", type=float, nargs="+", default=ENTROPY_THRESHOLDS, help="entropy thresholds")
     p.add_argument("--shard", help="i/n: process only the i-th of n image ranges (default: all images)")
 
     p = add("merge-segments", "merge the segment tables of 'segments --shard' runs in image order", _cmd_merge_segments)
@@ -470,7 +469,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("segment-eval", "FP / FN / road miss rate before and after meta classification", _cmd_segment_eval)
     p.add_argument("--segments", required=True, help="folder written by 'segments'")
     p.add_argument("--meta", required=True, help="folder with the meta-classify t<t>.parquet files")
-    p.add_argument("--thresholds", type=float, nargs="+", default=DEFAULT_THRESHOLDS, help="entropy thresholds")
+    p.add_argument("--thresholds", type=float, nargs="+", default=ENTROPY_THRESHOLDS, help="entropy thresholds")
     p.add_argument("--out", required=True, help="output JSON")
     p.add_argument("--meta-threshold", type=float, default=0.5, help="FP probability above which a segment is removed")
     p.add_argument("--reference-fp-after", action="store_true",
@@ -495,7 +494,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--laf-root", help="LostAndFound root (required with fishyscapes_lostandfound)")
     p.add_argument("--masks-dir", help="coco: masks/ folder of coco-filter, to check the selection only "
                                        "(default: every image of the annotation file)")
-    p.add_argument("--ood-id", dest="ood_id", type=int, default=254,
+    p.add_argument("--ood-id", dest="ood_id", type=int, default=COCO_OOD_ID,
                    help="coco: value of OoD pixels in those masks (coco-filter --ood-id)")
     p.add_argument("--out", help="write the report (Markdown) here (default: print it)")
     return parser

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import os
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -12,13 +13,13 @@ import yaml
 from meta_ood.errors import InputError
 from meta_ood.io import write_text_atomic
 
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+#: The config JSON schema (YAML), package data of the library; the workflow validates against the same file.
+SCHEMA = resources.files("meta_ood") / "config.schema.yaml"
 
 
-def load_schema(path: str | os.PathLike | None = None) -> dict:
-    """Read the config JSON schema (YAML) from ``workflow/schemas/``."""
-    with open(path or SCHEMA_PATH, encoding="utf-8") as fh:
-        return yaml.safe_load(fh)
+def load_schema() -> dict:
+    """Read the config JSON schema (YAML) shipped with the library (:data:`SCHEMA`)."""
+    return yaml.safe_load(SCHEMA.read_text(encoding="utf-8"))
 
 
 def _defaults_validator(schema: dict):

@@ -1,17 +1,24 @@
-"""Small I/O helpers shared by all writers and readers: atomic writes and checked image reads."""
+"""Small I/O helpers shared by all writers and readers: atomic writes and checked reads of images,
+JSON results and parquet tables."""
 
 from __future__ import annotations
 
 import contextlib
+import json
+import math
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from meta_ood.errors import InputError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @contextlib.contextmanager
@@ -82,3 +89,60 @@ def read_label(path: str | os.PathLike) -> np.ndarray:
     if img.mode not in ("L", "P"):
         raise InputError(f"{path}: expected an 8-bit single-channel label image, got PIL mode {img.mode!r}")
     return np.asarray(img, dtype=np.uint8)
+
+
+def jsonable(obj: Any) -> Any:
+    """``obj`` as plain JSON values: numpy scalars and arrays become numbers and lists, tuples lists.
+
+    Non-finite floats become None (JSON has no NaN / inf) and an infinite dict key becomes
+    ``"inf"``; other keys become strings. Used for result files and for comparing options.
+    """
+    if isinstance(obj, dict):
+        return {("inf" if isinstance(k, float) and math.isinf(k) else str(k)): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return jsonable(obj.tolist())
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, (np.floating, float)):
+        v = float(obj)
+        return v if math.isfinite(v) else None
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    return obj
+
+
+def write_json(path: str | os.PathLike, data: Any) -> None:
+    """Write ``data`` as indented JSON atomically (NaN/inf become null)."""
+    write_text_atomic(path, json.dumps(jsonable(data), indent=1, sort_keys=False) + "\n")
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    """Read a JSON result file; one clear error if it is missing or broken."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: result file not found")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path}: not valid JSON ({exc})") from None
+
+
+def write_parquet(path: str | os.PathLike, df: pd.DataFrame) -> None:
+    """Write a DataFrame as parquet atomically."""
+    with atomic_path(path) as tmp:
+        df.to_parquet(tmp, index=False)
+
+
+def read_parquet(path: str | os.PathLike) -> pd.DataFrame:
+    """Read a parquet table; one clear error if it is missing or unreadable."""
+    import pandas as pd  # on use: the image readers and writers of this module do not need it
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: table not found")
+    try:
+        return pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises several unrelated types for corrupt files
+        raise InputError(f"{path}: cannot read parquet table ({type(exc).__name__}: {exc})") from None

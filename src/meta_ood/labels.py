@@ -1,4 +1,5 @@
-"""Label tables and id mappings of Cityscapes, LostAndFound and Fishyscapes.
+"""Label tables and id mappings of Cityscapes, LostAndFound and Fishyscapes, and the default
+entropy thresholds that turn their predictions into OoD masks.
 
 Conventions used throughout the pipeline:
 
@@ -23,6 +24,10 @@ VOID_ID = 255
 NUM_CLASSES = 19
 COCO_OOD_ID = 254
 COCO_BACKGROUND_ID = 0
+#: Entropy thresholds t of the OoD segments {normalized entropy >= t} (config ``evaluation.thresholds``).
+ENTROPY_THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
+#: Thresholds of the Cityscapes mIoU with an extra OoD class (config ``evaluation.miou_thresholds``).
+MIOU_THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 
 
 @dataclass(frozen=True)
@@ -117,12 +122,6 @@ LOSTANDFOUND_LABELS: tuple[Label, ...] = (
     for lid, name in _LAF_NAMES.items()
 )
 
-FISHYSCAPES_LABELS: tuple[Label, ...] = (
-    Label("in-distribution", 0, 0, "in", False, (144, 238, 144)),
-    Label("out-distribution", 1, 1, "out", False, (255, 102, 102)),
-    Label("unlabeled", 255, VOID_ID, "void", True, (0, 0, 0)),
-)
-
 
 @dataclass(frozen=True)
 class EvalConvention:
@@ -138,10 +137,6 @@ FISHYSCAPES = EvalConvention(train_id_in=0, train_id_out=1)
 
 CITYSCAPES_TRAIN_NAMES: tuple[str, ...] = tuple(
     lab.name for lab in sorted((l for l in CITYSCAPES_LABELS if l.train_id < NUM_CLASSES), key=lambda l: l.train_id)
-)
-CITYSCAPES_TRAIN_COLORS: np.ndarray = np.array(
-    [lab.color for lab in sorted((l for l in CITYSCAPES_LABELS if l.train_id < NUM_CLASSES), key=lambda l: l.train_id)],
-    dtype=np.uint8,
 )
 
 

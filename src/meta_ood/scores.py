@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 from scipy import special
@@ -78,13 +78,6 @@ def _check_class_first(arr: np.ndarray, name: str) -> np.ndarray:
     return arr
 
 
-def _row_blocks(shape: tuple[int, ...]) -> Iterable[slice]:
-    c, h, w = shape
-    rows = max(1, _BLOCK_VALUES // max(1, c * w))
-    for r0 in range(0, h, rows):
-        yield slice(r0, min(h, r0 + rows))
-
-
 _F16_SCALE = np.float32(2.0 ** 112)
 _F16_SPECIAL = 0x7C00  # float16 bit patterns >= this are inf / nan or carry the sign bit
 
@@ -119,27 +112,38 @@ def as_float32(arr: np.ndarray) -> np.ndarray:
     return arr.astype(np.float32)
 
 
-class _Block:
-    """Reusable float32 buffers for one block of rows."""
+def _row_blocks(arr: np.ndarray) -> Iterator[tuple[slice, np.ndarray, np.ndarray]]:
+    """Consecutive blocks of rows of a (C, H, W) array: ``(rows, x, scratch)``.
 
-    def __init__(self, shape: tuple[int, int, int]):
-        c, h, w = shape
-        rows = max(1, _BLOCK_VALUES // max(1, c * w))
-        self._x = np.empty((c, min(rows, h), w), np.float32)
-        self._y = np.empty_like(self._x)
-
-    def load(self, arr: np.ndarray, rows: slice) -> np.ndarray:
+    ``x`` is the block cast to float32 (C, n, W) and ``scratch`` a float32 buffer of the same
+    shape; both reuse the same memory from block to block, so callers may overwrite them.
+    """
+    c, h, w = arr.shape
+    step = max(1, _BLOCK_VALUES // max(1, c * w))
+    xbuf = np.empty((c, min(step, h), w), np.float32)
+    ybuf = np.empty_like(xbuf)
+    for r0 in range(0, h, step):
+        rows = slice(r0, min(h, r0 + step))
         n = rows.stop - rows.start
-        x = self._x[:, :n]
+        x = xbuf[:, :n]
         src = arr[:, rows]
         if src.dtype == np.float16 and src.dtype.isnative:
             _f16_to_f32(src, x)
         else:
             np.copyto(x, src, casting="unsafe")
-        return x
+        yield rows, x, ybuf[:, :n]
 
-    def scratch(self, n: int) -> np.ndarray:
-        return self._y[:, :n]
+
+def _blocked_map(arr: np.ndarray, fn: Callable[[np.ndarray, np.ndarray, np.ndarray], None]) -> np.ndarray:
+    """Float32 (H, W) map of a (C, H, W) array, block by block of rows.
+
+    ``fn(x, scratch, out)`` writes the map of the float32 block ``x`` (C, n, W) into ``out``
+    (n, W); it may overwrite ``x`` and ``scratch`` (see :func:`_row_blocks`).
+    """
+    out = np.empty(arr.shape[1:], np.float32)
+    for rows, x, scratch in _row_blocks(arr):
+        fn(x, scratch, out[rows])
+    return out
 
 
 def _plane_sum(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
@@ -242,13 +246,10 @@ def compute_entropy_map(probs: np.ndarray, thresholds: Iterable[float] = (),
     log_c = math.log(c)
     ent = np.empty((h, w), np.float32)
     amax = np.empty((h, w), _index_dtype(c)) if with_argmax else None
-    blk = _Block(probs.shape)
     near_idx: list[np.ndarray] = []
     near_val: list[np.ndarray] = []
-    for rows in _row_blocks(probs.shape):
-        n = rows.stop - rows.start
-        x = blk.load(probs, rows)
-        e, total = _entropy_block(x, blk.scratch(n), log_c)
+    for rows, x, scratch in _row_blocks(probs):
+        e, total = _entropy_block(x, scratch, log_c)
         if not np.isfinite(total).all():
             bad = np.argwhere(~np.isfinite(total))[0]
             raise InputError(f"{name}: non-finite probability at pixel (row {rows.start + bad[0]}, "
@@ -306,25 +307,22 @@ def entropy_mask(probs: np.ndarray, t: float) -> np.ndarray:
     return compute_entropy_map(probs, (t,)).mask(t)
 
 
+def _reference_entropy_block(x: np.ndarray, y: np.ndarray, out: np.ndarray) -> None:
+    """Write ``sum_c x_c log(x_c + eps) / log(1/C)`` of float32 ``x`` (C, ...) into ``out``, using
+    the buffer ``y`` (shape of ``x``); float32 throughout, class planes added in order."""
+    np.add(x, _F32_EPS, out=y)
+    np.log(y, out=y)
+    y *= x
+    np.divide(_plane_sum(y), np.float32(np.log(1.0 / x.shape[0])), out=out)
+
+
 def reference_entropy(probs: np.ndarray) -> np.ndarray:
     """The reference's entropy heat map ``sum_c p_c log(p_c + eps) / log(1/C)``, float32 (H, W).
 
     ``eps`` is the float32 machine epsilon; the sum over classes adds the class planes in order
     and all arithmetic is float32, as in the reference. No renormalization.
     """
-    probs = _check_class_first(probs, "probs")
-    c, h, w = probs.shape
-    out = np.empty((h, w), np.float32)
-    blk = _Block(probs.shape)
-    denom = np.float32(np.log(1.0 / c))
-    for rows in _row_blocks(probs.shape):
-        x = blk.load(probs, rows)
-        y = blk.scratch(rows.stop - rows.start)
-        np.add(x, _F32_EPS, out=y)
-        np.log(y, out=y)
-        y *= x
-        np.divide(_plane_sum(y), denom, out=out[rows])
-    return out
+    return _blocked_map(_check_class_first(probs, "probs"), _reference_entropy_block)
 
 
 def reference_entropy_values(p: np.ndarray) -> np.ndarray:
@@ -334,14 +332,9 @@ def reference_entropy_values(p: np.ndarray) -> np.ndarray:
     out = np.empty(n, np.float32)
     step = max(1, _BLOCK_VALUES // c)
     buf = np.empty((c, min(step, n)), np.float32)
-    denom = np.float32(np.log(1.0 / c))
     for s in range(0, n, step):
         x = p[:, s:s + step]
-        y = buf[:, :x.shape[1]]
-        np.add(x, _F32_EPS, out=y)
-        np.log(y, out=y)
-        y *= x
-        np.divide(_plane_sum(y), denom, out=out[s:s + step])
+        _reference_entropy_block(x, buf[:, :x.shape[1]], out[s:s + step])
     return out
 
 
@@ -368,15 +361,13 @@ def top2(p: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def _blocked_top2_map(probs: np.ndarray, fn: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> np.ndarray:
-    probs = _check_class_first(probs, "probs")
-    c, h, w = probs.shape
-    out = np.empty((h, w), np.float32)
-    blk = _Block(probs.shape)
-    for rows in _row_blocks(probs.shape):
-        x = blk.load(probs, rows)
+    """Float32 (H, W) map ``fn(p1, p2)`` of the two largest class probabilities of every pixel."""
+
+    def block(x: np.ndarray, scratch: np.ndarray, out: np.ndarray) -> None:
         p1, p2, _ = top2(x)
-        out[rows] = fn(p1, p2)
-    return out
+        out[...] = fn(p1, p2)
+
+    return _blocked_map(_check_class_first(probs, "probs"), block)
 
 
 def margin_values(p1: np.ndarray, p2: np.ndarray) -> np.ndarray:
@@ -417,14 +408,11 @@ def _one_minus_msp(probs: np.ndarray) -> np.ndarray:
 
 def max_logit(logits: np.ndarray) -> np.ndarray:
     """Negated maximum logit ``-max_c l_c`` (float32 (H, W)); higher = more anomalous."""
-    logits = _check_class_first(logits, "logits")
-    c, h, w = logits.shape
-    out = np.empty((h, w), np.float32)
-    blk = _Block(logits.shape)
-    for rows in _row_blocks(logits.shape):
-        x = blk.load(logits, rows)
-        np.negative(np.max(x, axis=0), out=out[rows])
-    return out
+
+    def block(x: np.ndarray, scratch: np.ndarray, out: np.ndarray) -> None:
+        np.negative(np.max(x, axis=0), out=out)
+
+    return _blocked_map(_check_class_first(logits, "logits"), block)
 
 
 def energy(logits: np.ndarray, T: float = 1.0) -> np.ndarray:
@@ -436,20 +424,17 @@ def energy(logits: np.ndarray, T: float = 1.0) -> np.ndarray:
     logits = _check_class_first(logits, "logits")
     if not (T > 0 and math.isfinite(T)):
         raise InputError(f"energy: temperature T must be a positive finite number, got {T!r}")
-    c, h, w = logits.shape
-    out = np.empty((h, w), np.float32)
-    blk = _Block(logits.shape)
     inv_t = np.float32(1.0 / T)
-    for rows in _row_blocks(logits.shape):
-        x = blk.load(logits, rows)
+
+    def block(x: np.ndarray, y: np.ndarray, out: np.ndarray) -> None:
         x *= inv_t
         m = np.max(x, axis=0)
-        y = blk.scratch(rows.stop - rows.start)
         np.subtract(x, m[None], out=y)
         np.exp(y, out=y)
         lse = np.log(_plane_sum(y)) + m
-        np.multiply(lse, np.float32(-T), out=out[rows])
-    return out
+        np.multiply(lse, np.float32(-T), out=out)
+
+    return _blocked_map(logits, block)
 
 
 #: Pixel-wise OoD scorers, name -> function of a (C, H, W) array; higher = more anomalous.

@@ -31,7 +31,7 @@ rule for logistic regression: class 1 iff ``decision_function > 0`` iff ``predic
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any, Hashable
 
 import numpy as np
@@ -46,7 +46,6 @@ __all__ = [
     "removed_by_meta",
     "road_miss_rate",
     "overlap_table",
-    "gt_missed_after_removal",
     "ComponentMetrics",
     "SMIYC_THRESHOLDS",
 ]
@@ -261,26 +260,6 @@ def overlap_table(pred_components: np.ndarray, gt_components: np.ndarray, image:
     )
 
 
-def gt_missed_after_removal(
-    pred_components: np.ndarray, gt_components: np.ndarray, removed_labels: Iterable[int]
-) -> np.ndarray:
-    """Sorted labels of the ground-truth segments that no kept predicted segment touches.
-
-    ``removed_labels``: labels of the predicted segments removed by the meta classifier. The
-    result includes the segments already missed before removal; its size is the image's FN after
-    meta classification.
-    """
-    p = _labels(pred_components, "pred_components")
-    g = _labels(gt_components, "gt_components")
-    if p.shape != g.shape:
-        raise InputError(f"pred_components {p.shape} and gt_components {g.shape}: expected equal shapes")
-    removed = np.asarray(list(removed_labels), dtype=np.int64)
-    kept = (p > 0) & ~np.isin(p, removed)
-    all_gt = np.unique(g[g > 0])
-    found = np.unique(g[kept & (g > 0)])
-    return np.setdiff1d(all_gt, found)
-
-
 # --------------------------------------------------------------------------------------------
 # SegmentMeIfYouCan component metrics
 # --------------------------------------------------------------------------------------------
@@ -379,16 +358,6 @@ class ComponentMetrics:
         self._siou.append(siou)
         self._ppv.append(ppv)
         return siou, ppv
-
-    def merge(self, other: "ComponentMetrics") -> "ComponentMetrics":
-        if not np.array_equal(self.thresholds, other.thresholds) or (self.min_pred_size, self.min_gt_size) != (
-            other.min_pred_size,
-            other.min_gt_size,
-        ):
-            raise InputError("cannot merge component metrics with different thresholds or size filters")
-        self._siou.extend(other._siou)
-        self._ppv.extend(other._ppv)
-        return self
 
     @classmethod
     def from_values(cls, siou: Any, ppv: Any, **kwargs: Any) -> "ComponentMetrics":

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import json
 import logging
 import math
 import os
@@ -37,15 +36,13 @@ from torch.utils.data import DataLoader, Dataset
 
 from meta_ood import labels as L
 from meta_ood.errors import InputError
-from meta_ood.io import atomic_path
+from meta_ood.io import atomic_path, jsonable
 from meta_ood.losses import entropy_max_loss
 from meta_ood.options import TRAIN_RUNTIME_OPTIONS as RUNTIME_OPTIONS
 
 log = logging.getLogger(__name__)
 
 COCO_BACKGROUND_MODES = ("ignore", "road")
-#: Options that leave the weights of epoch N unchanged: how many epochs follow, the DataLoader
-#: worker processes and the device. They are not hashed, so changing them never stops a resume.
 #: Largest OoD id: 255 is void (``L.VOID_ID``).
 MAX_OOD_ID = L.VOID_ID - 1
 _EPOCH_RE = re.compile(r"epoch(\d+)\.pt$")
@@ -129,7 +126,7 @@ class TrainConfig:
 
         Their :func:`~meta_ood.models.checkpoint.config_hash` identifies a run's checkpoints.
         """
-        return _plain({k: v for k, v in asdict(self).items() if k not in RUNTIME_OPTIONS})
+        return jsonable({k: v for k, v in asdict(self).items() if k not in RUNTIME_OPTIONS})
 
 
 def baseline_config(options: Mapping[str, Any]) -> TrainConfig:
@@ -141,11 +138,6 @@ def baseline_work_dir(out_checkpoint: str | os.PathLike) -> Path:
     """Folder of the per-epoch checkpoints of a baseline saved as ``out_checkpoint``: ``<stem>_epochs/`` beside it."""
     out_checkpoint = Path(out_checkpoint)
     return out_checkpoint.with_name(out_checkpoint.stem + "_epochs")
-
-
-def _plain(obj: Any) -> Any:
-    """``obj`` as the JSON round trip gives it back (tuples become lists, numpy scalars numbers)."""
-    return json.loads(json.dumps(obj, default=lambda v: v.item() if isinstance(v, np.generic) else str(v)))
 
 
 def epoch_plan(n_in: int, n_ood: int, ood_ratio: float, seed: int, epoch: int) -> list[tuple[str, int]]:
@@ -254,13 +246,13 @@ def _stored_options(meta: Mapping[str, Any]) -> dict[str, Any] | None:
     stored = extra.get("train_options")
     if stored is None and isinstance(extra.get("train_config"), Mapping):
         stored = {k: v for k, v in extra["train_config"].items() if k not in RUNTIME_OPTIONS}
-    return None if stored is None else _plain(dict(stored))
+    return None if stored is None else jsonable(dict(stored))
 
 
 def option_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     """``'key: old → new'`` for every weight option that differs (an option a file lacks counts as its default)."""
     defaults = TrainConfig().weight_options()
-    old, new = _plain(dict(old)), _plain(dict(new))
+    old, new = jsonable(dict(old)), jsonable(dict(new))
     changes = []
     for key in sorted((set(old) | set(new)) - set(RUNTIME_OPTIONS)):
         a, b = old.get(key, defaults.get(key)), new.get(key, defaults.get(key))

@@ -9,10 +9,11 @@ from snakemake.utils import validate
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from meta_ood.options import TRAIN_RUNTIME_OPTIONS
+from meta_ood.stages.layout import threshold_tag
 
 
 USER_CONFIG = copy.deepcopy(config)  # what the config file(s) say, before the schema's defaults
-validate(config, schema="../schemas/config.schema.yaml")
+validate(config, schema="../../src/meta_ood/config.schema.yaml")  # the schema shipped with the library
 
 RUN = config["run"]
 RESULTS = f"results/{RUN}"
@@ -36,7 +37,7 @@ COCO_MASKS = f"{RESULTS}/coco/masks"
 MODELS = config["models"]
 EVAL = config["evaluation"]
 THRESHOLDS = sorted(float(t) for t in EVAL["thresholds"])
-TAGS = [f"t{t:g}" for t in THRESHOLDS]
+TAGS = [threshold_tag(t) for t in THRESHOLDS]
 MIOU_DATASET = "cityscapes_val"
 EVAL_DATASETS = list(EVAL["ood_datasets"]) + ([MIOU_DATASET] if EVAL["miou"] else [])
 SEGMENT_DATASETS = list(EVAL["segment_datasets"])
@@ -49,8 +50,6 @@ OOD_DATASETS = ["lostandfound", "fishyscapes_static", "fishyscapes_lostandfound"
 def _stop(exc):
     """End Snakemake with the message alone (exit status 1, no traceback): the user's input is at fault."""
     raise SystemExit(f"meta-ood: the configuration cannot run:\n{exc}")
-
-
 
 
 TRAINING_RULES = {"train_baseline", "ood_finetune"}
@@ -186,8 +185,6 @@ def baseline_params(wildcards):
     return {k: v for k, v in options.items() if k not in TRAIN_RUNTIME_OPTIONS or k == "epochs"}
 
 
-
-
 def check_data_specs():
     """Reader specs of the datasets the run uses; COCO as the filtered selection the fine-tuning reads.
 
@@ -220,11 +217,9 @@ def ood_dataset_spec(name):
     return spec
 
 
-def evaluated_variants(model, every_epoch=None):
-    """Variants of a model that are pixel-evaluated: baseline, the reported OoD epoch and, for figure 14, every epoch."""
-    every = EVAL["every_epoch"] if every_epoch is None else every_epoch
-    epochs = range(1, n_epochs(model) + 1) if every else [ood_epoch(model)]
-    return ["baseline"] + [f"epoch{e}" for e in epochs]
+def all_variants(model):
+    """Every variant of a model, for figure 14: the baseline and each fine-tuning epoch."""
+    return ["baseline"] + [f"epoch{e}" for e in range(1, n_epochs(model) + 1)]
 
 
 def reported_variants(model):
@@ -286,25 +281,27 @@ def table3_entries(dataset="lostandfound"):
 FIG14_DATASET = "lostandfound" if "lostandfound" in EVAL["ood_datasets"] else (EVAL["ood_datasets"] or [None])[0]
 
 
-def figure14_entries(model=None):
-    model = model or MAIN_MODEL
+def figure14_entries():
+    """(epoch, mIoU JSON, pixel JSON) of every variant of the main model, epoch 0 being the baseline."""
     out = []
-    for variant in evaluated_variants(model, every_epoch=True):
+    for variant in all_variants(MAIN_MODEL):
         epoch = 0 if variant == "baseline" else int(variant[5:])
-        out.append({"epoch": epoch, "miou_path": pixel_json(model, variant, MIOU_DATASET),
-                    "pixel_path": pixel_json(model, variant, FIG14_DATASET)})
+        out.append({"epoch": epoch, "miou_path": pixel_json(MAIN_MODEL, variant, MIOU_DATASET),
+                    "pixel_path": pixel_json(MAIN_MODEL, variant, FIG14_DATASET)})
     return out
+
+
+EXAMPLE_TAG = threshold_tag(config["report"]["example_threshold"])
 
 
 def example_args():
     """Arguments of the example heatmap figure (figs 1, 2 and 6 of the paper) for the main model on LostAndFound."""
-    tag = f"t{config['report']['example_threshold']:g}"
     (_, base), (_, ood) = reported_variants(MAIN_MODEL)
     entries = {
         "baseline_store": f"{RESULTS}/softmax/{MAIN_MODEL}/{base}/lostandfound",
         "ood_store": f"{RESULTS}/softmax/{MAIN_MODEL}/{ood}/lostandfound",
-        "baseline_meta": f"{RESULTS}/meta/{MAIN_MODEL}/{base}/lostandfound/{tag}.parquet",
-        "ood_meta": f"{RESULTS}/meta/{MAIN_MODEL}/{ood}/lostandfound/{tag}.parquet",
+        "baseline_meta": f"{RESULTS}/meta/{MAIN_MODEL}/{base}/lostandfound/{EXAMPLE_TAG}.parquet",
+        "ood_meta": f"{RESULTS}/meta/{MAIN_MODEL}/{ood}/lostandfound/{EXAMPLE_TAG}.parquet",
     }
     return {"entries": entries, "threshold": config["report"]["example_threshold"], "n_examples": config["report"]["examples"]}
 

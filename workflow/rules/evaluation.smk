@@ -1,4 +1,5 @@
 # Evaluation: pixel-level metrics, per-segment metrics, meta classification and segment-level errors.
+from meta_ood.stages.layout import SEGMENT_COMPONENTS, segment_tables
 
 
 rule pixel_eval:
@@ -19,10 +20,7 @@ rule pixel_eval:
         "../scripts/pixel_eval.py"
 
 
-SEGMENT_FILES = [f"{tag}{suffix}" for tag in TAGS for suffix in (".parquet", ".gt.parquet", ".overlaps.parquet")] + [
-    "images.parquet",
-    "components.json",
-]
+SEGMENT_FILES = segment_tables(THRESHOLDS) + [SEGMENT_COMPONENTS]
 
 
 if SEGMENT_SHARDS == 1:
@@ -80,6 +78,8 @@ else:
             n_shards=SEGMENT_SHARDS,
         log:
             f"{LOGS}/segment_features/{{model}}/{{variant}}/{{dataset}}.merge.log",
+        benchmark:
+            f"{BENCH}/segment_features/{{model}}/{{variant}}/{{dataset}}.merge.tsv"
         conda:
             "../../envs/analysis.yaml"
         script:
@@ -116,6 +116,8 @@ rule segment_eval:
         reference_fp_after=config["meta"]["reference_fp_after"],
     log:
         f"{LOGS}/segment_eval/{{model}}/{{variant}}/{{dataset}}.log",
+    benchmark:
+        f"{BENCH}/segment_eval/{{model}}/{{variant}}/{{dataset}}.tsv"
     conda:
         "../../envs/analysis.yaml"
     script:

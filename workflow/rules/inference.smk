@@ -27,7 +27,6 @@ if DUMP_SHARDS == 1:
             f"{LOGS}/dump_softmax/{{model}}/{{variant}}/{{dataset}}.log",
         benchmark:
             f"{BENCH}/dump_softmax/{{model}}/{{variant}}/{{dataset}}.tsv"
-        threads: 4
         resources:
             gpu=1,
         conda:
@@ -53,7 +52,6 @@ else:
             f"{LOGS}/dump_softmax/{{model}}/{{variant}}/{{dataset}}.shard{{shard}}.log",
         benchmark:
             f"{BENCH}/dump_softmax/{{model}}/{{variant}}/{{dataset}}.shard{{shard}}.tsv"
-        threads: 4
         resources:
             gpu=1,
         conda:
@@ -71,6 +69,8 @@ else:
             index=f"{RESULTS}/softmax/{{model}}/{{variant}}/{{dataset}}/index.json",
         log:
             f"{LOGS}/dump_softmax/{{model}}/{{variant}}/{{dataset}}.merge.log",
+        benchmark:
+            f"{BENCH}/dump_softmax/{{model}}/{{variant}}/{{dataset}}.merge.tsv"
         conda:
             "../../envs/analysis.yaml"
         script:

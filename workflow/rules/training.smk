@@ -23,7 +23,6 @@ rule train_baseline:
         f"{LOGS}/train_baseline/{{model}}.log",
     benchmark:
         f"{BENCH}/train_baseline/{{model}}.tsv"
-    threads: 4
     resources:
         gpu=1,
     conda:
@@ -52,7 +51,6 @@ rule ood_finetune:
         f"{LOGS}/ood_finetune/{{model}}/epoch{{epoch}}.log",
     benchmark:
         f"{BENCH}/ood_finetune/{{model}}/epoch{{epoch}}.tsv"
-    threads: 4
     resources:
         gpu=1,
     conda:

@@ -10,7 +10,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1] / "src"))
 
 from meta_ood.options import TRAIN_RUNTIME_OPTIONS
-from meta_ood.pipeline import finetune_stage
+from meta_ood.stages.training import finetune_stage
 from meta_ood.rules import run_rule
 
 model = snakemake.wildcards.model

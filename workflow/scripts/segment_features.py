@@ -5,7 +5,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1] / "src"))
 
-from meta_ood.pipeline import segment_features_stage
+from meta_ood.stages.segments import segment_features_stage
 from meta_ood.rules import run_rule
 
 shard = snakemake.params.shard

@@ -12,7 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1] / "src"))
 
-from meta_ood.pipeline import train_baseline_stage
+from meta_ood.stages.training import train_baseline_stage
 from meta_ood.rules import run_rule
 
 model = snakemake.wildcards.model

@@ -8,7 +8,8 @@ values of its label table, and has the size of its image. Any violation raises o
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import os
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,14 +64,22 @@ class SegmentationDataset(Sequence[Item]):
     def __init__(self) -> None:
         self.samples: list[Sample] = []
 
+    def _open(self, root: str | os.PathLike, title: str, split: str) -> None:
+        """Record the dataset ``root`` (checked: ``<title> root`` names it in the error) and the ``split``."""
+        self.root = require_dir(Path(root), f"{title} root")
+        self.split = split
+
     def __len__(self) -> int:
+        """Number of samples."""
         return len(self.samples)
 
     def __iter__(self) -> Iterator[Item]:
+        """Load the items in order."""
         for i in range(len(self)):
             yield self[i]
 
     def __getitem__(self, index: int) -> Item:  # type: ignore[override]
+        """Load item ``index``: the image and its train-id label, checked to have the same size."""
         if isinstance(index, slice):
             raise TypeError("slicing a dataset is not supported; index single items")
         sample = self.samples[index]
@@ -104,13 +113,38 @@ class SegmentationDataset(Sequence[Item]):
 
     @staticmethod
     def _check(label: np.ndarray, allowed: np.ndarray, path: Path | None, what: str) -> None:
+        """Raise an InputError naming ``path`` if ``label`` holds a value outside ``allowed``."""
         try:
             L.check_values(label, allowed)
         except ValueError as exc:
             raise InputError(f"{path}: {exc} [{what}]") from None
 
     def __repr__(self) -> str:
+        """Class name and number of images."""
         return f"{type(self).__name__}({len(self)} images)"
+
+
+class PairedDataset(SegmentationDataset):
+    """Template of the layouts ``<root>/leftImg8bit/<split>/<sub>/`` + ``<root>/<label_folder>/<split>/<sub>/``.
+
+    Subclasses name the dataset (``title``, used in the error messages), the label folder and the
+    default split; each image ``<base>_leftImg8bit.png`` is paired by :func:`pair_files` with
+    ``<base>_<label_folder>_labelTrainIds.png`` and/or ``<base>_<label_folder>_labelIds.png``.
+    """
+
+    title: str = "dataset"
+    label_folder: str = ""
+    default_split: str = ""
+
+    def __init__(self, root: str | os.PathLike, split: str | None = None) -> None:
+        super().__init__()
+        split = split or self.default_split
+        self._open(root, self.title, split)
+        image_dir = require_dir(self.root / "leftImg8bit" / split, f"{self.title} split '{split}' images")
+        label_dir = require_dir(self.root / self.label_folder / split, f"{self.title} split '{split}' annotations")
+        suffixes = {"train_ids": f"_{self.label_folder}_labelTrainIds.png",
+                    "label_ids": f"_{self.label_folder}_labelIds.png"}
+        self.samples = pair_files(image_dir, "_leftImg8bit.png", label_dir, suffixes)
 
 
 def pair_files(
@@ -138,4 +172,20 @@ def pair_files(
             raise InputError(f"{img}: no ground truth found (expected {wanted})")
         kw = {field: (p if p.is_file() else None) for field, p in paths.items()}
         samples.append(Sample(name=base, image=img, **kw))
+    return samples
+
+
+def label_samples(folder: Path, pattern: str, image_of: Callable[[Path], tuple[str, Path]]) -> list[Sample]:
+    """One :class:`Sample` per label file ``<folder>/**/<pattern>`` (sorted), with the (name, image) of ``image_of``.
+
+    ``image_of`` raises an InputError for a label without its image; a folder without any label
+    file raises one naming the folder and the pattern.
+    """
+    labels = sorted(folder.rglob(pattern))
+    if not labels:
+        raise InputError(f"{folder}: no '{pattern}' label files found")
+    samples = []
+    for lab in labels:
+        name, image = image_of(lab)
+        samples.append(Sample(name=name, image=image, train_ids=lab))
     return samples

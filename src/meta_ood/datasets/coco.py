@@ -37,8 +37,7 @@ class CocoImages(SegmentationDataset):
             raise InputError(f"COCO ood_id must be an integer in 1..255, got {ood_id!r}")
         self.ood_id = int(ood_id)
         self.train_values = np.array([L.COCO_BACKGROUND_ID, self.ood_id])
-        self.root = require_dir(Path(root), "COCO root")
-        self.split = split
+        self._open(root, "COCO", split)
         self.image_dir = require_dir(self.root / split, f"COCO '{split}' images")
         self.annotation_file = self.root / "annotations" / f"instances_{split}.json"
         self._coco = None
@@ -61,6 +60,7 @@ class CocoImages(SegmentationDataset):
                 raise InputError(f"{self.image_dir}: none of the images listed in {self.annotation_file} exists")
 
     def _load_coco(self):
+        """The annotation file, loaded on first use (not needed with ``masks_dir``)."""
         from meta_ood.coco_filter import load_coco
 
         if self._coco is None:
@@ -68,6 +68,7 @@ class CocoImages(SegmentationDataset):
         return self._coco
 
     def load_label(self, sample: Sample) -> tuple[np.ndarray, np.ndarray | None]:
+        """The mask file when the filter wrote one, else the mask rasterized from the annotations."""
         if sample.train_ids is not None:
             return super().load_label(sample)
         from meta_ood.coco_filter import ood_mask

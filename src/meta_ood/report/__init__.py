@@ -1,7 +1,8 @@
 """The report: the paper's tables and figures, rendered from the pipeline's result files only.
 
-Tables (:mod:`meta_ood.report.tables`) are written as CSV (machine-readable, full precision),
-Markdown (pipe table, formatted like the paper) and LaTeX (booktabs ``tabular``); figures
+Tables (:mod:`meta_ood.report.tables`, read from result files by :mod:`~meta_ood.report.results`)
+are written as CSV (machine-readable, full precision), Markdown (pipe table, formatted like the
+paper) and LaTeX (booktabs ``tabular``; :mod:`~meta_ood.report.formatting`); figures
 (:mod:`meta_ood.report.figures`) as PNG and PDF. Every writer renames a finished temporary file
 onto its output, so an interrupted job leaves no half-written file.
 

@@ -1,0 +1,348 @@
+"""Tests of the report tables: every cell is the number of the JSON it came from, and the Markdown
+and LaTeX tables have the shape of the paper's; results are read and checked as documented.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from report_data import (
+    LABELS,
+    MODEL,
+    SEG_LABELS,
+    THRESHOLDS,
+    _load,
+    _meta_entries,
+    _miou_entries,
+    _outs,
+    _pixel,
+    _pixel_entries,
+    _seg_entries,
+    shared_results,
+)
+
+from meta_ood import report
+from meta_ood import stages as pl
+from meta_ood.errors import InputError
+from meta_ood.report import results
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> Path:
+    return shared_results(tmp_path_factory)
+
+
+# ------------------------------------------------------------------------------ table parsing
+
+
+def _md_table(text: str) -> tuple[list[str], list[list[str]]]:
+    """Header cells and body rows of the (only) pipe table of a Markdown file."""
+    lines = [ln for ln in text.splitlines() if ln.startswith("|")]
+    split = [[c.strip() for c in re.split(r"(?<!\\)\|", ln)[1:-1]] for ln in lines]
+    assert all(set(c) <= set(":- ") for c in split[1]), "second line must be the alignment row"
+    return split[0], split[2:]
+
+
+def _latex_table(text: str) -> tuple[int, list[list[str]], list[str]]:
+    """(number of columns of the spec, cells of every row ending in \\\\, all lines)."""
+    assert text.count(r"\begin{tabular}") == 1 and text.count(r"\end{tabular}") == 1
+    assert text.index(r"\begin{tabular}") < text.index(r"\toprule") < text.index(r"\bottomrule") < text.index(r"\end{tabular}")
+    spec = re.search(r"\\begin\{tabular\}\{([lcr|]+)\}", text).group(1)
+    n = sum(ch in "lcr" for ch in spec)
+    lines = text.splitlines()
+    rows = []
+    for ln in lines:
+        if ln.rstrip().endswith("\\\\"):
+            cells = [c.strip() for c in re.split(r"(?<!\\)&", ln.rstrip()[:-2])]
+            width = sum(int(m.group(1)) if (m := re.match(r"\\multicolumn\{(\d+)\}", c)) else 1 for c in cells)
+            assert width == n, f"row with {width} columns in a {n}-column tabular: {ln}"
+            rows.append(cells)
+    assert text.count("{") == text.count("}"), "unbalanced braces"
+    return n, rows, lines
+
+
+def _csv(path: Path) -> pd.DataFrame:
+    return pd.read_csv(path)
+
+
+# ----------------------------------------------------------------------------------- table 1
+
+
+def test_table1_cells_are_the_json_numbers(run, tmp_path):
+    out = _outs(tmp_path, "table1")
+    report.table1(_pixel_entries(run), _miou_entries(run), **out)
+    df = _csv(out["out_csv"])
+    assert list(df["label"]) == ["Plain", "OoD training"] and list(df["model"]) == [MODEL, MODEL]
+    for i, (label, variant) in enumerate(LABELS):
+        for ds in ("lostandfound", "fishyscapes_static"):
+            res = _load(_pixel(run, variant, ds))
+            for m in ("auroc", "fpr95", "auprc"):
+                assert df.loc[i, f"{ds}_{m}"] == pytest.approx(res[m], rel=1e-12)
+                assert df.loc[i, f"{ds}_{m}_lo"] == pytest.approx(res["bootstrap"][m][0], rel=1e-12)
+                assert df.loc[i, f"{ds}_{m}_hi"] == pytest.approx(res["bootstrap"][m][1], rel=1e-12)
+        miou = _load(_pixel(run, variant, "cityscapes_val"))["miou"]["inf"]
+        assert df.loc[i, "cityscapes_val_miou"] == pytest.approx(miou, rel=1e-12)
+
+    header, rows = _md_table(out["out_md"].read_text())
+    assert header[:2] == ["Model", "Training"] and len(header) == 2 + 3 * 2 + 1
+    assert header[2] == "LostAndFound AUROC ↑" and header[-1] == "Cityscapes val mIoU ↑"
+    assert len(rows) == 2
+    laf = _load(_pixel(run, "baseline", "lostandfound"))
+    lo, hi = laf["bootstrap"]["auroc"]
+    assert rows[0][2].strip("*") == f"{laf['auroc']:.4f} [{lo:.3f}, {hi:.3f}]"
+    # OoD training separates better in the fixture: its AUROC / FPR95 cells are the bold ones
+    assert rows[1][2].startswith("**") and not rows[0][2].startswith("**")
+    assert rows[1][3].startswith("**") and not rows[0][3].startswith("**")
+
+    n, tex_rows, _ = _latex_table(out["out_tex"].read_text())
+    assert n == 9
+    assert r"\multicolumn{3}{c}{LostAndFound}" in out["out_tex"].read_text()
+    assert tex_rows[-1][:2] == [MODEL, "OoD training"] and tex_rows[-1][2].startswith(r"\textbf{")
+
+
+def test_table1_without_bootstrap_and_without_miou(run, tmp_path):
+    entries = _pixel_entries(run)[:1]
+    data = _load(entries[0]["path"])
+    del data["bootstrap"]
+    (tmp_path / "noboot.json").write_text(json.dumps(data))
+    entries[0]["path"] = str(tmp_path / "noboot.json")
+    out = _outs(tmp_path, "t1")
+    report.table1(entries, [], **out)
+    df = _csv(out["out_csv"])
+    assert np.isnan(df.loc[0, "lostandfound_auroc_lo"]) and "cityscapes_val_miou" not in df
+    header, rows = _md_table(out["out_md"].read_text())
+    assert len(header) == 2 + 3 and rows[0][2] == f"{data['auroc']:.4f}"
+    n, _, _ = _latex_table(out["out_tex"].read_text())
+    assert n == 5
+    assert "(normalized entropy)" in out["out_md"].read_text()
+
+
+def test_table1_title_names_the_scorer(run, tmp_path):
+    entries = _pixel_entries(run)[:1]
+    data = _load(entries[0]["path"])
+    data["scorer"] = "max_logit"
+    (tmp_path / "logit.json").write_text(json.dumps(data))
+    entries[0]["path"] = str(tmp_path / "logit.json")
+    out = _outs(tmp_path, "t1")
+    report.table1(entries, [], **out)
+    text = out["out_md"].read_text()
+    assert "(negated maximum logit)" in text and "normalized entropy" not in text
+
+
+def test_table1_missing_metric_is_a_dash(run, tmp_path):
+    entries = _pixel_entries(run)
+    data = _load(entries[1]["path"])  # Plain on Fishyscapes
+    data["fpr95"] = None
+    (tmp_path / "nofpr.json").write_text(json.dumps(data))
+    entries[1]["path"] = str(tmp_path / "nofpr.json")
+    out = _outs(tmp_path, "t1")
+    report.table1(entries, _miou_entries(run), **out)
+    _, rows = _md_table(out["out_md"].read_text())
+    assert rows[0][6] == "–"  # Fishyscapes FPR95 of the plain model
+    assert "& -- &" in out["out_tex"].read_text()
+    assert np.isnan(_csv(out["out_csv"]).loc[0, "fishyscapes_static_fpr95"])
+
+
+# ----------------------------------------------------------------------------------- table 2
+
+
+def test_table2_cells_rule_and_formatting(run, tmp_path):
+    out = _outs(tmp_path, "table2")
+    report.table2(_seg_entries(run), **out)
+    df = _csv(out["out_csv"])
+    assert df["t"].tolist() == list(THRESHOLDS)
+    for label, variant in SEG_LABELS:
+        res = _load(run / "segment_eval" / MODEL / variant / "lostandfound.json")["thresholds"]
+        s = results.slug(label)
+        for i, t in enumerate(THRESHOLDS):
+            r = res[pl.threshold_tag(t)]
+            assert df.loc[i, f"{s}_fp"] == r["fp_before"] and df.loc[i, f"{s}_fn"] == r["fn_before"]
+            assert df.loc[i, f"{s}_total"] == r["fp_before"] + r["fn_before"]
+            assert df.loc[i, f"{s}_meta_fp"] == r["fp_after"] and df.loc[i, f"{s}_meta_fn"] == r["fn_after"]
+            assert df.loc[i, f"{s}_eps"] == pytest.approx(r["eps_before"], rel=1e-12)
+            assert df.loc[i, f"{s}_meta_eps"] == pytest.approx(r["eps_after"], rel=1e-12)
+            assert df.loc[i, f"{s}_n_removed"] == r["n_removed"]
+
+    header, rows = _md_table(out["out_md"].read_text())
+    assert len(header) == 1 + 4 * 4 and len(rows) == len(THRESHOLDS)
+    assert header[1] == "Baseline FP ↓" and header[5] == "Baseline + Meta Classifier FP ↓"
+    assert header[9] == "OoD training FP ↓" and header[16] == "OoD training + Meta Classifier ε in % ↓"
+    r03 = _load(_seg_entries(run)[0]["path"])["thresholds"]["t0.3"]
+    row = rows[THRESHOLDS.index(0.3)]
+    assert row[0] == "t = 0.30"
+    assert row[1] == f"{r03['fp_before']:,}" and row[4] == f"{100 * r03['eps_before']:.2f}"
+
+    n, tex_rows, lines = _latex_table(out["out_tex"].read_text())
+    assert n == 17
+    i02 = next(i for i, ln in enumerate(lines) if ln.startswith("$t = 0.20$"))
+    i03 = next(i for i, ln in enumerate(lines) if ln.startswith("$t = 0.30$"))
+    assert i03 == i02 + 2 and lines[i02 + 1] == r"\midrule"
+    assert sum(ln == r"\midrule" for ln in lines) == 2  # under the header and between 0.2 and 0.3
+
+
+def test_table2_small_eps_and_missing_meta(run, tmp_path):
+    data = _load(_seg_entries(run)[0]["path"])
+    r = data["thresholds"]["t0.5"]
+    r["eps_before"], r["eps_after"] = 4e-5, 0.0
+    for key in ("fp_after", "fn_after", "total_after"):
+        r[key] = None
+    big = data["thresholds"]["t0.1"]
+    big["fp_before"], big["total_before"] = 33584, 33584 + big["fn_before"]
+    (tmp_path / "seg.json").write_text(json.dumps(data))
+    out = _outs(tmp_path, "t2")
+    report.table2([{"label": "Baseline", "path": str(tmp_path / "seg.json")}], **out)
+    _, rows = _md_table(out["out_md"].read_text())
+    row = rows[THRESHOLDS.index(0.5)]
+    assert row[4] == "< 0.01" and row[8] == "0"
+    assert row[5] == row[6] == "–" and row[7].strip("*") == "–"
+    assert rows[0][1] == "33,584"
+    tex = out["out_tex"].read_text()
+    assert "$<$ 0.01" in tex and "33{,}584" in tex
+    df = _csv(out["out_csv"])
+    assert pd.isna(df.loc[THRESHOLDS.index(0.5), "baseline_meta_fp"])
+    assert df.loc[THRESHOLDS.index(0.5), "baseline_eps"] == pytest.approx(4e-5)
+
+
+def test_table2_no_rule_when_all_thresholds_are_acceptable(run, tmp_path):
+    data = _load(_seg_entries(run)[0]["path"])
+    data["thresholds"] = {k: v for k, v in data["thresholds"].items() if results.parse_tag(k) >= 0.3}
+    (tmp_path / "seg.json").write_text(json.dumps(data))
+    out = _outs(tmp_path, "t2")
+    report.table2([{"label": "Baseline", "path": str(tmp_path / "seg.json")}], **out)
+    _, _, lines = _latex_table(out["out_tex"].read_text())
+    assert sum(ln == r"\midrule" for ln in lines) == 1
+
+
+# ----------------------------------------------------------------------------------- table 3
+
+
+def test_table3_cells_are_the_json_numbers(run, tmp_path):
+    out = _outs(tmp_path, "table3")
+    report.table3(_meta_entries(run), **out)
+    df = _csv(out["out_csv"])
+    assert df["t"].tolist() == list(THRESHOLDS)
+    for e in _meta_entries(run):
+        res = _load(e["path"])
+        i = THRESHOLDS.index(results.parse_tag(e["tag"]))
+        s = results.slug(e["label"])
+        loo, logo = res["protocols"]["loo"], res["protocols"]["logo"]
+        assert df.loc[i, f"{s}_loo_auroc"] == pytest.approx(loo["auroc"], rel=1e-12)
+        assert df.loc[i, f"{s}_loo_auprc"] == pytest.approx(loo["auprc"], rel=1e-12)
+        assert df.loc[i, f"{s}_logo_auroc"] == pytest.approx(logo["auroc"], rel=1e-12)
+        assert df.loc[i, f"{s}_msp_auroc"] == pytest.approx(loo["msp_auroc"], rel=1e-12)
+        assert df.loc[i, f"{s}_msp_auprc"] == pytest.approx(loo["msp_auprc"], rel=1e-12)
+        assert df.loc[i, f"{s}_n_segments"] == res["n_segments"]
+
+    header, rows = _md_table(out["out_md"].read_text())
+    # loo: 2 labels x (MSP, Meta C.) x (AUROC, AUPRC); logo: 2 labels x Meta C. x 2
+    assert len(header) == 1 + 8 + 4 and len(rows) == len(THRESHOLDS)
+    assert header[1] == "LOO Baseline + MSP AUROC ↑" and header[3] == "LOO Baseline + Meta C. AUROC ↑"
+    assert header[-1] == "LOGO OoD training + Meta C. AUPRC ↑"
+    res = _load(_meta_entries(run)[THRESHOLDS.index(0.3)]["path"])
+    assert rows[THRESHOLDS.index(0.3)][3].strip("*") == f"{res['protocols']['loo']['auroc']:.4f}"
+    text = out["out_md"].read_text()
+    assert "LOGO = leave-one-image-out" in text
+
+    n, tex_rows, _ = _latex_table(out["out_tex"].read_text())
+    tex = out["out_tex"].read_text()
+    assert n == 13
+    assert r"\multicolumn{8}{c}{Leave-one-out (paper)}" in tex and r"\multicolumn{4}{c}{Leave-one-image-out}" in tex
+
+
+def test_table3_missing_values_are_dashes(run, tmp_path):
+    entries = [e for e in _meta_entries(run) if e["label"] == "Baseline"]
+    entries += [e for e in _meta_entries(run) if e["label"] == "OoD training" and e["tag"] == "t0.3"]
+    empty = {"segments": "x", "features": "paper", "n_features": 46, "n_segments": 0,
+             "protocols": {"loo": {"fallback": "no_segments", "n": 0}}}
+    (tmp_path / "empty.json").write_text(json.dumps(empty))
+    entries[THRESHOLDS.index(0.7)]["path"] = str(tmp_path / "empty.json")
+    out = _outs(tmp_path, "t3")
+    report.table3(entries, **out)
+    _, rows = _md_table(out["out_md"].read_text())
+    assert rows[THRESHOLDS.index(0.7)][1:5] == ["–"] * 4       # Baseline at t = 0.7: no segments
+    assert rows[THRESHOLDS.index(0.1)][5:9] == ["–"] * 4       # OoD training only evaluated at t = 0.3
+    assert rows[THRESHOLDS.index(0.3)][7] != "–"
+    df = _csv(out["out_csv"])
+    assert df.loc[THRESHOLDS.index(0.7), "baseline_n_segments"] == 0
+    assert np.isnan(df.loc[THRESHOLDS.index(0.7), "baseline_loo_auroc"])
+    _latex_table(out["out_tex"].read_text())
+
+
+# ------------------------------------------------------------------------- component metrics
+
+
+def test_table_components_pools_the_component_values(run, tmp_path):
+    out = _outs(tmp_path, "table_components")
+    report.table_components(_seg_entries(run), **out)
+    df = _csv(out["out_csv"])
+    comp = _load(_seg_entries(run)[0]["path"])["thresholds"]["t0.3"]["components"]
+    i = THRESHOLDS.index(0.3)
+    siou = comp["siou"]
+    expected = float(np.mean(siou)) if isinstance(siou, list) else comp.get("siou_gt", siou)
+    assert df.loc[i, "baseline_siou"] == pytest.approx(expected, rel=1e-12)
+    assert df.loc[i, "baseline_ppv"] == pytest.approx(comp["ppv"], rel=1e-12)
+    assert df.loc[i, "baseline_f1_mean"] == pytest.approx(comp["f1_mean"], rel=1e-12)
+    assert df.loc[i, "baseline_n_pred"] == comp["n_pred"]
+    header, rows = _md_table(out["out_md"].read_text())
+    assert header == ["Entropy threshold", "Baseline sIoU ↑", "Baseline PPV ↑", "Baseline mean F1 ↑",
+                      "OoD training sIoU ↑", "OoD training PPV ↑", "OoD training mean F1 ↑"]
+    assert len(rows) == len(THRESHOLDS)
+    n, _, _ = _latex_table(out["out_tex"].read_text())
+    assert n == 7
+
+
+def test_component_values_of_merged_shards():
+    a = {"siou": [0.5, 1.0], "ppv": 0.25, "f1_mean": 0.4, "n_gt": 2, "n_pred": 4,
+         "tp": [2, 1], "fn": [0, 1], "fp": [3, 3]}
+    b = {"siou": [0.0], "ppv": 1.0, "f1_mean": 0.5, "n_gt": 1, "n_pred": 1, "tp": [0, 0], "fn": [1, 1], "fp": [0, 0]}
+    v = results.component_values({"per_shard": [a, b]})
+    assert v["siou"] == pytest.approx(0.5) and v["ppv"] == pytest.approx((0.25 * 4 + 1.0) / 5)
+    assert v["n_gt"] == 3 and v["n_pred"] == 5
+    tp, fn, fp = np.array([2, 1]), np.array([1, 2]), np.array([3, 3])
+    assert v["f1_mean"] == pytest.approx(np.mean(2 * tp / (2 * tp + fn + fp)))
+    no_counts = {"per_shard": [{k: x for k, x in a.items() if k not in ("tp", "fn", "fp")}, b]}
+    assert results.component_values(no_counts)["f1_mean"] is None
+    assert results.component_values({"per_shard": [a]})["f1_mean"] == 0.4
+    assert results.component_values({"siou_gt": 0.3, "siou": [1.0], "ppv": None})["siou"] == 0.3
+    assert results.component_values(None) == {"siou": None, "ppv": None, "f1_mean": None, "n_gt": None, "n_pred": None}
+
+
+# ---------------------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize("name", ["table1", "table2", "table3", "table_components"])
+def test_tables_name_a_missing_file(run, tmp_path, name):
+    missing = str(tmp_path / "nowhere" / "gone.json")
+    out = _outs(tmp_path, name)
+    args = {
+        "table1": ([{"model": MODEL, "label": "Plain", "dataset": "lostandfound", "path": missing}], []),
+        "table2": ([{"label": "Baseline", "path": missing}],),
+        "table3": ([{"label": "Baseline", "tag": "t0.3", "path": missing}],),
+        "table_components": ([{"label": "Baseline", "path": missing}],),
+    }[name]
+    with pytest.raises(InputError, match=re.escape(missing)):
+        getattr(report, name)(*args, **out)
+    assert not any(p.exists() for p in out.values())
+
+
+def test_bad_entries_and_wrong_kind(run, tmp_path):
+    out = _outs(tmp_path, "x")
+    with pytest.raises(InputError, match="lacks 'path'"):
+        report.table2([{"label": "Baseline"}], **out)
+    with pytest.raises(InputError, match="no table2 entry"):
+        report.table2([], **out)
+    miou_json = str(_pixel(run, "baseline", "cityscapes_val"))
+    with pytest.raises(InputError, match=re.escape(miou_json) + ".*kind 'ood'"):
+        report.table1([{"model": MODEL, "label": "Plain", "dataset": "lostandfound", "path": miou_json}], [], **out)
+    with pytest.raises(InputError, match="'t0,3'"):
+        report.table3([{"label": "B", "tag": "t0,3", "path": _meta_entries(run)[0]["path"]}], **out)
+    (tmp_path / "broken.json").write_text("{not json")
+    with pytest.raises(InputError, match="broken.json: not valid JSON"):
+        report.table2([{"label": "Baseline", "path": str(tmp_path / "broken.json")}], **out)
+    with pytest.raises(InputError, match="appears twice"):
+        report.table2(_seg_entries(run) + _seg_entries(run)[:1], **out)
+
