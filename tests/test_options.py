@@ -318,7 +318,11 @@ def real_tree(tmp_path_factory):
                           n_fishyscapes_lostandfound=3)
 
 
-@pytest.mark.parametrize("dataset", ["lostandfound", "fishyscapes_static", "fishyscapes_lostandfound"])
+OOD_DATASET_VALUES = ["lostandfound", "fishyscapes_static", "fishyscapes_lostandfound", "lostandfound_noknown",
+                      "smiyc_anomaly", "smiyc_obstacle", "road_anomaly"]
+
+
+@pytest.mark.parametrize("dataset", OOD_DATASET_VALUES)
 def test_ood_dataset_values_flow_from_reader_to_segments(real_tree, tmp_path, torch_one_thread, dataset):
     """Each OoD test set of the schema: dump (real-layout reader) -> pixel evaluation -> segments.
 
@@ -331,11 +335,15 @@ def test_ood_dataset_values_flow_from_reader_to_segments(real_tree, tmp_path, to
     from meta_ood.inference import run_dump_stage
     from meta_ood.scores import normalized_entropy
 
-    assert dataset in _enum("evaluation", "ood_datasets") and dataset in _enum("evaluation", "segment_datasets")
+    assert _enum("evaluation", "ood_datasets") == _enum("evaluation", "segment_datasets") == OOD_DATASET_VALUES
     roots = {"lostandfound": (real_tree["lostandfound"], "test", {}),
              "fishyscapes_static": (real_tree["fishyscapes"], "Static", {}),
              "fishyscapes_lostandfound": (real_tree["fishyscapes"], "LostAndFound",
-                                          {"laf_root": str(real_tree["lostandfound"])})}
+                                          {"laf_root": str(real_tree["lostandfound"])}),
+             "lostandfound_noknown": (real_tree["lostandfound"].parent / "lostandfound_noknown", "test", {}),
+             "smiyc_anomaly": (real_tree["lostandfound"].parent / "smiyc", "validation", {}),
+             "smiyc_obstacle": (real_tree["lostandfound"].parent / "smiyc", "validation", {}),
+             "road_anomaly": (real_tree["lostandfound"].parent / "road_anomaly", "all", {})}
     root, split, extra = roots[dataset]
     spec = {"kind": dataset, "root": str(root), "split": split, **extra}
     store = tmp_path / "store"

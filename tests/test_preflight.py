@@ -366,6 +366,26 @@ def test_check_data_clean_tree_counts(demo_tree):
     assert "No problems found." in text
 
 
+def test_check_data_smiyc_road_anomaly_and_noknown(tree):
+    """The benchmark layouts go through the same whole-dataset check; a bad label value is named."""
+    from meta_ood.datasets import open_dataset
+
+    specs = {"anomaly": {"kind": "smiyc_anomaly", "root": str(tree / "smiyc")},
+             "obstacle": {"kind": "smiyc_obstacle", "root": str(tree / "smiyc")},
+             "noknown": {"kind": "lostandfound_noknown", "root": str(tree / "lostandfound_noknown")},
+             "road": {"kind": "road_anomaly", "root": str(tree / "road_anomaly")}}
+    expected = {name: len(open_dataset(spec["kind"], spec["root"])) for name, spec in specs.items()}
+    report = check_data(specs, progress=False)
+    assert report.ok and report.images == expected and all(n > 0 for n in expected.values())
+    label = sorted((tree / "smiyc" / "dataset_AnomalyTrack" / "labels_masks").glob("*_labels_semantic.png"))[0]
+    bad = np.array(Image.open(label))
+    bad[0, 0] = 7
+    Image.fromarray(bad).save(label)
+    report = check_data(specs, progress=False)
+    assert [(p.dataset, Path(p.file).name) for p in report.problems] == [("anomaly", label.name)]
+    assert "7 (1 px)" in report.problems[0].problem
+
+
 def test_check_data_reports_every_problem(tree):
     label_path = tree / LAF_LABEL
     label = np.array(Image.open(label_path))

@@ -27,8 +27,13 @@ from meta_ood.datasets import (
     FishyscapesLostAndFound,
     FishyscapesStatic,
     LostAndFound,
+    LostAndFoundNoKnown,
+    RoadAnomaly,
     Sample,
     SegmentationDataset,
+    SmiycAnomalyTrack,
+    SmiycObstacleTrack,
+    open_dataset,
 )
 from meta_ood.errors import InputError
 from meta_ood.io import read_label, read_rgb, write_text_atomic
@@ -41,13 +46,23 @@ _READERS: dict[str, type[SegmentationDataset]] = {
     "fishyscapes_static": FishyscapesStatic,
     "fishyscapes_lostandfound": FishyscapesLostAndFound,
     "coco": CocoImages,
+    "smiyc_anomaly": SmiycAnomalyTrack,
+    "smiyc_obstacle": SmiycObstacleTrack,
+    "lostandfound_noknown": LostAndFoundNoKnown,
+    "road_anomaly": RoadAnomaly,
 }
+# Kinds whose reader's own listing is used (their layouts need no per-file listing problems beyond it).
+_LISTED_BY_READER = ("smiyc_anomaly", "smiyc_obstacle", "lostandfound_noknown", "road_anomaly")
 _DEFAULT_SPLITS = {
     "cityscapes": "val",
     "lostandfound": "test",
     "fishyscapes_static": "Static",
     "fishyscapes_lostandfound": "LostAndFound",
     "coco": "train2017",
+    "smiyc_anomaly": "validation",
+    "smiyc_obstacle": "validation",
+    "lostandfound_noknown": "test",
+    "road_anomaly": "all",
 }
 # (annotation folder, label suffixes) of the layouts that pair <base>_leftImg8bit.png with label files
 _PAIRED = {
@@ -61,6 +76,10 @@ _ROOT_WHAT = {
     "fishyscapes_static": "Fishyscapes root",
     "fishyscapes_lostandfound": "Fishyscapes root",
     "coco": "COCO root",
+    "smiyc_anomaly": "SMIYC AnomalyTrack root",
+    "smiyc_obstacle": "SMIYC ObstacleTrack root",
+    "lostandfound_noknown": "LostAndFound root",
+    "road_anomaly": "Road Anomaly root",
 }
 #: How many problems the error of :func:`check_data_stage` shows.
 _SHOW = 10
@@ -231,6 +250,11 @@ def _list(kind: str, spec: Mapping[str, Any]) -> _Listing:
         _list_fishyscapes_static(root, split, out)
     elif kind == "fishyscapes_lostandfound":
         _list_fishyscapes_laf(root, split, spec.get("laf_root"), out)
+    elif kind in _LISTED_BY_READER:
+        try:
+            out.samples = open_dataset(kind, str(root), split, roi=spec.get("roi")).samples
+        except InputError as exc:
+            out.problems.append((str(root), str(exc)))
     else:
         _list_coco(root, split, spec.get("masks_dir"), out)
     return out

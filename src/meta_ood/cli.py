@@ -475,6 +475,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reference-fp-after", action="store_true",
                    help="count FP after meta classification as the released code did (removed true positives)")
 
+    from meta_ood.smiyc.cli import add_smiyc_eval_args, cmd_smiyc_eval
+
+    add_smiyc_eval_args(add("smiyc-eval", "SegmentMeIfYouCan metrics of <fid>.hdf5 score maps: official protocol "
+                                          "and exact pooled metrics", cmd_smiyc_eval))
+
     lines = [textwrap.fill(f"{kind}: {keys}", width=96, initial_indent=f"  {name:<17} ", subsequent_indent=" " * 20)
              for name, (kind, keys) in RENDER_TARGETS.items()]
     p = add("render", "render one paper table or figure from result files", _cmd_render,

@@ -62,7 +62,8 @@ def write_jpeg(path: str | os.PathLike, array: np.ndarray, quality: int = 92) ->
         Image.fromarray(np.asarray(array, dtype=np.uint8)).save(tmp, format="JPEG", quality=quality)
 
 
-def _open(path: Path) -> Image.Image:
+def open_image(path: Path) -> Image.Image:
+    """Open and decode an image file; InputError naming the file when it is missing, truncated or not an image."""
     if not path.is_file():
         raise InputError(f"{path}: file not found")
     try:
@@ -75,7 +76,7 @@ def _open(path: Path) -> Image.Image:
 
 def read_rgb(path: str | os.PathLike) -> np.ndarray:
     """Read an image as (H, W, 3) uint8 RGB; one clear error if it is missing or unreadable."""
-    return np.asarray(_open(Path(path)).convert("RGB"), dtype=np.uint8)
+    return np.asarray(open_image(Path(path)).convert("RGB"), dtype=np.uint8)
 
 
 def read_label(path: str | os.PathLike) -> np.ndarray:
@@ -85,7 +86,7 @@ def read_label(path: str | os.PathLike) -> np.ndarray:
     else (RGB, 16 bit) is rejected because its pixel values are not label ids.
     """
     path = Path(path)
-    img = _open(path)
+    img = open_image(path)
     if img.mode not in ("L", "P"):
         raise InputError(f"{path}: expected an 8-bit single-channel label image, got PIL mode {img.mode!r}")
     return np.asarray(img, dtype=np.uint8)

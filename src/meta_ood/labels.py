@@ -10,7 +10,10 @@ Conventions used throughout the pipeline:
   timber, wheel cap, thin wood) to train id 0: neither in nor out, so they are ignored by the
   pixel evaluation, but unlike void they are NOT removed from predicted OoD segments. We keep
   that mapping for parity.
-* Fishyscapes: 0 = in-distribution, 1 = OoD, 255 = void.
+* Fishyscapes: 0 = in-distribution, 1 = OoD, 255 = void. SegmentMeIfYouCan (AnomalyTrack,
+  ObstacleTrack) ships its labels in the same values and is read with the same convention.
+* Road Anomaly (Lis et al.): label 0 = in-distribution, 2 and above = anomaly, 255 = void; read as
+  the Fishyscapes train ids 0 / 1 / 255 (:data:`ROAD_ANOMALY_ID_TO_TRAIN`, label 1 is not used).
 * COCO proxy masks (written by :mod:`meta_ood.coco_filter`): 254 = OoD object, 0 = background.
 """
 
@@ -151,6 +154,8 @@ def lookup_table(labels: tuple[Label, ...]) -> np.ndarray:
 
 CITYSCAPES_ID_TO_TRAIN = lookup_table(CITYSCAPES_LABELS)
 LOSTANDFOUND_ID_TO_TRAIN = lookup_table(LOSTANDFOUND_LABELS)
+#: Road Anomaly label -> Fishyscapes train id: 0 -> 0 (in), 2..254 -> 1 (anomaly), 255 -> void; 1 -> -1 (unknown).
+ROAD_ANOMALY_ID_TO_TRAIN = np.array([0, -1] + [1] * 253 + [VOID_ID], dtype=np.int16)
 
 
 def label_ids_to_train_ids(label_ids: np.ndarray, lut: np.ndarray) -> np.ndarray:

@@ -347,6 +347,8 @@ def dataset_specs(config: Mapping) -> dict[str, dict[str, Any]]:
         spec = {"kind": name, "root": block.get("root"), "split": block.get("split")}
         if name == "fishyscapes_lostandfound":
             spec["laf_root"] = block.get("laf_root") or (ds.get("lostandfound") or {}).get("root")
+        if block.get("roi"):
+            spec["roi"] = block["roi"]
         specs[name] = spec
     return specs
 

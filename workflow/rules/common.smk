@@ -24,7 +24,9 @@ DEMO_MARKER = f"{DEMO['root']}/DEMO_DATA.json"
 DATASETS = config["datasets"]
 # With the demo on, a dataset root left unset is the demo's own folder for it.
 DEMO_FOLDERS = {"cityscapes": "cityscapes", "coco": "coco", "lostandfound": "lostandfound",
-                "fishyscapes_static": "fishyscapes", "fishyscapes_lostandfound": "fishyscapes"}
+                "fishyscapes_static": "fishyscapes", "fishyscapes_lostandfound": "fishyscapes",
+                "lostandfound_noknown": "lostandfound_noknown", "smiyc_anomaly": "smiyc", "smiyc_obstacle": "smiyc",
+                "road_anomaly": "road_anomaly"}
 if DEMO["enabled"]:
     for _name, _folder in DEMO_FOLDERS.items():
         if DATASETS[_name]["root"] is None:
@@ -44,7 +46,8 @@ SEGMENT_DATASETS = list(EVAL["segment_datasets"])
 DUMP_SHARDS = config["inference"]["shards"]
 SEGMENT_SHARDS = config["segments"]["shards"]
 MAIN_MODEL = config["report"]["main_model"] or next(iter(MODELS))
-OOD_DATASETS = ["lostandfound", "fishyscapes_static", "fishyscapes_lostandfound"]
+OOD_DATASETS = ["lostandfound", "fishyscapes_static", "fishyscapes_lostandfound", "lostandfound_noknown",
+                "smiyc_anomaly", "smiyc_obstacle", "road_anomaly"]
 
 
 def _stop(exc):

@@ -42,6 +42,10 @@ DATASET_NAMES = {
     "fishyscapes_static": "Fishyscapes Static",
     "fishyscapes": "Fishyscapes",
     "fishyscapes_lostandfound": "Fishyscapes LostAndFound",
+    "lostandfound_noknown": "LostAndFound-NoKnown",
+    "smiyc_anomaly": "SMIYC AnomalyTrack",
+    "smiyc_obstacle": "SMIYC ObstacleTrack",
+    "road_anomaly": "Road Anomaly",
     "cityscapes_val": "Cityscapes val",
     "cityscapes": "Cityscapes",
 }

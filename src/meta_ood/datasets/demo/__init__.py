@@ -15,6 +15,11 @@ official layouts, so the demo goes through the same readers, rules and code path
     <out>/fishyscapes/Static/<name>.png   (0 in, 1 out, 255 void)  next to  <name>.jpg
     <out>/fishyscapes/LostAndFound/<index:04d>_<scene>_<seq:06d>_<frame:06d>_labels.png
         (0 in = road, 1 out = obstacle, 255 void; the images are the LostAndFound-format ones)
+    <out>/smiyc/dataset_AnomalyTrack/{images/<fid>.jpg, labels_masks/<fid>_labels_semantic.png}
+    <out>/smiyc/dataset_ObstacleTrack/{images/<fid>.webp, labels_masks/<fid>_labels_semantic.png}
+    <out>/lostandfound_noknown/         (LostAndFound layout, with sequences LostAndFound-NoKnown excludes)
+    <out>/road_anomaly/{frame_list.json, frames/<name>.jpg|webp, frames/<name>.labels/labels_semantic.png}
+        (these four: :mod:`meta_ood.datasets.demo.smiyc`)
     <out>/DEMO_DATA.owner.json            (written first: the folder belongs to the generator)
     <out>/DEMO_DATA.json                  (config + counts, written last: marks a complete data set)
 

@@ -33,6 +33,13 @@ class DemoConfig:
     n_fishyscapes_lostandfound
         Fishyscapes-LostAndFound-format labels, made for the first LostAndFound-format frames (at
         most ``n_lostandfound``, see :func:`fishyscapes_lostandfound_frames`).
+    n_smiyc_anomaly, n_smiyc_obstacle
+        SegmentMeIfYouCan AnomalyTrack- and ObstacleTrack-format images.
+    n_smiyc_validation
+        Images of each SegmentMeIfYouCan track whose labels are written (the first ones: the
+        validation split); the others have no label, like the benchmark's test frames.
+    n_lostandfound_noknown, n_road_anomaly
+        LostAndFound-NoKnown-demo (LostAndFound-format) and Road-Anomaly-format images.
     coco_min_size
         The minimum height and width of the COCO filter; about ``coco_small_fraction`` of the
         COCO images get a side below it.
@@ -56,6 +63,11 @@ class DemoConfig:
     n_lostandfound: int = 40
     n_fishyscapes: int = 15
     n_fishyscapes_lostandfound: int = 10
+    n_smiyc_anomaly: int = 6
+    n_smiyc_obstacle: int = 6
+    n_smiyc_validation: int = 3
+    n_lostandfound_noknown: int = 6
+    n_road_anomaly: int = 6
     coco_min_size: int = 128
     coco_size_range: tuple[int, int] = (96, 320)
     coco_small_fraction: float = 0.25
@@ -76,7 +88,9 @@ class DemoConfig:
         integer("seed", 0)
         integer("height", 32, 4096)
         integer("width", 32, 8192)
-        for name in ("n_train", "n_val", "n_coco", "n_lostandfound", "n_fishyscapes", "n_fishyscapes_lostandfound"):
+        for name in ("n_train", "n_val", "n_coco", "n_lostandfound", "n_fishyscapes", "n_fishyscapes_lostandfound",
+                     "n_smiyc_anomaly", "n_smiyc_obstacle", "n_smiyc_validation", "n_lostandfound_noknown",
+                     "n_road_anomaly"):
             integer(name, 1)
         integer("coco_min_size", 0)
         integer("jpeg_quality", 10, 100)

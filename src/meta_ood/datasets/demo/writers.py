@@ -14,6 +14,7 @@ from tqdm import tqdm
 from meta_ood import labels as L
 from meta_ood.errors import InputError
 from meta_ood.io import write_jpeg, write_png, write_text_atomic
+from meta_ood.datasets.demo import smiyc as demo_smiyc
 from meta_ood.datasets.demo.coco import _coco_header, render_coco
 from meta_ood.datasets.demo.config import SPLITS, DemoConfig, demo_config_from_dict
 from meta_ood.datasets.demo.naming import cityscapes_name, coco_image_id, fishyscapes_lostandfound_frames, fishyscapes_lostandfound_name, fishyscapes_name, lostandfound_name
@@ -54,6 +55,7 @@ def planned_files(out_root: str | Path, config: DemoConfig | None = None) -> lis
         files.append(out / "fishyscapes" / "Static" / f"{name}.jpg")
     for i in fishyscapes_lostandfound_frames(cfg):
         files.append(out / "fishyscapes" / "LostAndFound" / fishyscapes_lostandfound_name(i))
+    files += demo_smiyc.planned(out, cfg)
     files.append(out / MARKER_NAME)
     return files
 
@@ -134,8 +136,9 @@ def generate(out_root: str | Path, config: DemoConfig | None = None, progress: b
     Parameters
     ----------
     out_root
-        Output folder; ``cityscapes/``, ``coco/``, ``lostandfound/``, ``fishyscapes/``,
-        ``DEMO_DATA.owner.json`` (first) and ``DEMO_DATA.json`` (last) are created in it.
+        Output folder; ``cityscapes/``, ``coco/``, ``lostandfound/``, ``fishyscapes/``, ``smiyc/``,
+        ``lostandfound_noknown/``, ``road_anomaly/``, ``DEMO_DATA.owner.json`` (first) and
+        ``DEMO_DATA.json`` (last) are created in it.
     config
         Sizes and options (default :class:`DemoConfig`).
     progress
@@ -144,10 +147,11 @@ def generate(out_root: str | Path, config: DemoConfig | None = None, progress: b
     Returns
     -------
     dict
-        ``root``, ``cityscapes``, ``coco``, ``lostandfound``, ``fishyscapes`` (folder paths as
-        strings), ``marker`` (path of ``DEMO_DATA.json``) and ``counts`` (images per dataset and
-        split, COCO annotations by encoding). The Fishyscapes LostAndFound set is the split
-        ``LostAndFound`` of ``fishyscapes`` with its images under ``lostandfound``.
+        ``root``, ``cityscapes``, ``coco``, ``lostandfound``, ``fishyscapes``, ``smiyc``,
+        ``lostandfound_noknown``, ``road_anomaly`` (folder paths as strings), ``marker`` (path of
+        ``DEMO_DATA.json``) and ``counts`` (images per dataset and split, COCO annotations by
+        encoding). The Fishyscapes LostAndFound set is the split ``LostAndFound`` of
+        ``fishyscapes`` with its images under ``lostandfound``.
     """
     cfg = config or DemoConfig()
     if not isinstance(cfg, DemoConfig):
@@ -162,14 +166,16 @@ def generate(out_root: str | Path, config: DemoConfig | None = None, progress: b
     write_text_atomic(out / OWNER_NAME, _record(cfg, note="written by the meta-ood demo generator, which may "
                                                          "regenerate this folder: it overwrites its own files and "
                                                          "removes those a new config does not produce"))
-    roots = {name: out / name for name in ("cityscapes", "coco", "lostandfound", "fishyscapes")}
+    roots = {name: out / name for name in ("cityscapes", "coco", "lostandfound", "fishyscapes", *demo_smiyc.ROOTS)}
     coco = _coco_header()
     coco_images: list[dict] = []
     coco_anns: list[dict] = []
     counts: dict[str, int] = {"cityscapes_train": 0, "cityscapes_val": 0, "coco_images": 0, "coco_annotations": 0,
                               "coco_polygon": 0, "coco_rle_uncompressed": 0, "coco_rle_compressed": 0,
-                              "lostandfound": 0, "fishyscapes": 0, "fishyscapes_lostandfound": 0}
+                              "lostandfound": 0, "fishyscapes": 0, "fishyscapes_lostandfound": 0,
+                              **dict.fromkeys(demo_smiyc.sizes(cfg), 0)}
     total = cfg.n_train + cfg.n_val + cfg.n_coco + cfg.n_lostandfound + cfg.n_fishyscapes
+    total += sum(demo_smiyc.sizes(cfg).values())
     fs_laf = set(fishyscapes_lostandfound_frames(cfg))
     with tqdm(total=total, desc="demo data", unit="img", disable=not progress) as bar:
         for kind, i in _iter_jobs(cfg):
@@ -210,6 +216,12 @@ def generate(out_root: str | Path, config: DemoConfig | None = None, progress: b
                 write_jpeg(roots["fishyscapes"] / "Static" / f"{name}.jpg", img, quality=cfg.jpeg_quality)
                 counts["fishyscapes"] += 1
             bar.update(1)
+        for kind, i in demo_smiyc.jobs(cfg):
+            bar.set_postfix_str(kind, refresh=False)
+            demo_smiyc.write_frame(out, cfg, kind, i)
+            counts[kind] += 1
+            bar.update(1)
+    demo_smiyc.write_frame_list(out, cfg)
     coco["images"] = coco_images
     coco["annotations"] = coco_anns
     counts["coco_annotations"] = len(coco_anns)

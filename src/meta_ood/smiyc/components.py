@@ -1,0 +1,174 @@
+"""The official SegmentMeIfYouCan component metrics (``SegEval``) at one pixel threshold.
+
+Per frame: prediction = score > threshold (strict, in float64) outside void; 8-connected
+components of the prediction and of the anomaly label; predicted components with fewer than
+``segsize`` pixels are deleted, THEN ground-truth components with fewer than ``instsize`` pixels
+become void, and everything is counted inside that final region. sIoU uses the adjusted union
+(predictions covering other ground-truth components are not held against a component), PPV the
+pixel precision of a predicted component; both are pooled over all components of all frames.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+from scipy import ndimage
+
+from meta_ood.errors import InputError
+from meta_ood.smiyc.protocol import VOID, roi_scores
+
+__all__ = ["SIZE_FILTERS", "TAU", "FrameComponents", "component_metrics", "frame_components", "size_filters"]
+
+#: Official tau grid of the component F1 (float64, note 0.6000000000000001).
+TAU = np.linspace(0.25, 0.75, 11)
+#: (thresh_segsize, thresh_instsize) by track: SegEval-AnomalyTrack 500 / 100, SegEval-ObstacleTrack
+#: 50 / 10 (ObstacleTrack and LostAndFound-testNoKnown).
+SIZE_FILTERS: dict[str, tuple[int, int]] = {"anomaly": (500, 100), "obstacle": (50, 10), "lostandfound": (50, 10)}
+_EIGHT = np.ones((3, 3), dtype=bool)
+
+
+def size_filters(track: str, segsize: int | None = None, instsize: int | None = None) -> tuple[int, int]:
+    """(segsize, instsize) of ``track``, each overridable; sizes must be >= 0."""
+    if track not in SIZE_FILTERS:
+        raise InputError(f"track {track!r}: expected one of {sorted(SIZE_FILTERS)}")
+    default_seg, default_inst = SIZE_FILTERS[track]
+    seg = default_seg if segsize is None else int(segsize)
+    inst = default_inst if instsize is None else int(instsize)
+    if seg < 0 or inst < 0:
+        raise InputError(f"segsize={seg}, instsize={inst}: expected sizes >= 0")
+    return seg, inst
+
+
+@dataclass(frozen=True)
+class FrameComponents:
+    """Component values of one frame, in label order (raster order of each component's first pixel).
+
+    ``sIoU_gt`` / ``size_gt`` per kept ground-truth component, ``PPV`` / ``sIoU_pred`` /
+    ``size_pred`` per kept predicted component (sizes inside the final ROI), ``kept_pred_mask``
+    the predicted components that passed the size filter (before the small ground truth is
+    voided), or None when not requested.
+    """
+
+    sIoU_gt: np.ndarray
+    size_gt: np.ndarray
+    PPV: np.ndarray
+    sIoU_pred: np.ndarray
+    size_pred: np.ndarray
+    kept_pred_mask: np.ndarray | None
+
+    def counts(self, tau: np.ndarray = TAU) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(TP, FN, FP) per tau: sIoU >= tau, sIoU < tau, PPV < tau."""
+        t = np.asarray(tau, dtype=np.float64)[:, None]
+        tp = (self.sIoU_gt[None, :] >= t).sum(axis=1).astype(np.int64)
+        fp = (self.PPV[None, :] < t).sum(axis=1).astype(np.int64)
+        return tp, self.sIoU_gt.size - tp, fp
+
+
+def _adjusted_siou(overlap: sp.csr_matrix, size_a: np.ndarray, size_b: np.ndarray) -> np.ndarray:
+    """sIoU of every component a against the union of the components b touching it.
+
+    ``overlap[a, b]`` = |a ∩ b|; union = |B(a)| + |a| - |a ∩ B(a)| - |B(a) ∩ other a'|, where the
+    last two terms sum to the pixels of B(a) inside any a-component.
+    """
+    touches = (overlap > 0).astype(np.float64)
+    b_in_any_a = np.asarray(overlap.sum(axis=0)).ravel()
+    inter = np.asarray(overlap.sum(axis=1)).ravel()
+    union = touches @ size_b + size_a - touches @ b_in_any_a
+    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+
+
+def frame_components(
+    scores: np.ndarray,
+    labels: np.ndarray,
+    threshold: float,
+    segsize: int,
+    instsize: int,
+    where: str = "frame",
+    keep_mask: bool = True,
+) -> FrameComponents:
+    """Instancer and sIoU / PPV of one frame (labels 0 / 1 / 255) at a pixel threshold.
+
+    ``keep_mask=False`` drops the (H, W) ``kept_pred_mask`` to save memory.
+    """
+    roi_scores(scores, labels, where)
+    labels = np.asarray(labels)
+    roi = labels != VOID
+    pred = (np.asarray(scores, dtype=np.float64) > float(threshold)) & roi
+    pl, n_pred = ndimage.label(pred, structure=_EIGHT)
+    gl, n_gt = ndimage.label(labels == 1, structure=_EIGHT)
+    small_p = np.bincount(pl.ravel(), minlength=n_pred + 1) < segsize
+    small_p[0] = True
+    pl[small_p[pl]] = 0
+    small_g = np.bincount(gl.ravel(), minlength=n_gt + 1) < instsize
+    small_g[0] = False
+    final = roi & ~small_g[gl]
+    gl[~final] = 0
+    p, g = pl[final].astype(np.int64), gl[final].astype(np.int64)
+    size_p = np.bincount(p, minlength=n_pred + 1).astype(np.float64)
+    size_g = np.bincount(g, minlength=n_gt + 1).astype(np.float64)
+    both = (p > 0) & (g > 0)
+    overlap = sp.csr_matrix(
+        (np.ones(int(both.sum())), (g[both], p[both])), shape=(n_gt + 1, n_pred + 1)
+    )
+    overlap.sum_duplicates()
+    gt_ids = np.flatnonzero(size_g[1:] > 0) + 1
+    pred_ids = np.flatnonzero(size_p[1:] > 0) + 1
+    siou_gt = _adjusted_siou(overlap, size_g, size_p)
+    siou_pred = _adjusted_siou(overlap.T.tocsr(), size_p, size_g)
+    in_gt = np.asarray(overlap.sum(axis=0)).ravel()
+    return FrameComponents(
+        sIoU_gt=siou_gt[gt_ids],
+        size_gt=size_g[gt_ids].astype(np.int64),
+        PPV=in_gt[pred_ids] / size_p[pred_ids],
+        sIoU_pred=siou_pred[pred_ids],
+        size_pred=size_p[pred_ids].astype(np.int64),
+        kept_pred_mask=pl > 0 if keep_mask else None,
+    )
+
+
+def component_metrics(frames: Iterable[FrameComponents], tau: np.ndarray = TAU) -> dict[str, object]:
+    """Dataset totals and pooled means of per-frame component values (official ``aggregate``).
+
+    ``tp`` / ``fn`` / ``fp`` / ``F1`` per tau (F1 = 2 TP / (2 TP + FN + FP) on the totals, NaN
+    where that denominator is 0), ``F1_mean`` and the official ``F1_25`` / ``F1_50`` / ``F1_75``,
+    ``tp_mean`` / ``fn_mean`` / ``fp_mean``, and ``sIoU_gt`` / ``PPV`` / ``sIoU_pred`` pooled
+    over components (NaN when there is no such component), with ``n_gt`` / ``n_pred``.
+    """
+    tau = np.asarray(tau, dtype=np.float64)
+    frames = list(frames)
+    tp = np.zeros(tau.size, np.int64)
+    fn = np.zeros(tau.size, np.int64)
+    fp = np.zeros(tau.size, np.int64)
+    for f in frames:
+        counts = f.counts(tau)
+        tp, fn, fp = tp + counts[0], fn + counts[1], fp + counts[2]
+    denom = 2 * tp + fn + fp
+    f1 = np.divide(2.0 * tp, denom, out=np.full(tau.size, np.nan), where=denom > 0)
+
+    def pooled(name: str) -> tuple[float, int]:
+        values = np.concatenate([getattr(f, name) for f in frames]) if frames else np.zeros(0)
+        return (float(values.mean()) if values.size else float("nan")), int(values.size)
+
+    siou, n_gt = pooled("sIoU_gt")
+    ppv, n_pred = pooled("PPV")
+    at = {f"F1_{round(100 * t)}": float(f1[np.argmin(np.abs(tau - t))]) for t in (0.25, 0.5, 0.75)}
+    return {
+        "tau": tau.tolist(),
+        "tp": tp,
+        "fn": fn,
+        "fp": fp,
+        "F1": f1,
+        "F1_mean": float(f1.mean()),
+        **at,
+        "tp_mean": float(tp.mean()),
+        "fn_mean": float(fn.mean()),
+        "fp_mean": float(fp.mean()),
+        "sIoU_gt": siou,
+        "PPV": ppv,
+        "sIoU_pred": pooled("sIoU_pred")[0],
+        "n_gt": n_gt,
+        "n_pred": n_pred,
+    }

@@ -1,0 +1,203 @@
+"""``smiyc_eval``: the official SegmentMeIfYouCan protocol and the exact pooled metrics of one method.
+
+Two passes over the frames: the first bins every frame (official percentile and uniform
+variants) and streams its pixels into a :class:`~meta_ood.pixel_eval.PooledHistogram` (exact
+ranking metrics and image-bootstrap intervals); the second computes the component metrics at the
+official best-F1 threshold, at the exact best-F1 threshold and at any extra pixel thresholds.
+Only per-frame histograms and component lists stay in memory.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from meta_ood.errors import InputError
+from meta_ood.pixel_eval import PooledHistogram, bootstrap
+from meta_ood.smiyc.components import TAU, FrameComponents, component_metrics, frame_components, size_filters
+from meta_ood.smiyc.protocol import VOID, FrameBins, curve_metrics, merge_frames, percentile_bins, uniform_bins
+from meta_ood.smiyc.scorefiles import paired_frames, read_label, read_scores, score_dtype
+
+__all__ = ["EXACT_ENCODINGS", "FrameInput", "array_frames", "evaluate_frames", "file_frames", "smiyc_eval"]
+
+#: Score encodings of the exact protocol's histogram ("auto": float16 when every map is stored
+#: as float16, else "unit" for scores in [0, 1]).
+EXACT_ENCODINGS = ("auto", "unit", "float16")
+_EXACT_KEYS = {"auprc": "AP", "fpr95": "FPR95", "auroc": "AUROC", "best_f1": "best_F1"}
+
+
+@dataclass(frozen=True)
+class FrameInput:
+    """One frame: its id, the stored score dtype and a loader of (scores, labels)."""
+
+    fid: str
+    dtype: np.dtype
+    load: Callable[[], tuple[np.ndarray, np.ndarray]]
+
+
+def file_frames(scores_dir: str | os.PathLike, labels_dir: str | os.PathLike) -> list[FrameInput]:
+    """Frames of ``<fid>.hdf5`` score files and ``<fid>_labels_semantic.png`` masks (see
+    :func:`~meta_ood.smiyc.scorefiles.paired_frames` for the missing / extra checks)."""
+    return [
+        FrameInput(fid, score_dtype(s), lambda s=s, lab=lab: (read_scores(s), read_label(lab)))
+        for fid, s, lab in paired_frames(scores_dir, labels_dir)
+    ]
+
+
+def array_frames(items: Iterable[tuple[str, np.ndarray, np.ndarray]]) -> list[FrameInput]:
+    """Frames held in memory as (fid, scores, labels)."""
+    frames = [FrameInput(str(fid), np.asarray(s).dtype, lambda s=s, lab=lab: (np.asarray(s), np.asarray(lab)))
+              for fid, s, lab in items]
+    ids = [f.fid for f in frames]
+    if len(set(ids)) != len(ids):
+        raise InputError("frame ids are not unique: expected one entry per frame")
+    return frames
+
+
+def _exact_histogram(frames: Sequence[FrameInput], encoding: str, bits: int) -> PooledHistogram:
+    if encoding not in EXACT_ENCODINGS:
+        raise InputError(f"exact_encoding={encoding!r}: expected one of {list(EXACT_ENCODINGS)}")
+    if encoding == "auto":
+        encoding = "float16" if all(f.dtype == np.float16 for f in frames) else "unit"
+    return PooledHistogram(bits=16 if encoding == "float16" else bits, image_bits=12, encoding=encoding)
+
+
+def _check_unit(scores: np.ndarray, fid: str) -> None:
+    lo, hi = float(scores.min(initial=0.0)), float(scores.max(initial=1.0))
+    if lo < 0.0 or hi > 1.0:
+        raise InputError(
+            f"frame {fid!r}: scores in [{lo:g}, {hi:g}]: the exact protocol's 'unit' encoding needs scores in "
+            "[0, 1]; use exact_encoding='float16' (--exact-encoding float16) for unbounded scores"
+        )
+
+
+def _component_summary(frames: Sequence[FrameComponents]) -> dict[str, Any]:
+    m = component_metrics(frames)
+    return {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in m.items()}
+
+
+def _frame_details(
+    details: dict[str, np.ndarray], prefix: str, frames: Sequence[FrameComponents], tau: np.ndarray
+) -> None:
+    for i, f in enumerate(frames):
+        for key in ("sIoU_gt", "size_gt", "PPV", "sIoU_pred", "size_pred", "kept_pred_mask"):
+            details[f"{prefix}_frame{i}_{key}"] = getattr(f, key)
+        for key, value in zip(("tp", "fn", "fp"), f.counts(tau)):
+            details[f"{prefix}_frame{i}_{key}"] = value
+
+
+def _curve_details(details: dict[str, np.ndarray], prefix: str, bins: Sequence[FrameBins | None]) -> None:
+    curve = merge_frames(bins)
+    for i, b in enumerate(bins):
+        if b is None:
+            continue
+        if prefix == "pix":
+            details[f"pix_frame{i}_bin_edges"] = b.edges
+        for key in ("tp_rel", "fp_rel", "num_pos", "num_neg"):
+            details[f"{prefix}_frame{i}_{key}"] = np.asarray(getattr(b, key))
+    details[f"{prefix}_frames_used"] = np.array([i for i, b in enumerate(bins) if b is not None], np.int64)
+    for key in ("thresholds", "tpr", "fpr", "precision"):
+        details[f"{prefix}_curve_{key}"] = getattr(curve, key)
+    details[f"{prefix}_curve_recall"] = curve.tpr
+
+
+def evaluate_frames(
+    frames: Sequence[FrameInput],
+    track: str,
+    *,
+    segsize: int | None = None,
+    instsize: int | None = None,
+    pixel_thresholds: Sequence[float] = (),
+    n_boot: int = 1000,
+    seed: int = 0,
+    alpha: float = 0.05,
+    exact_encoding: str = "auto",
+    exact_bits: int = 24,
+    details: dict[str, np.ndarray] | None = None,
+) -> dict[str, Any]:
+    """Both protocols on a list of frames (labels 0 / 1 / 255); see :func:`smiyc_eval` for the result.
+
+    ``details``: a dict to fill with per-frame bins, merged curves and per-frame component values
+    under the keys of the golden reference files (``pix_*``, ``pixuni_*``, ``inst_*`` at the
+    best-F1 threshold, ``inst<100 t:03d>_*`` at each of ``pixel_thresholds``), frames indexed
+    in the order of ``frames``.
+    """
+    if not frames:
+        raise InputError("no frames to evaluate")
+    seg, inst = size_filters(track, segsize, instsize)
+    hist = _exact_histogram(frames, exact_encoding, exact_bits)
+    pix: list[FrameBins | None] = []
+    uni: list[FrameBins] = []
+    for f in frames:
+        scores, labels = f.load()
+        where = f"frame {f.fid!r}"
+        pix.append(percentile_bins(scores, labels, where))
+        uni.append(uniform_bins(scores, labels, where))
+        if hist.encoding == "unit":
+            _check_unit(scores[labels != VOID], f.fid)
+        hist.update(scores, labels, in_id=0, out_id=1, image_id=f.fid)
+    official = curve_metrics(merge_frames(pix))
+    exact_m = hist.metrics()
+    exact = {name: float(exact_m[key]) for key, name in _EXACT_KEYS.items()}
+    exact["best_F1_threshold"] = float(exact_m["best_f1_threshold"])
+
+    thresholds = {"inst": official["best_F1_threshold"], "exact": exact["best_F1_threshold"]}
+    thresholds.update({f"inst{round(100 * float(t)):03d}": float(t) for t in pixel_thresholds})
+    comps: dict[str, list[FrameComponents]] = {k: [] for k in thresholds}
+    for f in frames:
+        scores, labels = f.load()
+        for key, thr in thresholds.items():
+            comps[key].append(frame_components(scores, labels, thr, seg, inst, keep_mask=details is not None))
+
+    result: dict[str, Any] = {
+        "track": track,
+        "segsize": seg,
+        "instsize": inst,
+        "n_frames": len(frames),
+        "frame_ids": [f.fid for f in frames],
+        "n_pos": hist.n_pos,
+        "n_neg": hist.n_neg,
+        **official,
+        **_component_summary(comps["inst"]),
+        "uniform": curve_metrics(merge_frames(uni)),
+        "exact": {**exact, **_component_summary(comps["exact"]), "encoding": hist.encoding, "bits": hist.bits},
+        "at_threshold": {f"{thresholds[k]:g}": _component_summary(comps[k]) for k in thresholds
+                         if k not in ("inst", "exact")},
+    }
+    if n_boot > 0:
+        ci = bootstrap(hist, n_boot=n_boot, seed=seed, alpha=alpha)
+        result["exact"]["ci"] = {name: list(ci[key]) for key, name in _EXACT_KEYS.items()}
+        result["exact"].update({"n_boot": int(n_boot), "seed": int(seed), "alpha": float(alpha)})
+    if details is not None:
+        details["frame_ids"] = np.array(result["frame_ids"])
+        _curve_details(details, "pix", pix)
+        _curve_details(details, "pixuni", uni)
+        details["pixuni_bin_edges"] = uni[0].edges
+        for key in thresholds:
+            if key != "exact":
+                _frame_details(details, key, comps[key], TAU)
+    return result
+
+
+def smiyc_eval(
+    scores_dir: str | os.PathLike, labels_dir: str | os.PathLike, track: str, **kwargs: Any
+) -> dict[str, Any]:
+    """Evaluate the ``<fid>.hdf5`` score maps of ``scores_dir`` against the label masks of ``labels_dir``.
+
+    ``track``: "anomaly", "obstacle" or "lostandfound" (size filters 500 / 100, 50 / 10, 50 / 10,
+    overridable with ``segsize`` / ``instsize``). Other keyword arguments: see
+    :func:`evaluate_frames`.
+
+    Result: the official protocol's ``AP``, ``FPR95`` (+ ``FPR95_threshold``), ``AUROC``,
+    ``best_F1``, ``best_F1_threshold``, ``recall50_threshold`` and its component metrics at the
+    best-F1 threshold (``sIoU_gt``, ``PPV``, ``F1_mean``, ``F1`` per tau, ``tp`` / ``fn`` / ``fp``,
+    ...); ``uniform``: the 4096-uniform-bin variant; ``exact``: the same metrics from the exact
+    pooled histogram (equal to scikit-learn on the histogram's score grid), component metrics at
+    its best-F1 threshold, ``ci`` bootstrap intervals; ``at_threshold``: component metrics at
+    each extra pixel threshold.
+    """
+    return evaluate_frames(file_frames(scores_dir, labels_dir), track, **kwargs)
