@@ -20,6 +20,7 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/training.smk"
 include: "workflow/rules/inference.smk"
 include: "workflow/rules/evaluation.smk"
+include: "workflow/rules/smiyc.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/check.smk"
 

@@ -51,7 +51,9 @@ def test_every_property_is_documented():
             assert prop.get("description") or path, f"{name} has no description"
             if prop.get("type") == "object":
                 extra = prop.get("additionalProperties")
-                if isinstance(extra, dict):  # a mapping of user-chosen names (models)
+                if isinstance(extra, dict) and extra.get("type") != "object":  # user-chosen names -> plain values
+                    assert extra.get("type") in ("string", "number", "integer", "boolean"), f"{path}{name}.*"
+                elif isinstance(extra, dict):  # a mapping of user-chosen names to blocks (models)
                     assert extra.get("additionalProperties") is False, f"{path}{name}.* accepts unknown keys"
                     walk(extra, f"{path}{name}.*.")
                 else:

@@ -70,6 +70,7 @@ ENUM_TESTS = {
     "meta.protocols[]": "test_meta_protocols",
     "meta.standardize": "test_meta_standardize",
     "inference.dtype": "test_store_dtype_round_trip",
+    "evaluation.smiyc_datasets[]": "test_smiyc_dataset_values_evaluate_at_their_track",
     "models.<name>.finetune.coco_background": "tests/test_training.py::test_coco_background_modes",
     "models.<name>.finetune.loss_reduction": "tests/test_losses.py (reference and mean against the golden values)",
 }
@@ -363,3 +364,40 @@ def test_ood_dataset_values_flow_from_reader_to_segments(real_tree, tmp_path, to
         mask = (normalized_entropy(img.probs) >= t) & (img.label != 255)
         expected += ndi.label(mask, structure=np.ones((3, 3)))[1]
     assert len(table) == expected
+
+
+SMIYC_TRACKS = {"smiyc_anomaly": (500, 100), "smiyc_obstacle": (50, 10), "lostandfound_noknown": (50, 10),
+                "road_anomaly": (500, 100)}
+
+
+@pytest.mark.parametrize("dataset", list(SMIYC_TRACKS))
+def test_smiyc_dataset_values_evaluate_at_their_track(real_tree, tmp_path, torch_one_thread, dataset):
+    """Each SMIYC dataset value: dump -> score files -> evaluation with its track's size filters.
+
+    The exact pooled AP equals scikit-learn's on the float16 score files' non-void pixels.
+    """
+    from sklearn.metrics import average_precision_score
+
+    from meta_ood.inference import run_dump_stage
+    from meta_ood.smiyc import read_label, read_scores
+    from meta_ood.stages.smiyc import smiyc_eval_stage, smiyc_labels_stage, smiyc_scores_stage
+
+    assert set(_enum("evaluation", "smiyc_datasets")) == set(SMIYC_TRACKS)
+    base = real_tree["lostandfound"].parent
+    root, split = {"smiyc_anomaly": (base / "smiyc", "validation"), "smiyc_obstacle": (base / "smiyc", "validation"),
+                   "lostandfound_noknown": (base / "lostandfound_noknown", "test"),
+                   "road_anomaly": (base / "road_anomaly", "all")}[dataset]
+    store = tmp_path / "store"
+    run_dump_stage("tiny", 19, None, {"kind": dataset, "root": str(root), "split": split}, store,
+                   {"batch_size": 1, "workers": 0, "device": "cpu"}, progress=False)
+    scores = smiyc_scores_stage(store, tmp_path / "scores", scorer="entropy")
+    labels = smiyc_labels_stage(store, tmp_path / "labels")
+    res = smiyc_eval_stage(tmp_path / "scores", tmp_path / "labels", dataset, tmp_path / "e.json", method="m", n_boot=0)
+    assert (res["segsize"], res["instsize"]) == SMIYC_TRACKS[dataset]
+    y, s = [], []
+    for sf, lf in zip(scores, labels):
+        lab, val = read_label(lf), read_scores(sf)
+        keep = lab != 255
+        y.append(lab[keep] == 1)
+        s.append(val[keep].astype(np.float64))
+    assert res["exact"]["AP"] == pytest.approx(average_precision_score(np.concatenate(y), np.concatenate(s)), abs=1e-9)

@@ -486,3 +486,20 @@ def test_custom_factory_failure_is_one_problem(tmp_path, monkeypatch):
     torch.save({"w": torch.zeros(1)}, ckpt)
     problems = check_checkpoint("broken_net:build", 19, ckpt)
     assert len(problems) == 1 and "broken_net:build" in problems[0] and "no weights file here" in problems[0]
+
+
+def test_third_party_smiyc_methods_need_their_score_folders(tree, tmp_path):
+    method = tmp_path / "other_method"
+    (method / "smiyc_obstacle").mkdir(parents=True)
+    config, raw = make_config(tree, evaluation={"smiyc_datasets": ["smiyc_obstacle"]},
+                              datasets={"smiyc_obstacle": {"root": str(tree / "smiyc")}},
+                              smiyc={"methods": {"other": str(method)}})
+    assert problems_of(config, raw) == [
+        f"smiyc.methods.other: {method / 'smiyc_obstacle'}: no <fid>.hdf5 score files (expected one per frame of "
+        "smiyc_obstacle)"
+    ]
+    (method / "smiyc_obstacle" / "a.hdf5").write_bytes(b"")
+    assert preflight(config, raw) is None
+    config, raw = make_config(tree, evaluation={"smiyc_datasets": ["smiyc_obstacle"]})
+    assert problems_of(config, raw) == ["datasets.smiyc_obstacle.root is not set, but the run uses dataset "
+                                        "smiyc_obstacle; give the folder"]

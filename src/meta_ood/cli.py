@@ -35,6 +35,9 @@ RENDER_TARGETS = {
     "figure14": ("figure", "entries: [{epoch, miou_path, pixel_path}] (pixel-eval JSONs per epoch, 0 = baseline)"),
     "examples": ("figure", "entries: {baseline_store, ood_store, ood_meta, baseline_meta} (softmax store folders, "
                            "meta-classify parquet tables); optional threshold, n_examples, meta_threshold"),
+    "table_smiyc": ("table", "entries: [{method, dataset, path}] (smiyc-eval JSONs)"),
+    "table_smiyc_scenes": ("table", "entries: [{method, dataset, path}] (smiyc-eval JSONs of smiyc_obstacle)"),
+    "figure_smiyc_curves": ("figure", "entries: [{method, dataset, path}] (smiyc-eval JSONs)"),
 }
 _OUT_EXTENSIONS = {"table": ("csv", "md", "tex"), "figure": ("png", "pdf")}
 

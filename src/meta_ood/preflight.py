@@ -326,7 +326,7 @@ def dataset_specs(config: Mapping) -> dict[str, dict[str, Any]]:
     """The datasets a validated config uses, as reader specs ``{name: {kind, root, split[, laf_root]}}``.
 
     Cityscapes train and COCO when a model is trained or fine-tuned here, Cityscapes val for the
-    mIoU, and every dataset of ``evaluation.ood_datasets`` / ``segment_datasets``. Names are
+    mIoU, and every dataset of ``evaluation.ood_datasets`` / ``segment_datasets`` / ``smiyc_datasets``. Names are
     ``cityscapes_train``, ``cityscapes_val``, ``coco`` and the evaluation dataset names. A null
     ``laf_root`` of fishyscapes_lostandfound means the LostAndFound root.
     """
@@ -342,7 +342,8 @@ def dataset_specs(config: Mapping) -> dict[str, dict[str, Any]]:
     if _trains_here(config):
         coco = ds.get("coco") or {}
         specs["coco"] = {"kind": "coco", "root": coco.get("root"), "split": coco.get("split", "train2017")}
-    for name in dict.fromkeys(list(ev.get("ood_datasets") or []) + list(ev.get("segment_datasets") or [])):
+    used = list(ev.get("ood_datasets") or []) + list(ev.get("segment_datasets") or []) + list(ev.get("smiyc_datasets") or [])
+    for name in dict.fromkeys(used):
         block = ds.get(name) or {}
         spec = {"kind": name, "root": block.get("root"), "split": block.get("split")}
         if name == "fishyscapes_lostandfound":
@@ -447,6 +448,18 @@ def _consistency_problems(config: Mapping) -> list[str]:
     return problems
 
 
+def _smiyc_method_problems(config: Mapping) -> list[str]:
+    """Third-party SMIYC methods: a folder with ``<dataset>/`` of score files for every SMIYC dataset of the run."""
+    datasets = (config.get("evaluation") or {}).get("smiyc_datasets") or []
+    problems = []
+    for method, folder in ((config.get("smiyc") or {}).get("methods") or {}).items():
+        for ds in datasets:
+            sub = Path(folder) / ds
+            if not sub.is_dir() or not any(sub.glob("*.hdf5")):
+                problems.append(f"smiyc.methods.{method}: {sub}: no <fid>.hdf5 score files (expected one per frame of {ds})")
+    return problems
+
+
 def _device_problems(config: Mapping, training: bool = True, inference: bool = True) -> list[str]:
     wanted = []
     if training:
@@ -499,6 +512,7 @@ def preflight(config: Mapping, raw_config: Mapping | None = None, *, check_devic
     problems = _dataset_problems(config)
     problems += _model_problems(config, raw_config)
     problems += _consistency_problems(config)
+    problems += _smiyc_method_problems(config)
     if check_devices:
         problems += _device_problems(config)
     raise_problems(problems, "preflight")

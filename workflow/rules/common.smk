@@ -199,7 +199,7 @@ def check_data_specs():
         specs["cityscapes_val"] = {"kind": "cityscapes", "root": cityscapes["root"], "split": cityscapes["val_split"]}
     specs["coco"] = {"kind": "coco", "root": COCO["root"], "split": COCO["split"], "masks_dir": COCO_MASKS,
                      "ood_id": config["coco_filter"]["ood_id"]}
-    for name in dict.fromkeys(EVAL["ood_datasets"] + EVAL["segment_datasets"]):
+    for name in dict.fromkeys(EVAL["ood_datasets"] + EVAL["segment_datasets"] + SMIYC_DATASETS):
         specs[name] = ood_dataset_spec(name)
     return specs
 
@@ -281,6 +281,74 @@ def table3_entries(dataset="lostandfound"):
             for label, variant in reported_variants(MAIN_MODEL) for tag in TAGS]
 
 
+# ---------------------------------------------------------------------------------- SegmentMeIfYouCan
+
+SMIYC_DATASETS = list(EVAL["smiyc_datasets"])
+SMIYC = f"{RESULTS}/smiyc"
+SMIYC_THIRD_PARTY = dict(config["smiyc"]["methods"])
+
+
+def smiyc_own_methods(dataset):
+    """The pipeline's SMIYC methods on a dataset: name -> (model, variant, meta-lowered or not).
+
+    ``<model>-plain`` and ``<model>-ood`` (the reported variants), and ``<model>-ood-meta`` where the
+    dataset has meta classification (``segment_datasets``) and the scorer is the normalized entropy.
+    """
+    methods = {}
+    for model in MODELS:
+        (_, base), (_, ood) = reported_variants(model)
+        methods[f"{model}-plain"] = (model, base, False)
+        methods[f"{model}-ood"] = (model, ood, False)
+        if dataset in SEGMENT_DATASETS and EVAL["scorer"] == "entropy":
+            methods[f"{model}-ood-meta"] = (model, ood, True)
+    return methods
+
+
+def smiyc_scores_dir(method, dataset):
+    """Folder of a method's ``<fid>.hdf5`` files: written by the run, or the configured third-party folder."""
+    if method in SMIYC_THIRD_PARTY:
+        return f"{SMIYC_THIRD_PARTY[method]}/{dataset}"
+    return f"{SMIYC}/anomaly_p/{method}/{dataset}"
+
+
+def smiyc_method_scores(wildcards):
+    """Input of smiyc_eval: the score folder of the method and dataset of the job."""
+    return smiyc_scores_dir(wildcards.method, wildcards.dataset)
+
+
+def smiyc_label_store(wildcards):
+    """Input of smiyc_labels: the main model's baseline store of the dataset (its labels are the same in every store)."""
+    return store_index(MAIN_MODEL, "baseline", wildcards.dataset)
+
+
+def smiyc_scores_inputs(wildcards):
+    """Store (and meta classifier table at report.example_threshold) of one own method."""
+    model, variant, meta = smiyc_own_methods(wildcards.dataset)[wildcards.method]
+    inputs = {"store": store_index(model, variant, wildcards.dataset)}
+    if meta:
+        inputs["meta"] = f"{RESULTS}/meta/{model}/{variant}/{wildcards.dataset}/{EXAMPLE_TAG}.parquet"
+    return inputs
+
+
+def smiyc_scores_options(wildcards):
+    """Scorer of the score files; for a meta-lowered method the segment and meta thresholds."""
+    options = {"scorer": EVAL["scorer"]}
+    if smiyc_own_methods(wildcards.dataset)[wildcards.method][2]:
+        options.update(threshold=config["report"]["example_threshold"], meta_threshold=config["meta"]["threshold"])
+    return options
+
+
+def smiyc_eval_json(method, dataset):
+    return f"{SMIYC}/eval/{method}/{dataset}.json"
+
+
+def smiyc_entries(datasets=None):
+    """{method, dataset, path} of every SMIYC evaluation: own methods, then the third-party ones."""
+    return [{"method": m, "dataset": ds, "path": smiyc_eval_json(m, ds)}
+            for ds in (SMIYC_DATASETS if datasets is None else datasets)
+            for m in [*smiyc_own_methods(ds), *SMIYC_THIRD_PARTY]]
+
+
 FIG14_DATASET = "lostandfound" if "lostandfound" in EVAL["ood_datasets"] else (EVAL["ood_datasets"] or [None])[0]
 
 
@@ -334,6 +402,8 @@ def all_targets():
     targets += [f"{RESULTS}/tables/{name}.{ext}" for name in TABLES for ext in ("csv", "md", "tex")]
     targets += [f"{RESULTS}/figures/{name}.{ext}" for name in FIGURES for ext in ("png", "pdf")]
     targets.append(f"{RESULTS}/summary.md")
+    if SMIYC_DATASETS:
+        targets.append(f"{SMIYC}/submission.zip")
     return targets
 
 
@@ -343,6 +413,11 @@ if "lostandfound" in SEGMENT_DATASETS:
     FIGURES += ["figure7", "examples"]
 if EVAL["miou"] and EVAL["every_epoch"] and EVAL["ood_datasets"]:
     FIGURES.append("figure14")
+if SMIYC_DATASETS:
+    TABLES.append("table_smiyc")
+    FIGURES.append("figure_smiyc_curves")
+if "smiyc_obstacle" in SMIYC_DATASETS:
+    TABLES.append("table_smiyc_scenes")
 
 
 def _startup_checks():

@@ -47,7 +47,7 @@ REPORT_TARGETS = [
 ]
 
 
-for name, kind, files, named_files, args in REPORT_TARGETS:
+for name, kind, files, named_files, args in REPORT_TARGETS + SMIYC_REPORT_TARGETS:
 
     rule:
         name:

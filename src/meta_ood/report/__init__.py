@@ -6,20 +6,24 @@ paper) and LaTeX (booktabs ``tabular``; :mod:`~meta_ood.report.formatting`); fig
 (:mod:`meta_ood.report.figures`) as PNG and PDF. Every writer renames a finished temporary file
 onto its output, so an interrupted job leaves no half-written file.
 
-=====================  ========================================================================
-function               paper counterpart
-=====================  ========================================================================
-``table1``             table 1: AUROC / FPR95 / AUPRC per OoD dataset and Cityscapes val mIoU
-``table2``             table 2: FP, FN, their sum and road miss rate ε per entropy threshold
-``table3``             table 3: meta classifier vs MSP (AUROC / AUPRC) per entropy threshold
-``table_components``   SegmentMeIfYouCan component metrics (sIoU, PPV, mean F1) per threshold
-``figure3``            violin plots of the normalized entropy of in-distribution / OoD pixels
-``figure4``            ROC and precision-recall curves
-``figure5``            Cityscapes val mIoU with an OoD class vs the entropy threshold
-``figure7``            detection errors FN vs FP with road-miss-rate pie markers
-``figure14``           mIoU and AUPRC over the epochs of OoD training
-``examples``           entropy heatmaps and OoD predictions of example images (figs 1, 2, 6)
-=====================  ========================================================================
+======================= ========================================================================
+function                paper counterpart
+======================= ========================================================================
+``table1``              table 1: AUROC / FPR95 / AUPRC per OoD dataset and Cityscapes val mIoU
+``table2``              table 2: FP, FN, their sum and road miss rate ε per entropy threshold
+``table3``              table 3: meta classifier vs MSP (AUROC / AUPRC) per entropy threshold
+``table_components``    SegmentMeIfYouCan component metrics (sIoU, PPV, mean F1) per threshold
+``figure3``             violin plots of the normalized entropy of in-distribution / OoD pixels
+``figure4``             ROC and precision-recall curves
+``figure5``             Cityscapes val mIoU with an OoD class vs the entropy threshold
+``figure7``             detection errors FN vs FP with road-miss-rate pie markers
+``figure14``            mIoU and AUPRC over the epochs of OoD training
+``examples``            entropy heatmaps and OoD predictions of example images (figs 1, 2, 6)
+``table_smiyc``         SegmentMeIfYouCan leaderboard, official and exact protocols
+                        (:mod:`~meta_ood.report.smiyc`)
+``table_smiyc_scenes``  SegmentMeIfYouCan ObstacleTrack metrics per scene
+``figure_smiyc_curves`` SegmentMeIfYouCan ROC and precision-recall curves per dataset
+======================= ========================================================================
 
 Tables return their CSV as a DataFrame, figures the numbers they plot (see each function), so
 both can be checked against the result files they were drawn from. The figure functions are
@@ -31,11 +35,15 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from meta_ood.report.smiyc import figure_smiyc_curves, table_smiyc, table_smiyc_scenes
 from meta_ood.report.tables import table1, table2, table3, table_components
 
 _FIGURES = ("figure3", "figure4", "figure5", "figure7", "figure14", "examples")
 
-__all__ = ["table1", "table2", "table3", "table_components", *_FIGURES]
+__all__ = [
+    "table1", "table2", "table3", "table_components", *_FIGURES,
+    "table_smiyc", "table_smiyc_scenes", "figure_smiyc_curves",
+]
 
 
 def __getattr__(name: str) -> Any:

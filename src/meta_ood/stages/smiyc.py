@@ -1,0 +1,196 @@
+"""SegmentMeIfYouCan stage: score files and label masks of a softmax store, and their evaluation.
+
+The pipeline's own methods leave the store in the benchmark's file format
+(``anomaly_p/<method>/<dataset>/<fid>.hdf5`` and ``<fid>_labels_semantic.png``), so that they
+and third-party score maps are evaluated by the same code, :func:`~meta_ood.smiyc.evaluate_frames`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from meta_ood.errors import InputError
+from meta_ood.io import read_parquet, write_json
+from meta_ood.labels import EvalConvention
+from meta_ood.scores import LOGIT_SCORERS, SCORERS
+from meta_ood.smiyc.evaluate import FrameInput, evaluate_frames, file_frames
+from meta_ood.smiyc.protocol import VOID, merge_frames, percentile_bins
+from meta_ood.smiyc.scorefiles import LABEL_SUFFIX, SCORE_SUFFIX, write_label, write_scores
+from meta_ood.store import StoreReader, StoredImage
+
+__all__ = [
+    "CURVE_POINTS",
+    "TRACKS",
+    "label_mask",
+    "meta_lowered",
+    "smiyc_eval_stage",
+    "smiyc_labels_stage",
+    "smiyc_scores_stage",
+]
+
+#: Benchmark track (size filters) of each dataset the SMIYC path evaluates.
+TRACKS = {"smiyc_anomaly": "anomaly", "smiyc_obstacle": "obstacle", "lostandfound_noknown": "lostandfound",
+          "road_anomaly": "anomaly"}
+#: Points of the thinned official ROC and PR curves in the result JSON.
+CURVE_POINTS = 400
+#: Datasets whose frames group into scenes (fid up to the first ``_``), evaluated per scene too.
+SCENE_DATASETS = ("smiyc_obstacle",)
+
+
+def _convention(reader: StoreReader, store_dir: Any) -> EvalConvention:
+    conv = reader.convention
+    if conv is None:
+        raise InputError(f"{store_dir}: the store has no in/out convention: expected the dump of an OoD dataset")
+    return conv
+
+
+def label_mask(label: np.ndarray, conv: EvalConvention) -> np.ndarray:
+    """The benchmark's mask of a store label: 0 in-distribution, 1 OoD, 255 everything else."""
+    mask = np.full(label.shape, VOID, np.uint8)
+    mask[label == conv.train_id_in] = 0
+    mask[label == conv.train_id_out] = 1
+    return mask
+
+
+def _score_map(img: StoredImage, scorer: str, store_dir: Any) -> np.ndarray:
+    src = img.logits if scorer in LOGIT_SCORERS else img.probs
+    if src is None:
+        raise InputError(f"{store_dir}: scorer {scorer!r} needs logits, but the store has none (store_logits: true)")
+    return np.asarray(SCORERS[scorer](src), np.float32)
+
+
+def meta_lowered(scores: np.ndarray, probs: np.ndarray, label: np.ndarray, conv: EvalConvention,
+                 threshold: float, rejected: Sequence[int]) -> np.ndarray:
+    """Scores with the pixels of the rejected segments (ids at entropy threshold t) set to min(score, t - eps).
+
+    ``t - eps`` is the largest float16 below t, so the stored pixels fall out of {score >= t}.
+    """
+    from meta_ood.segments import segment_metrics
+
+    out = np.array(scores, np.float32)
+    if len(rejected) == 0:
+        return out
+    _, comp = segment_metrics(probs, label, threshold, ood_id=conv.train_id_out, void_id=conv.void_id)
+    below = np.float32(np.nextafter(np.float16(threshold), np.float16(-np.inf)))
+    hit = np.isin(np.abs(comp), np.asarray(rejected, np.int64))
+    out[hit] = np.minimum(out[hit], below)
+    return out
+
+
+def _rejected_segments(meta: Any, index: int, meta_threshold: float) -> np.ndarray:
+    rows = meta[meta["image"] == index]
+    return rows.loc[rows["prob_fp"].to_numpy(dtype=float) > meta_threshold, "segment"].to_numpy(np.int64)
+
+
+def _frames(store_dir: str | os.PathLike) -> Iterator[tuple[StoredImage, EvalConvention]]:
+    reader = StoreReader(store_dir)
+    conv = _convention(reader, store_dir)
+    for img in reader:
+        yield img, conv
+
+
+def smiyc_scores_stage(
+    store_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    scorer: str = "entropy",
+    meta_table: str | os.PathLike | None = None,
+    threshold: float | None = None,
+    meta_threshold: float = 0.5,
+) -> list[Path]:
+    """Write the ``scorer`` map of every store image as ``<out_dir>/<fid>.hdf5`` (float16 ``value``).
+
+    With ``meta_table`` (the meta classifier's parquet at entropy threshold ``threshold``): the
+    pixels of segments with ``prob_fp > meta_threshold`` are lowered by :func:`meta_lowered`
+    (scorer "entropy" only: the segments are {normalized entropy >= t}).
+    """
+    if scorer not in SCORERS:
+        raise InputError(f"scorer {scorer!r}: expected one of {sorted(SCORERS)}")
+    meta = None
+    if meta_table is not None:
+        if scorer != "entropy" or threshold is None:
+            raise InputError("meta lowering needs scorer 'entropy' and the entropy threshold of the meta table")
+        meta = read_parquet(meta_table)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, (img, conv) in enumerate(_frames(store_dir)):
+        scores = _score_map(img, scorer, store_dir)
+        if meta is not None:
+            rejected = _rejected_segments(meta, i, meta_threshold)
+            scores = meta_lowered(scores, img.probs, img.label, conv, float(threshold), rejected)
+        paths.append(write_scores(out / f"{img.name}{SCORE_SUFFIX}", scores))
+    return paths
+
+
+def smiyc_labels_stage(store_dir: str | os.PathLike, out_dir: str | os.PathLike) -> list[Path]:
+    """Write the label of every store image as ``<out_dir>/<fid>_labels_semantic.png`` (0 / 1 / 255)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    return [write_label(out / f"{img.name}{LABEL_SUFFIX}", label_mask(img.label, conv))
+            for img, conv in _frames(store_dir)]
+
+
+def _thin(n: int, points: int = CURVE_POINTS) -> np.ndarray:
+    return np.unique(np.linspace(0, n - 1, min(n, points)).round().astype(np.int64)) if n else np.zeros(0, np.int64)
+
+
+def _official_curve(frames: Sequence[FrameInput]) -> dict[str, list[float]]:
+    """The official merged curve (ROC: fpr / tpr, PR: recall / precision), thinned to :data:`CURVE_POINTS`."""
+    bins = []
+    for f in frames:
+        scores, labels = f.load()
+        bins.append(percentile_bins(scores, labels, f"frame {f.fid!r}"))
+    curve = merge_frames(bins)
+    keep = _thin(len(curve.thresholds))
+    return {"fpr": curve.fpr[keep].tolist(), "tpr": curve.tpr[keep].tolist(),
+            "recall": curve.tpr[keep].tolist(), "precision": curve.precision[keep].tolist()}
+
+
+_SCENE_KEYS = ("AP", "FPR95", "sIoU_gt", "PPV", "F1_mean")
+
+
+def _scenes(frames: Sequence[FrameInput], track: str) -> dict[str, dict[str, Any]]:
+    """Official metrics of each scene's frames (its own best-F1 threshold), no bootstrap."""
+    from meta_ood.datasets.smiyc import scene_of
+
+    groups: dict[str, list[FrameInput]] = {}
+    for f in frames:
+        groups.setdefault(scene_of(f.fid), []).append(f)
+    out = {}
+    for scene, subset in sorted(groups.items()):
+        res = evaluate_frames(subset, track, n_boot=0)
+        out[scene] = {"n_frames": len(subset), **{k: res[k] for k in _SCENE_KEYS},
+                      "exact": {k: res["exact"][k] for k in _SCENE_KEYS}}
+    return out
+
+
+def smiyc_eval_stage(
+    scores_dir: str | os.PathLike,
+    labels_dir: str | os.PathLike,
+    dataset: str,
+    out_json: str | os.PathLike,
+    method: str = "",
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Both SMIYC protocols of one method on one dataset, written as JSON.
+
+    The :func:`~meta_ood.smiyc.smiyc_eval` result at the dataset's track (:data:`TRACKS`) plus
+    ``method``, ``dataset``, ``curve`` (the official ROC / PR curve) and, for ObstacleTrack,
+    ``scenes`` (official and exact metrics of each scene's frames).
+    """
+    if dataset not in TRACKS:
+        raise InputError(f"dataset {dataset!r}: expected one of {sorted(TRACKS)}")
+    frames = file_frames(scores_dir, labels_dir)
+    result: dict[str, Any] = {"method": method, "dataset": dataset,
+                              **evaluate_frames(frames, TRACKS[dataset], n_boot=n_boot, seed=seed)}
+    result["curve"] = _official_curve(frames)
+    if dataset in SCENE_DATASETS:
+        result["scenes"] = _scenes(frames, TRACKS[dataset])
+    write_json(out_json, result)
+    return result
