@@ -60,6 +60,11 @@ def test_scores_and_labels_follow_the_store(store, tmp_path):
     assert res["exact"] == direct["exact"]
     assert sorted(res["scenes"]) == ["scene0", "scene1"]
     assert len(res["curve"]["tpr"]) == len(res["curve"]["fpr"]) > 1
+    assert (res["segsize"], res["instsize"]) == (50, 10)  # ObstacleTrack's filters
+    custom = smiyc_eval_stage(tmp_path / "scores", tmp_path / "labels", "smiyc_obstacle", tmp_path / "c.json",
+                              method="m", n_boot=0, segsize=5, instsize=1000)
+    assert (custom["segsize"], custom["instsize"]) == (5, 1000)
+    assert np.isfinite(res["sIoU_gt"]) and np.isnan(custom["sIoU_gt"])  # no GT component has 1000 pixels
 
     out = {ext: tmp_path / f"t.{ext}" for ext in ("csv", "md", "tex")}
     df = table_smiyc([{"method": "m", "dataset": "smiyc_obstacle", "path": str(tmp_path / "e.json")}],

@@ -338,6 +338,12 @@ def smiyc_scores_options(wildcards):
     return options
 
 
+def smiyc_eval_options(wildcards):
+    """Bootstrap of the exact metrics and the component size filters of the dataset (null: its track's)."""
+    sizes = config["smiyc"]["size_filters"][wildcards.dataset] or [None, None]
+    return {"n_boot": EVAL["n_boot"], "seed": config["seed"], "segsize": sizes[0], "instsize": sizes[1]}
+
+
 def smiyc_eval_json(method, dataset):
     return f"{SMIYC}/eval/{method}/{dataset}.json"
 

@@ -64,7 +64,7 @@ rule smiyc_eval:
     output:
         json=f"{SMIYC}/eval/{{method}}/{{dataset}}.json",
     params:
-        options={"n_boot": EVAL["n_boot"], "seed": config["seed"]},
+        options=smiyc_eval_options,
     log:
         f"{LOGS}/smiyc_eval/{{method}}/{{dataset}}.log",
     benchmark:

@@ -177,10 +177,13 @@ def smiyc_eval_stage(
     method: str = "",
     n_boot: int = 1000,
     seed: int = 0,
+    segsize: int | None = None,
+    instsize: int | None = None,
 ) -> dict[str, Any]:
     """Both SMIYC protocols of one method on one dataset, written as JSON.
 
-    The :func:`~meta_ood.smiyc.smiyc_eval` result at the dataset's track (:data:`TRACKS`) plus
+    The :func:`~meta_ood.smiyc.smiyc_eval` result at the dataset's track (:data:`TRACKS`; its size
+    filters unless ``segsize`` / ``instsize`` are given) plus
     ``method``, ``dataset``, ``curve`` (the official ROC / PR curve) and, for ObstacleTrack,
     ``scenes`` (official and exact metrics of each scene's frames).
     """
@@ -188,7 +191,8 @@ def smiyc_eval_stage(
         raise InputError(f"dataset {dataset!r}: expected one of {sorted(TRACKS)}")
     frames = file_frames(scores_dir, labels_dir)
     result: dict[str, Any] = {"method": method, "dataset": dataset,
-                              **evaluate_frames(frames, TRACKS[dataset], n_boot=n_boot, seed=seed)}
+                              **evaluate_frames(frames, TRACKS[dataset], segsize=segsize, instsize=instsize,
+                                                n_boot=n_boot, seed=seed)}
     result["curve"] = _official_curve(frames)
     if dataset in SCENE_DATASETS:
         result["scenes"] = _scenes(frames, TRACKS[dataset])
