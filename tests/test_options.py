@@ -401,3 +401,28 @@ def test_smiyc_dataset_values_evaluate_at_their_track(real_tree, tmp_path, torch
         y.append(lab[keep] == 1)
         s.append(val[keep].astype(np.float64))
     assert res["exact"]["AP"] == pytest.approx(average_precision_score(np.concatenate(y), np.concatenate(s)), abs=1e-9)
+
+
+def test_smiyc_split_without_labels_dumps_and_writes_score_files(real_tree, tmp_path, torch_one_thread):
+    """The test split: every frame gets a score file equal to the scorer's map, ready for the submission zip."""
+    import zipfile
+
+    from meta_ood.datasets import open_dataset
+    from meta_ood.inference import run_dump_stage
+    from meta_ood.smiyc import read_scores, write_submission_zip
+    from meta_ood.stages.smiyc import smiyc_scores_stage
+
+    root = real_tree["lostandfound"].parent / "smiyc"
+    frames = open_dataset("smiyc_anomaly", str(root), "test")
+    assert not frames.has_labels and len(frames) > 0
+    store = tmp_path / "store"
+    run_dump_stage("tiny", 19, None, {"kind": "smiyc_anomaly", "root": str(root), "split": "test"}, store,
+                   {"batch_size": 1, "workers": 0, "device": "cpu"}, progress=False)
+    out = tmp_path / "sub" / "anomaly_p" / "m" / "AnomalyTrack-test"
+    files = smiyc_scores_stage(store, out, scorer="entropy")
+    assert sorted(f.name for f in files) == sorted(f"{s.name}.hdf5" for s in frames.samples)
+    for f, img in zip(files, StoreReader(store)):
+        assert (img.label == 255).all()
+        np.testing.assert_array_equal(read_scores(f), SCORERS["entropy"](img.probs).astype(np.float16))
+    names = zipfile.ZipFile(write_submission_zip(tmp_path / "sub", tmp_path / "sub.zip")).namelist()
+    assert sorted(names) == sorted(f"anomaly_p/m/AnomalyTrack-test/{f.name}" for f in files)

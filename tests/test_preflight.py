@@ -503,3 +503,16 @@ def test_third_party_smiyc_methods_need_their_score_folders(tree, tmp_path):
     config, raw = make_config(tree, evaluation={"smiyc_datasets": ["smiyc_obstacle"]})
     assert problems_of(config, raw) == ["datasets.smiyc_obstacle.root is not set, but the run uses dataset "
                                         "smiyc_obstacle; give the folder"]
+
+
+def test_unlabelled_smiyc_split_cannot_be_evaluated(tree):
+    config, raw = make_config(tree, datasets={"smiyc_anomaly": {"root": str(tree / "smiyc"), "split": "test"}},
+                              evaluation={"ood_datasets": ["lostandfound", "smiyc_anomaly"],
+                                          "smiyc_datasets": ["smiyc_anomaly"]})
+    assert problems_of(config, raw) == [
+        "evaluation.ood_datasets has smiyc_anomaly with split 'test', which has no labels: only its 'validation' "
+        "split can be evaluated (evaluation.smiyc_datasets writes score files of the other splits for a submission)"
+    ]
+    config, raw = make_config(tree, datasets={"smiyc_anomaly": {"root": str(tree / "smiyc"), "split": "test"}},
+                              evaluation={"smiyc_datasets": ["smiyc_anomaly"]})
+    assert preflight(config, raw) is None  # score files for a submission: fine

@@ -213,3 +213,16 @@ def test_cuda_asked_without_a_gpu_stops_before_the_gpu_jobs(user_tree, tmp_path)
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0 and "models.mynet.finetune.device" in out, out[-3000:]
     assert not (tmp_path / "results" / "mine" / "coco").exists()  # nothing beyond the finished target ran
+
+
+def test_smiyc_test_split_gives_score_files_for_a_submission_only(user_tree, tmp_path):
+    """A SMIYC split without labels: dumps, score files and the zip are planned; no evaluation or table."""
+    base, roots, ckpt = user_tree
+    cfg = minimal_config(roots, ckpt)
+    cfg["datasets"]["smiyc_anomaly"] = {"root": str(roots["lostandfound"].parent / "smiyc"), "split": "test"}
+    cfg["evaluation"] = {"smiyc_datasets": ["smiyc_anomaly"]}
+    proc = snakemake(tmp_path, "-n", config=cfg, timeout=120)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    jobs = planned_jobs(proc)
+    assert jobs["smiyc_scores"] == 2 and jobs["smiyc_zip"] == 1  # mynet-plain and mynet-ood
+    assert "smiyc_eval" not in jobs and "smiyc_labels" not in jobs and "table_smiyc" not in jobs

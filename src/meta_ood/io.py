@@ -21,12 +21,19 @@ if TYPE_CHECKING:
     import pandas as pd
 
 
+# The process umask, read once (setting it is the only way to read it): finished files get the
+# permissions an ordinary open() would give them, not the owner-only ones of a temporary file.
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path next to ``path`` and rename it to ``path`` on success.
 
     An interrupted or failing writer therefore never leaves a half-written file under the final
-    name, and an existing file is only replaced once the new one is complete.
+    name, and an existing file is only replaced once the new one is complete. The finished file
+    gets the usual permissions (0666 minus the umask), so colleagues on a shared file system can read it.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -35,6 +42,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        os.chmod(tmp_path, 0o666 & ~_UMASK)
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():

@@ -441,6 +441,14 @@ def _consistency_problems(config: Mapping) -> list[str]:
     main = report.get("main_model")
     if main is not None and main not in models:
         problems.append(f"report.main_model={main!r} is not one of the configured models {sorted(models)}")
+    ev, ds = config.get("evaluation") or {}, config.get("datasets") or {}
+    for key in ("ood_datasets", "segment_datasets"):
+        for name in ev.get(key) or []:
+            split = (ds.get(name) or {}).get("split")
+            if name in ("smiyc_anomaly", "smiyc_obstacle") and split != "validation":
+                problems.append(f"evaluation.{key} has {name} with split {split!r}, which has no labels: only its "
+                                "'validation' split can be evaluated (evaluation.smiyc_datasets writes score files "
+                                "of the other splits for a submission)")
     scorer = (config.get("evaluation") or {}).get("scorer")
     if scorer in LOGIT_SCORERS and not (config.get("inference") or {}).get("store_logits"):
         problems.append(f"evaluation.scorer={scorer!r} is computed from logits: set inference.store_logits: true "

@@ -288,6 +288,15 @@ SMIYC = f"{RESULTS}/smiyc"
 SMIYC_THIRD_PARTY = dict(config["smiyc"]["methods"])
 
 
+def smiyc_labelled(dataset):
+    """Whether the configured split has labels: SMIYC's test/all splits have none (score files only)."""
+    return not (dataset in ("smiyc_anomaly", "smiyc_obstacle") and DATASETS[dataset]["split"] != "validation")
+
+
+# the SMIYC datasets that are evaluated (all of them get score files and go into the submission zip)
+SMIYC_EVALUATED = [ds for ds in SMIYC_DATASETS if smiyc_labelled(ds)]
+
+
 def smiyc_own_methods(dataset):
     """The pipeline's SMIYC methods on a dataset: name -> (model, variant, meta-lowered or not).
 
@@ -351,7 +360,7 @@ def smiyc_eval_json(method, dataset):
 def smiyc_entries(datasets=None):
     """{method, dataset, path} of every SMIYC evaluation: own methods, then the third-party ones."""
     return [{"method": m, "dataset": ds, "path": smiyc_eval_json(m, ds)}
-            for ds in (SMIYC_DATASETS if datasets is None else datasets)
+            for ds in (SMIYC_EVALUATED if datasets is None else datasets)
             for m in [*smiyc_own_methods(ds), *SMIYC_THIRD_PARTY]]
 
 
@@ -419,10 +428,10 @@ if "lostandfound" in SEGMENT_DATASETS:
     FIGURES += ["figure7", "examples"]
 if EVAL["miou"] and EVAL["every_epoch"] and EVAL["ood_datasets"]:
     FIGURES.append("figure14")
-if SMIYC_DATASETS:
+if SMIYC_EVALUATED:
     TABLES.append("table_smiyc")
     FIGURES.append("figure_smiyc_curves")
-if "smiyc_obstacle" in SMIYC_DATASETS:
+if "smiyc_obstacle" in SMIYC_EVALUATED:
     TABLES.append("table_smiyc_scenes")
 
 

@@ -2,7 +2,7 @@
 # the submission zip, both protocols per method x dataset (third-party score maps too) and the report.
 
 SMIYC_ENTRIES = smiyc_entries()
-SMIYC_SCENE_ENTRIES = smiyc_entries(["smiyc_obstacle"]) if "smiyc_obstacle" in SMIYC_DATASETS else []
+SMIYC_SCENE_ENTRIES = smiyc_entries(["smiyc_obstacle"]) if "smiyc_obstacle" in SMIYC_EVALUATED else []
 SMIYC_OWN_SCORES = [smiyc_scores_dir(m, ds) for ds in SMIYC_DATASETS for m in smiyc_own_methods(ds)]
 
 

@@ -9,7 +9,8 @@ The two tracks are read in the layout the benchmark distributes, below a root th
     dataset_ObstacleTrack/labels_masks/<fid>_labels_semantic.png   (0 road, 1 obstacle, 255 void off the road)
 
 Only the labels of the ``validation`` frames are distributed; ``test`` and ``all`` list images
-without labels (``has_labels`` is False and asking for a label raises an InputError saying so).
+without labels (``has_labels`` is False; their items carry an all-void label, so that score maps
+can be dumped for a submission, and asking for a label raises an InputError saying so).
 Colour renderings next to the labels (``<fid>_labels_semantic_color.png``) are ignored.
 """
 
@@ -22,10 +23,10 @@ from pathlib import Path
 import numpy as np
 
 from meta_ood import labels as L
-from meta_ood.datasets.base import Sample, SegmentationDataset, require_dir
+from meta_ood.datasets.base import Item, Sample, SegmentationDataset, require_dir
 from meta_ood.datasets.lostandfound import LostAndFound
 from meta_ood.errors import InputError
-from meta_ood.io import open_image
+from meta_ood.io import open_image, read_rgb
 
 #: Splits of both tracks: the labelled validation frames, the benchmark's test frames, every frame.
 SMIYC_SPLITS = ("validation", "test", "all")
@@ -90,6 +91,15 @@ class _SmiycTrack(SegmentationDataset):
     def _test_images(self, images: list[Path], labels: dict[str, Path]) -> list[Path]:
         """The test frames among ``images``: those whose labels are not distributed."""
         return [img for img in images if img.stem not in labels]
+
+    def __getitem__(self, index: int) -> Item:  # type: ignore[override]
+        """Item ``index``; in the splits without labels the label is all void (scores for a submission only)."""
+        if self.has_labels or isinstance(index, slice):
+            return super().__getitem__(index)
+        sample = self.samples[index]
+        image = read_rgb(sample.image)
+        void = np.full(image.shape[:2], L.VOID_ID, np.uint8)
+        return Item(image=image, label=void, label_ids=None, path=str(sample.image), name=sample.name)
 
     def load_label(self, sample: Sample) -> tuple[np.ndarray, np.ndarray | None]:
         """The checked label of a validation frame; for the other splits an InputError: no labels are distributed."""
