@@ -111,8 +111,14 @@ def table_smiyc(
         grid.append(cells)
         layout.rows.append(([Header(m, latex_escape(m))], cells))
     _bold_columns(grid, modes)
+    return _write(records, 1, layout, out_csv, out_md, out_tex)
+
+
+def _write(records: list[dict[str, Any]], n_index: int, layout: Layout, out_csv: str | os.PathLike,
+           out_md: str | os.PathLike, out_tex: str | os.PathLike) -> pd.DataFrame:
+    """The table's frame (columns after the ``n_index`` index columns as floats), written as csv, md and tex."""
     df = pd.DataFrame.from_records(records)
-    for c in df.columns[1:]:
+    for c in df.columns[n_index:]:
         df[c] = pd.to_numeric(df[c], errors="coerce").astype(float)
     write_table(df, layout, out_csv, out_md, out_tex)
     return df
@@ -155,11 +161,7 @@ def table_smiyc_scenes(
         layout.rows.append(([Header(scene, latex_escape(scene)), Header(str(rec["n_frames"]), str(rec["n_frames"]))],
                             cells))
     _bold_columns([cells for _, cells in layout.rows], modes)
-    df = pd.DataFrame.from_records(records)
-    for c in df.columns[2:]:
-        df[c] = pd.to_numeric(df[c], errors="coerce").astype(float)
-    write_table(df, layout, out_csv, out_md, out_tex)
-    return df
+    return _write(records, 2, layout, out_csv, out_md, out_tex)
 
 
 def figure_smiyc_curves(
