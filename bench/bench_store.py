@@ -35,7 +35,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from meta_ood.store import ENCODINGS, StoreReader, StoreWriter
+from meta_ood.store import CODECS, ENCODINGS, StoreReader, StoreWriter
 
 
 def synthetic_softmax(h: int, w: int, num_classes: int = 19, seed: int = 0) -> np.ndarray:
@@ -79,9 +79,11 @@ def read_baseline(folder: Path, k: int) -> tuple[np.ndarray, np.ndarray]:
         return f["probabilities"][()], f["ground_truths"][()]
 
 
-def write_store(folder: Path, maps: Sequence[np.ndarray], labels: Sequence[np.ndarray], dtype: str, level: int) -> None:
-    """The same images as a softmax store with encoding ``dtype`` and zlib ``level``."""
-    w = StoreWriter(folder, maps[0].shape[0], dtype, model="synthetic", total=len(maps), compression_level=level)
+def write_store(folder: Path, maps: Sequence[np.ndarray], labels: Sequence[np.ndarray], dtype: str, level: int,
+                codec: str = "zstd") -> None:
+    """The same images as a softmax store with encoding ``dtype``, plane ``codec`` and its ``level``."""
+    w = StoreWriter(folder, maps[0].shape[0], dtype, model="synthetic", total=len(maps), compression_level=level,
+                    codec=codec)
     for k, (p, lab) in enumerate(zip(maps, labels)):
         w.write(k, f"image{k}", f"image{k}.png", p, lab)
     w.finalize()
@@ -105,7 +107,8 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=3)
     ap.add_argument("--classes", type=int, default=19)
     ap.add_argument("--dtype", default="fixed16", choices=ENCODINGS)
-    ap.add_argument("--level", type=int, default=1, help="zlib level of the store")
+    ap.add_argument("--level", type=int, default=1, help="compression level of the store's codec")
+    ap.add_argument("--codec", default="zstd", choices=CODECS, help="plane codec of the store (zlib: the earlier one)")
     ap.add_argument("--workdir", default=None, help="where to write (default: a temporary folder)")
     args = ap.parse_args()
 
@@ -116,13 +119,13 @@ def main() -> None:
     conf = float(np.mean([(p.max(0) > 0.99).mean() for p in maps]))
     payload = maps[0].nbytes * n / 1e6  # MB of float32 probabilities
     print(f"{n} synthetic softmax maps {args.classes} x {h} x {w} ({conf:.1%} of pixels with max p > 0.99), "
-          f"{payload:.0f} MB as float32; store dtype {args.dtype}, zlib level {args.level}")
+          f"{payload:.0f} MB as float32; store dtype {args.dtype}, {args.codec} level {args.level}")
 
     work = Path(tempfile.mkdtemp(prefix="bench_store.", dir=args.workdir))
     try:
         base, store = work / "baseline", work / "store"
         t_wb = timed(lambda: write_baseline(base, maps, labels))
-        t_ws = timed(lambda: write_store(store, maps, labels, args.dtype, args.level))
+        t_ws = timed(lambda: write_store(store, maps, labels, args.dtype, args.level, args.codec))
         t_rb = timed(lambda: [read_baseline(base, k) for k in range(n)], repeat=2)
         reader = StoreReader(store)
         t_rs = timed(lambda: list(reader), repeat=2)

@@ -98,3 +98,25 @@ def planned_jobs(proc: subprocess.CompletedProcess) -> dict[str, int]:
     out = proc.stdout + proc.stderr
     stats = out.split("Job stats:")[1] if "Job stats:" in out else ""
     return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", stats, re.M) if m.group(1) != "total"}
+
+
+@pytest.fixture
+def fishyscapes(tmp_path):
+    """``<root>/Static/<name>.png`` (labels 0/1/255) next to ``<name>.jpg``; five images, two sizes."""
+    import numpy as np
+
+    from meta_ood.datasets import FishyscapesStatic
+    from meta_ood.io import write_jpeg, write_png
+
+    root = tmp_path / "fs"
+    rng = np.random.default_rng(0)
+    for k in range(5):
+        h, w = (24, 32) if k != 3 else (20, 28)
+        yy, xx = np.mgrid[0:h, 0:w]
+        img = np.stack([(xx * 7 + k * 30) % 256, (yy * 9) % 256, rng.integers(0, 256, (h, w))], -1).astype(np.uint8)
+        label = np.zeros((h, w), np.uint8)
+        label[h // 3 : h // 2, w // 4 : w // 2] = 1
+        label[:2] = 255
+        write_jpeg(root / "Static" / f"img{k}.jpg", img)
+        write_png(root / "Static" / f"img{k}.png", label)
+    return FishyscapesStatic(root)

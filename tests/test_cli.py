@@ -182,6 +182,34 @@ def test_merge_store_equals_one_shard(run):
         np.testing.assert_array_equal(a.label, b.label)
 
 
+def test_dump_without_probabilities_and_with_a_logit_scorer(run):
+    """--no-probs --scorer energy --codec zlib: score planes only, energy computed during the dump; the
+    pixel evaluation from them equals the one from the full store's probabilities and logits."""
+    from meta_ood.store import StoreReader
+
+    root, data, ckpt = run
+    out = root / "store_noprobs"
+    assert main(["dump-softmax", "-q", "--arch", "tiny", "--checkpoint", str(ckpt), "--dataset", "lostandfound",
+                 "--root", str(data / "lostandfound"), "--device", "cpu", "--batch-size", "2", "--out", str(out),
+                 "--no-probs", "--scorer", "energy", "--codec", "zlib"]) == 0
+    small = StoreReader(out)
+    assert not small.has_probs and small.scorers == ["energy", "entropy"] and small.codec == "zlib"
+    full = root / "store_logits"
+    assert main(["dump-softmax", "-q", "--arch", "tiny", "--checkpoint", str(ckpt), "--dataset", "lostandfound",
+                 "--root", str(data / "lostandfound"), "--device", "cpu", "--batch-size", "2", "--out", str(full),
+                 "--store-logits"]) == 0
+    results = []
+    for store in (out, full):
+        js = root / f"{store.name}.json"
+        assert main(["-q", "pixel-eval", "--store", str(store), "--out-json", str(js), "--out-npz",
+                     str(root / f"{store.name}.npz"), "--n-boot", "0", "--scorer", "energy"]) == 0
+        results.append(json.loads(js.read_text()))
+    # the full store has no energy plane: it is computed from its float16 logits, which round like the codes
+    for key in ("auroc", "auprc", "fpr95", "n_pos", "n_neg"):
+        assert results[0][key] == pytest.approx(results[1][key], abs=1e-3), key
+    assert results[0]["n_pos"] == results[1]["n_pos"] > 0
+
+
 def test_merge_segments_equals_one_shard(run):
     root, _, _ = run
     store = str(root / "store1")

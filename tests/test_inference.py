@@ -7,10 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from meta_ood.datasets import FishyscapesStatic
 from meta_ood.errors import InputError
 from meta_ood.inference import dump_softmax, predict_logits, run_dump, sliding_window_starts
-from meta_ood.io import write_jpeg, write_png
 from meta_ood.labels import FISHYSCAPES
 from meta_ood.models import normalize
 from meta_ood.store import StoreReader, max_abs_error, merge_index, sha256_file
@@ -44,23 +42,6 @@ def make_factory_file(path) -> str:
         "    return nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.ReLU(), nn.Conv2d(6, num_classes, 1))\n"
     )
     return f"{path}:factory"
-
-
-@pytest.fixture
-def fishyscapes(tmp_path):
-    """``<root>/Static/<name>.png`` (labels 0/1/255) next to ``<name>.jpg``; five images, two sizes."""
-    root = tmp_path / "fs"
-    rng = np.random.default_rng(0)
-    for k in range(5):
-        h, w = (24, 32) if k != 3 else (20, 28)
-        yy, xx = np.mgrid[0:h, 0:w]
-        img = np.stack([(xx * 7 + k * 30) % 256, (yy * 9) % 256, rng.integers(0, 256, (h, w))], -1).astype(np.uint8)
-        label = np.zeros((h, w), np.uint8)
-        label[h // 3 : h // 2, w // 4 : w // 2] = 1
-        label[:2] = 255
-        write_jpeg(root / "Static" / f"img{k}.jpg", img)
-        write_png(root / "Static" / f"img{k}.png", label)
-    return FishyscapesStatic(root)
 
 
 def explicit_softmax(model: nn.Module, image: np.ndarray) -> np.ndarray:

@@ -25,10 +25,10 @@ from sklearn.metrics import roc_auc_score
 
 from meta_ood import stages as pl
 from meta_ood.labels import LOSTANDFOUND
-from meta_ood.pixel_eval import dequantize, quantize
+from meta_ood.pixel_eval import quantize
 from meta_ood.scores import LOGIT_SCORERS, SCORERS, UNIT_INTERVAL_SCORERS
 from meta_ood.segments import feature_names
-from meta_ood.store import StoreReader, StoreWriter
+from meta_ood.store import StoreReader, StoreWriter, decode_scores
 
 SCHEMA = Path(__file__).resolve().parents[1] / "src" / "meta_ood" / "config.schema.yaml"
 C = 19
@@ -70,6 +70,10 @@ ENUM_TESTS = {
     "meta.protocols[]": "test_meta_protocols",
     "meta.standardize": "test_meta_standardize",
     "inference.dtype": "test_store_dtype_round_trip",
+    "inference.codec": "tests/test_store.py (both codecs decode to the same planes, HDF5 filters) and "
+                       "tests/test_user_config.py::test_user_run_touches_nothing_in_the_dataset_tree (re-dumps)",
+    "inference.probabilities": "tests/test_user_config.py::test_user_run_touches_nothing_in_the_dataset_tree "
+                               "(which stores keep probabilities, re-dumps) and tests/test_store_planes.py",
     "evaluation.smiyc_datasets[]": "test_smiyc_dataset_values_evaluate_at_their_track",
     "models.<name>.finetune.coco_background": "tests/test_training.py::test_coco_background_modes",
     "models.<name>.finetune.loss_reduction": "tests/test_losses.py (reference and mean against the golden values)",
@@ -115,19 +119,18 @@ def logit_store(tmp_path_factory) -> Path:
 def test_scorer_auroc_equals_sklearn(logit_store, tmp_path, scorer):
     res = pl.pixel_eval_stage(logit_store, tmp_path / "p.json", tmp_path / "p.npz", n_boot=0, scorer=scorer,
                               progress=False)
+    # the scores the evaluation reads: the stored plane (entropy) or the score of the stored
+    # probabilities / logits (the others), in the histogram's 16-bit encoding
     scores, ood = [], []
-    for img in StoreReader(logit_store):
+    for img in StoreReader(logit_store).iter(scores=(scorer,)):
         keep = (img.label == 1) | (img.label == 2)
         s = SCORERS[scorer](img.logits if scorer in LOGIT_SCORERS else img.probs)
-        scores.append(s[keep])
+        if scorer != "entropy":  # computed on read; the entropy plane was stored from float32 probabilities
+            np.testing.assert_array_equal(img.scores[scorer], quantize(s, 16, res["encoding"]))
+        scores.append(decode_scores(img.scores[scorer], scorer)[keep])
         ood.append(img.label[keep] == 2)
-    s, y = np.concatenate(scores), np.concatenate(ood)
-    if scorer in UNIT_INTERVAL_SCORERS:
-        assert res["encoding"] == "unit"
-        q = dequantize(quantize(s))
-    else:
-        assert res["encoding"] == "float16"
-        q = s.astype(np.float16).astype(np.float64)
+    q, y = np.concatenate(scores), np.concatenate(ood)
+    assert res["encoding"] == ("unit" if scorer in UNIT_INTERVAL_SCORERS else "float16")
     assert res["scorer"] == scorer and res["n_pos"] == y.sum() and res["n_neg"] == (~y).sum()
     assert res["auroc"] == pytest.approx(roc_auc_score(y, q), abs=1e-9)
     assert res["auroc"] > 0.75  # every scorer is oriented "higher = more OoD"
@@ -421,8 +424,9 @@ def test_smiyc_split_without_labels_dumps_and_writes_score_files(real_tree, tmp_
     out = tmp_path / "sub" / "anomaly_p" / "m" / "AnomalyTrack-test"
     files = smiyc_scores_stage(store, out, scorer="entropy")
     assert sorted(f.name for f in files) == sorted(f"{s.name}.hdf5" for s in frames.samples)
-    for f, img in zip(files, StoreReader(store)):
+    for f, img in zip(files, StoreReader(store).iter(scores=("entropy",))):
         assert (img.label == 255).all()
-        np.testing.assert_array_equal(read_scores(f), SCORERS["entropy"](img.probs).astype(np.float16))
+        want = decode_scores(img.scores["entropy"], "entropy").astype(np.float16)
+        np.testing.assert_array_equal(read_scores(f), want)
     names = zipfile.ZipFile(write_submission_zip(tmp_path / "sub", tmp_path / "sub.zip")).namelist()
     assert sorted(names) == sorted(f"anomaly_p/m/AnomalyTrack-test/{f.name}" for f in files)

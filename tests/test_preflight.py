@@ -279,13 +279,10 @@ def test_cross_key_consistency(tree):
 
 
 @pytest.mark.parametrize("scorer", ["max_logit", "energy"])
-def test_logit_scorer_needs_stored_logits(tree, scorer):
+def test_logit_scorer_needs_no_stored_logits(tree, scorer):
+    """The dump computes the logit scorers' planes on the device: no stored logits are required."""
     config, raw = make_config(tree, evaluation={"scorer": scorer})
-    assert problems_of(config, raw) == [
-        f"evaluation.scorer={scorer!r} is computed from logits: set inference.store_logits: true "
-        "so the softmax dumps keep them"
-    ]
-    config, raw = make_config(tree, evaluation={"scorer": scorer}, inference={"store_logits": True})
+    assert config["inference"]["store_logits"] is False
     assert preflight(config, raw) is None
 
 

@@ -10,10 +10,9 @@ import pytest
 
 from meta_ood.labels import LOSTANDFOUND
 from meta_ood.report import table_smiyc
-from meta_ood.scores import SCORERS
 from meta_ood.smiyc import array_frames, evaluate_frames, read_label, read_scores
 from meta_ood.stages.smiyc import smiyc_eval_stage, smiyc_labels_stage, smiyc_scores_stage
-from meta_ood.store import StoreReader, StoreWriter
+from meta_ood.store import StoreReader, StoreWriter, decode_scores
 
 C, H, W = 4, 24, 32
 
@@ -41,11 +40,11 @@ def test_scores_and_labels_follow_the_store(store, tmp_path):
     labels = smiyc_labels_stage(store, tmp_path / "labels")
     reader = StoreReader(store)
     assert len(scores) == len(labels) == len(reader)
-    for img, s, lab in zip(reader, scores, labels):
+    for img, s, lab in zip(reader.iter(scores=("entropy",)), scores, labels):
         assert s.name == f"{img.name}.hdf5"
         value = read_scores(s)
         assert value.dtype == np.float16
-        np.testing.assert_array_equal(value, SCORERS["entropy"](img.probs).astype(np.float16))
+        np.testing.assert_array_equal(value, decode_scores(img.scores["entropy"], "entropy").astype(np.float16))
         expected = np.where(img.label == 1, 0, np.where(img.label == 2, 1, 255)).astype(np.uint8)
         np.testing.assert_array_equal(read_label(lab), expected)
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import h5py
 import numpy as np
@@ -11,6 +13,7 @@ import pytest
 from meta_ood.errors import InputError
 from meta_ood.labels import FISHYSCAPES
 from meta_ood.store import (
+    CODECS,
     ENCODINGS,
     StoreReader,
     StoreWriter,
@@ -62,13 +65,15 @@ def _same_content(a: StoreReader, b: StoreReader) -> None:
             np.testing.assert_array_equal(x.label_ids, y.label_ids)
 
 
+@pytest.mark.parametrize("codec", CODECS)
 @pytest.mark.parametrize("dtype", ENCODINGS)
-def test_round_trip(tmp_path, dtype):
+def test_round_trip(tmp_path, dtype, codec):
+    """Probabilities, logits, labels and metadata read back within the encoding's bound, with either codec."""
     maps = _softmax_maps(5)
-    _write(tmp_path, maps, dtype=dtype, store_logits=True, checkpoint_sha="ab" * 32)
+    _write(tmp_path, maps, dtype=dtype, store_logits=True, checkpoint_sha="ab" * 32, codec=codec)
     r = StoreReader(tmp_path)
     assert len(r) == 5
-    assert r.num_classes == C and r.dtype == dtype and r.model == "tiny"
+    assert r.num_classes == C and r.dtype == dtype and r.model == "tiny" and r.codec == codec
     assert r.checkpoint_sha256 == "ab" * 32
     assert r.dataset_kind == "fishyscapes_static" and r.convention == FISHYSCAPES
     assert r.has_logits
@@ -111,20 +116,57 @@ def test_error_bounds_are_tight(tmp_path):
     np.testing.assert_array_equal(raw, np.rint(p * 65535).astype(np.uint16))
 
 
-def test_files_decode_with_plain_h5py(tmp_path):
-    """The image files are standard HDF5 (shuffle + deflate), readable without this module."""
+# Reads an image file with nothing but h5py + hdf5plugin (no meta_ood import) and saves what
+# HDF5's own filter pipeline decodes, with the filter ids of every dataset.
+_PLAIN_H5PY = """
+import sys
+import h5py, hdf5plugin, numpy as np
+out = {}
+with h5py.File(sys.argv[1], "r") as f:
+    for key in ("probs", "logits", "scores/entropy", "argmax", "label"):
+        ds = f[key]
+        plist = ds.id.get_create_plist()
+        out[key] = ds[()]
+        out["filters:" + key] = np.array([plist.get_filter(k)[0] for k in range(plist.get_nfilters())])
+    out["encoding"] = np.array(f["scores/entropy"].attrs["encoding"])
+    out["prob_scale"] = np.array(f.attrs["prob_scale"])
+    out["name"] = np.array(f.attrs["name"])
+np.savez(sys.argv[2], **out)
+"""
+
+
+@pytest.mark.parametrize("codec, filters", [("lz4", [2, 32004]), ("zstd", [2, 32015]), ("zlib", [2, 1])])
+def test_files_decode_with_plain_h5py(tmp_path, codec, filters):
+    """The image files are standard HDF5 that h5py decodes once hdf5plugin is imported.
+
+    Probabilities, logits, the entropy plane (with its ``encoding`` attribute), the argmax and the
+    label are byte-shuffled + LZ4 (filter 32004) by default, + zstd (32015) or + deflate (gzip, filter 1) with
+    ``codec="zstd"`` / ``"zlib"``; HDF5's own decoding, in a process that never imports meta_ood, gives exactly
+    what StoreReader returns.
+    """
     maps = _softmax_maps(2)
-    _write(tmp_path, maps, store_logits=True)
-    with h5py.File(tmp_path / "images" / "000001.h5", "r") as f:
-        assert f.attrs["name"] == "img01"
-        assert f["probs"].compression == "gzip" and f["probs"].shuffle
-        probs = f["probs"][()] * f.attrs["prob_scale"]
-        np.testing.assert_allclose(probs, maps[1]["probs"], atol=max_abs_error("fixed16"))
-        np.testing.assert_array_equal(f["label"][()], maps[1]["label"])
-        np.testing.assert_allclose(f["logits"][()], maps[1]["logits"], rtol=2**-10, atol=1e-4)
+    _write(tmp_path / "store", maps, store_logits=True, codec=codec)
+    file = tmp_path / "store" / "images" / "000001.h5"
+    subprocess.run([sys.executable, "-c", _PLAIN_H5PY, str(file), str(tmp_path / "plain.npz")], check=True)
+    plain = np.load(tmp_path / "plain.npz")
+    for key in ("probs", "logits", "scores/entropy", "argmax", "label"):
+        assert plain["filters:" + key].tolist() == filters, key
+    got = StoreReader(tmp_path / "store").read(1, raw=True, scores=("entropy",), argmax=True)
+    assert str(plain["name"]) == "img01" and str(plain["encoding"]) == "unit"
+    for key, ours in (("probs", got.probs), ("logits", got.logits), ("scores/entropy", got.scores["entropy"]),
+                      ("argmax", got.argmax), ("label", got.label)):
+        assert plain[key].dtype == ours.dtype, key
+        np.testing.assert_array_equal(plain[key], ours, err_msg=key)
+    assert plain["probs"].dtype == np.uint16 and plain["logits"].dtype == np.float16
+    np.testing.assert_allclose(plain["probs"] * float(plain["prob_scale"]), maps[1]["probs"],
+                               atol=max_abs_error("fixed16"), rtol=0)
+    np.testing.assert_allclose(plain["logits"], maps[1]["logits"], rtol=2**-10, atol=1e-4)
+    np.testing.assert_array_equal(plain["argmax"], np.argmax(maps[1]["probs"], 0))
+    np.testing.assert_array_equal(plain["label"], maps[1]["label"])
 
 
 def test_fixed16_is_smaller_than_float32_hdf5(tmp_path):
+    """A fixed16 image file of smooth probabilities is under 40 % of the raw float32 probabilities."""
     rng = np.random.default_rng(0)
     logits = np.repeat(np.repeat(rng.normal(0, 4, (C, 8, 8)), 8, axis=1), 8, axis=2)
     e = np.exp(logits - logits.max(0))
@@ -136,21 +178,24 @@ def test_fixed16_is_smaller_than_float32_hdf5(tmp_path):
     assert stored < 0.4 * probs.nbytes
 
 
-def test_three_shards_merge_like_one(tmp_path):
+@pytest.mark.parametrize("codec", CODECS)
+def test_three_shards_merge_like_one(tmp_path, codec):
+    """Three shard writers (finishing in any order) give the store of a single writer, with either codec."""
     maps = _softmax_maps(7)
-    _write(tmp_path / "one", maps)
+    _write(tmp_path / "one", maps, codec=codec)
     for i in (2, 0, 1):  # order of completion does not matter
-        _write(tmp_path / "three", maps, shard=(i, 3))
+        _write(tmp_path / "three", maps, shard=(i, 3), codec=codec)
     assert not (tmp_path / "three" / "index.json").exists()
     merge_index(tmp_path / "three")
     one, three = StoreReader(tmp_path / "one"), StoreReader(tmp_path / "three")
     _same_content(one, three)
-    assert three.meta["shards"] == 3
+    assert three.meta["shards"] == 3 and three.codec == codec
     idx = json.loads((tmp_path / "three" / "index.json").read_text())
     assert [e["index"] for e in idx["images"]] == list(range(7))
 
 
 def test_merge_reports_missing_images(tmp_path):
+    """merge_index names the missing images and shards and writes no index.json; the reader refuses the store."""
     maps = _softmax_maps(9)
     _write(tmp_path, maps, shard=(0, 3))
     _write(tmp_path, maps, shard=(2, 3))
@@ -162,6 +207,7 @@ def test_merge_reports_missing_images(tmp_path):
 
 
 def test_merge_rejects_mixed_runs(tmp_path):
+    """Shards written with different checkpoints are not merged; the error names the differing key."""
     maps = _softmax_maps(4)
     _write(tmp_path, maps, shard=(0, 2))
     _write(tmp_path, maps, shard=(1, 2), checkpoint_sha="0" * 64)
@@ -170,6 +216,7 @@ def test_merge_rejects_mixed_runs(tmp_path):
 
 
 def test_new_writer_marks_store_incomplete(tmp_path):
+    """A new writer removes index.json and the shard indices of another shard count; stale ones are refused."""
     maps = _softmax_maps(4)
     _write(tmp_path, maps, shard=(0, 2))
     _write(tmp_path, maps, shard=(1, 2))
@@ -186,6 +233,7 @@ def test_new_writer_marks_store_incomplete(tmp_path):
 
 
 def test_finalize_refuses_incomplete_shard(tmp_path):
+    """finalize names the images of its shard that were not written; indices outside the shard are refused."""
     maps = _softmax_maps(4)
     w = StoreWriter(tmp_path, C, shard=(0, 2), total=4)
     m = maps[0]
@@ -197,6 +245,7 @@ def test_finalize_refuses_incomplete_shard(tmp_path):
 
 
 def test_missing_index_is_not_a_store(tmp_path):
+    """A folder without index.json (or no folder) is refused with a message saying why."""
     with pytest.raises(InputError, match=r"not a softmax store \(no index\.json\)"):
         StoreReader(tmp_path)
     with pytest.raises(InputError, match="does not exist"):
@@ -204,6 +253,7 @@ def test_missing_index_is_not_a_store(tmp_path):
 
 
 def test_corrupt_and_truncated_files_are_named(tmp_path):
+    """Truncated files and damaged compressed chunks are InputErrors naming the file; intact files still read."""
     maps = _softmax_maps(3)
     _write(tmp_path, maps)
     f1 = tmp_path / "images" / "000001.h5"
@@ -226,6 +276,7 @@ def test_corrupt_and_truncated_files_are_named(tmp_path):
 
 
 def test_nan_and_bad_sums_rejected_on_write(tmp_path):
+    """NaN, sums off 1, negative values and wrong shapes are InputErrors naming the image; nothing is written."""
     m = _softmax_maps(1)[0]
     w = StoreWriter(tmp_path, C, total=1)
     bad = m["probs"].copy()
@@ -245,6 +296,7 @@ def test_nan_and_bad_sums_rejected_on_write(tmp_path):
 
 
 def test_invalid_probabilities_rejected_on_read(tmp_path):
+    """Non-finite stored probabilities are an InputError naming file and image, unless validate=False."""
     maps = _softmax_maps(2)
     _write(tmp_path, maps, dtype="float32")
     with h5py.File(tmp_path / "images" / "000001.h5", "r+") as f:
@@ -255,11 +307,14 @@ def test_invalid_probabilities_rejected_on_read(tmp_path):
     assert r.read(1, validate=False).probs[1, 2, 3] == np.inf
 
 
-def test_resume_adopts_matching_files_only(tmp_path):
+@pytest.mark.parametrize("codec", CODECS)
+def test_resume_adopts_matching_files_only(tmp_path, codec):
+    """A resumed writer adopts complete files of the same image and settings, and rewrites all others."""
     maps = _softmax_maps(3)
-    _write(tmp_path, maps)
+    _write(tmp_path, maps, codec=codec)
     before = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "images").iterdir()}
-    w = StoreWriter(tmp_path, C, total=3, model="tiny", dataset="fishyscapes_static", convention=FISHYSCAPES)
+    w = StoreWriter(tmp_path, C, total=3, model="tiny", dataset="fishyscapes_static", convention=FISHYSCAPES,
+                    codec=codec)
     assert w.resume(0, "img00") and w.resume(1)
     assert not w.resume(2, "other-name")  # a different image at that index
     m = maps[2]
@@ -268,14 +323,16 @@ def test_resume_adopts_matching_files_only(tmp_path):
     assert (tmp_path / "images" / "000000.h5").stat().st_mtime_ns == before["000000.h5"]
     assert StoreReader(tmp_path)[2].name == "img02"
     # another checkpoint, encoding or logits setting: nothing is reused
-    assert not StoreWriter(tmp_path, C, total=3, model="tiny", checkpoint_sha="1" * 64).resume(0)
-    assert not StoreWriter(tmp_path, C, "float16", total=3, model="tiny").resume(0)
-    assert not StoreWriter(tmp_path, C, total=3, model="tiny", store_logits=True).resume(0)
+    assert StoreWriter(tmp_path, C, total=3, model="tiny", codec=codec).resume(0)  # the control
+    assert not StoreWriter(tmp_path, C, total=3, model="tiny", checkpoint_sha="1" * 64, codec=codec).resume(0)
+    assert not StoreWriter(tmp_path, C, "float16", total=3, model="tiny", codec=codec).resume(0)
+    assert not StoreWriter(tmp_path, C, total=3, model="tiny", store_logits=True, codec=codec).resume(0)
     (tmp_path / "images" / "000001.h5").write_bytes(b"garbage")
-    assert not StoreWriter(tmp_path, C, total=3, model="tiny").resume(1)
+    assert not StoreWriter(tmp_path, C, total=3, model="tiny", codec=codec).resume(1)
 
 
 def test_logits_required_when_stored(tmp_path):
+    """A store keeping logits refuses images without logits and logits beyond the float16 range."""
     m = _softmax_maps(1)[0]
     w = StoreWriter(tmp_path, C, total=1, store_logits=True)
     with pytest.raises(InputError, match="store_logits"):
@@ -285,6 +342,7 @@ def test_logits_required_when_stored(tmp_path):
 
 
 def test_iteration_and_gt_only_reads(tmp_path):
+    """Iteration follows the image order; probs=False reads the ground truth only; index_of finds names."""
     maps = _softmax_maps(4)
     _write(tmp_path, maps)
     r = StoreReader(tmp_path)
@@ -293,3 +351,23 @@ def test_iteration_and_gt_only_reads(tmp_path):
     assert gt.probs is None
     np.testing.assert_array_equal(gt.label, maps[3]["label"])
     assert r.index_of("img02") == 2
+
+
+def test_lz4_chunks_of_hdf5_with_several_blocks_decode(tmp_path):
+    """A plane that HDF5's own LZ4 filter wrote in 1 KiB blocks (and a raw, incompressible one)
+    decodes with the store's codec to the same values."""
+    import hdf5plugin
+
+    from meta_ood.store.codec import decompress_plane
+
+    rng = np.random.default_rng(3)
+    smooth = np.repeat(rng.integers(0, 65535, (16, 1)), 300, axis=1).astype(np.uint16)
+    noise = rng.integers(0, 65535, (16, 300)).astype(np.uint16)
+    with h5py.File(tmp_path / "lz4.h5", "w") as f:
+        for key, plane in (("smooth", smooth), ("noise", noise)):
+            f.create_dataset(key, data=plane, chunks=plane.shape, shuffle=True, **hdf5plugin.LZ4(nbytes=1024))
+    with h5py.File(tmp_path / "lz4.h5", "r") as f:
+        for key, plane in (("smooth", smooth), ("noise", noise)):
+            mask, blob = f[key].id.read_direct_chunk((0, 0))
+            assert mask == 0
+            np.testing.assert_array_equal(decompress_plane(blob, plane.dtype, plane.shape, "lz4"), plane)

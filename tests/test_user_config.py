@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import time
@@ -131,6 +132,22 @@ def test_user_run_touches_nothing_in_the_dataset_tree(user_tree):
     for name in ("table1", "table2", "table3"):
         assert (res / "tables" / f"{name}.md").stat().st_size > 0
     assert "mynet" in (res / "summary.md").read_text()
+    # only the stores whose segments are computed keep the probabilities (LostAndFound, baseline and the
+    # reported epoch 2, not epoch 1 of figure 14); every store has the score planes
+    stores = sorted((res / "softmax" / "mynet").glob("*/*/index.json"))
+    kept = [p.parent.relative_to(res / "softmax" / "mynet").as_posix() for p in stores
+            if json.loads(p.read_text())["has_probs"]]
+    # 3 variants x {cityscapes_val, lostandfound} (figure 14) + the 2 reported ones x fishyscapes_static
+    assert len(stores) == 8 and kept == ["baseline/lostandfound", "epoch2/lostandfound"]
+    for index in stores:
+        meta = json.loads(index.read_text())
+        assert sorted(meta["scores"]) == ["entropy"] and meta["codec"] == "lz4", index
+    n_stores = len(stores)
+    # inference.probabilities: all re-dumps exactly the stores that had no probabilities; the codec every store
+    proc = snakemake(work, "-n", config={**cfg, "inference": {**cfg["inference"], "probabilities": "all"}})
+    assert planned_jobs(proc).get("dump_softmax") == n_stores - len(kept), (proc.stdout + proc.stderr)[-3000:]
+    proc = snakemake(work, "-n", config={**cfg, "inference": {**cfg["inference"], "codec": "zlib"}})
+    assert planned_jobs(proc).get("dump_softmax") == n_stores, (proc.stdout + proc.stderr)[-3000:]
 
     # Runtime-only options rerun nothing but the provenance file; a weight option stops the run at
     # start-up, naming the change, and no checkpoint is deleted.

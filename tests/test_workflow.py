@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -62,6 +63,35 @@ def test_smoke_run_builds_every_table_and_figure(smoke_run):
     assert (workdir / "logs" / RUN / "ood_finetune" / "tiny" / "epoch2.log").is_file()
     assert any((workdir / "benchmarks" / RUN / "dump_softmax").rglob("*.tsv"))
     print(f"smoke run: {elapsed:.0f} s")
+
+
+def test_pixel_metrics_from_score_planes_stay_within_the_documented_bound(smoke_run):
+    """The dump's entropy planes (float32 softmax) against the entropy of the stored fixed16
+    probabilities, on the stores that keep both: per pixel within the README's bound, and the
+    pooled AUROC, AUPRC and FPR95 within 1e-3 of the earlier design's."""
+    from test_score_bounds import entropy_bound
+
+    from meta_ood.pixel_eval import PooledHistogram
+    from meta_ood.scores import normalized_entropy
+    from meta_ood.store import StoreReader
+
+    workdir, _ = smoke_run
+    stores = [p.parent for p in (workdir / "results" / RUN / "softmax").glob("*/*/*/index.json")]
+    with_probs = [s for s in stores if StoreReader(s).has_probs]
+    assert with_probs and len(with_probs) < len(stores)
+    for store in with_probs:
+        reader = StoreReader(store)
+        conv = reader.convention
+        new, old = PooledHistogram(), PooledHistogram()
+        for img in reader.iter(scores=("entropy",)):
+            ent = normalized_entropy(img.probs)
+            gap = np.abs(img.scores["entropy"] / 65535 - ent.astype(np.float64))
+            assert gap.max() <= entropy_bound(reader.num_classes), store
+            new.update_codes(img.scores["entropy"], img.label, conv.train_id_in, conv.train_id_out)
+            old.update(ent, img.label, conv.train_id_in, conv.train_id_out)
+        m_new, m_old = new.metrics(), old.metrics()
+        for key in ("auroc", "auprc", "fpr95"):
+            assert abs(m_new[key] - m_old[key]) <= 1e-3, (store, key, m_new[key], m_old[key])
 
 
 def test_deleting_one_table_reruns_only_that_table(smoke_run):

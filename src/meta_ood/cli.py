@@ -183,7 +183,8 @@ def _cmd_dump_softmax(args: argparse.Namespace) -> None:
     raise_problems(problems, what="dump-softmax")
     options = {"batch_size": args.batch_size, "dtype": args.dtype, "store_logits": args.store_logits,
                "device": args.device, "amp": not args.no_amp, "workers": args.workers,
-               "sliding_window": args.sliding_window}
+               "sliding_window": args.sliding_window, "codec": args.codec, "store_probs": not args.no_probs,
+               "scorers": args.scorer or []}
     res = run_dump_stage(args.arch, args.num_classes, args.checkpoint, dataset, args.out, options, shard=shard,
                          model_name=args.arch, progress=_progress(args), device_key="--device")
     print(f"{res.written} images written, {res.skipped} reused -> {args.out}")
@@ -360,6 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
     from meta_ood.datasets import DATASET_KINDS
     from meta_ood.datasets.demo import DemoConfig
     from meta_ood.scores import SCORERS
+    from meta_ood.store import CODECS, DEFAULT_CODEC
 
     parser = argparse.ArgumentParser(prog="meta-ood", description=__doc__, formatter_class=_HelpFormatter)
     parser.add_argument("--version", action="version", version=f"meta-ood {__version__}")
@@ -428,7 +430,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shard", default="0/1", help="i/n: the i-th of n image ranges (0-based)")
     p.add_argument("--batch-size", type=int, default=1, help="images per forward pass")
     p.add_argument("--dtype", default="fixed16", choices=["fixed16", "float16", "float32"], help="storage type of the softmax")
-    p.add_argument("--store-logits", action="store_true", help="store the logits too (max_logit / energy scorers)")
+    p.add_argument("--store-logits", action="store_true", help="store the logits too")
+    p.add_argument("--codec", default=DEFAULT_CODEC, choices=CODECS, help="plane compression (zlib: the earlier default)")
+    p.add_argument("--no-probs", action="store_true",
+                   help="keep only the score planes and the argmax, not the probabilities (no segment metrics then; default: keep them)")
+    p.add_argument("--scorer", action="append", choices=sorted(SCORERS),
+                   help="store this scorer's plane too (repeatable; default: entropy only, which is always stored)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--no-amp", action="store_true", help="no mixed precision on GPUs")
     p.add_argument("--workers", type=int, default=0, help="data loader processes")

@@ -8,12 +8,17 @@
   otherwise, under ``torch.inference_mode``; the softmax over the classes is taken in float32.
   A device asked for by name (``cuda``, ``cuda:N``) that is not usable is an error, never a
   silent fallback to the CPU;
+* the softmax, the score planes later stages read (normalized entropy and the configured
+  scorers, as 16-bit codes), the argmax and the fixed-point probabilities are computed on the
+  device in the same pass (:mod:`meta_ood.device_planes`); only the finished integer planes
+  travel to the host. Full probabilities are kept only when asked (``store_probs``: the
+  workflow keeps them for the datasets whose segments are computed);
 * consecutive images of equal size are batched (``batch_size``);
 * ``sliding_window=(h, w, stride)`` evaluates overlapping ``h x w`` tiles (the last row and
   column of tiles are aligned with the image border) and averages the logits of the tiles that
   cover a pixel -- for networks that do not fit full-resolution images in memory;
-* compression and writing of image ``k`` run in a background thread while the network
-  computes image ``k + 1``;
+* compression (LZ4 by default, planes in parallel threads) and writing of batch ``k`` run in
+  the background while the network computes batch ``k + 1``;
 * images whose file already exists and matches the run (same image, model, checkpoint hash,
   encoding, classes and logits setting) are skipped, so an interrupted job resumes where it
   stopped;
@@ -38,10 +43,11 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from meta_ood.device_planes import device_planes
 from meta_ood.errors import InputError
 from meta_ood.labels import EvalConvention
 from meta_ood.models import autocast_context, normalize
-from meta_ood.store import DEFAULT_DTYPE, StoreWriter, parse_shard, sha256_file, shard_range
+from meta_ood.store import DEFAULT_CODEC, DEFAULT_DTYPE, ImagePlanes, StoreWriter, parse_shard, sha256_file, shard_range
 from meta_ood.training import require_device
 
 __all__ = ["DumpResult", "dump_softmax", "predict_logits", "run_dump", "sliding_window_starts"]
@@ -236,7 +242,10 @@ def dump_softmax(
     num_classes: int | None = None,
     num_workers: int = 0,
     resume: bool = True,
-    compression_level: int = 1,
+    codec: str = DEFAULT_CODEC,
+    compression_level: int | None = None,
+    store_probs: bool = True,
+    scorers: Sequence[str] = ("entropy",),
     progress: bool = True,
 ) -> DumpResult:
     """Run ``model`` over the shard's images of ``dataset`` and write them to the store ``out_folder``.
@@ -257,9 +266,12 @@ def dump_softmax(
         ``"auto"`` picks CUDA when available; ``"cuda"`` / ``"cuda:N"`` without a usable GPU is
         an :class:`InputError`. ``amp`` enables float16 autocast on CUDA (never on the CPU, where
         it is ignored). The softmax is always computed in float32.
-    dtype, store_logits, compression_level
+    dtype, store_logits, codec, compression_level
         Store encoding of the probabilities (``fixed16``, ``float16``, ``float32``; see
-        :mod:`meta_ood.store`), whether to keep the logits, and the zlib level.
+        :mod:`meta_ood.store`), whether to keep the logits, the plane codec (``lz4``, ``zstd``, ``zlib``)
+        and its level (default 1).
+    store_probs, scorers
+        Keep the (C, H, W) probabilities; the scorers whose planes are stored (``entropy`` always is).
     shard
         ``(i, n)`` or ``"i/n"`` (0-based): process ``shard_range(len(dataset), i, n)`` only.
     sliding_window
@@ -299,7 +311,10 @@ def dump_softmax(
             store_logits=store_logits,
             shard=(i, n),
             total=total,
+            codec=codec,
             compression_level=compression_level,
+            store_probs=store_probs,
+            scorers=scorers,
             align=batch_size,
             settings={"batch_size": batch_size, "amp": bool(amp and dev.type == "cuda"),
                       "sliding_window": list(window) if window else None},
@@ -325,10 +340,10 @@ def dump_softmax(
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="meta-ood-dump-writer") as io_pool:
             try:
                 for batch in _batches(items, batch_size):
-                    probs, logits = _forward(model, batch, dev, amp, window, classes, store_logits)
+                    planes = _forward(model, batch, dev, amp, window, classes, writer)
                     while len(futures) >= _MAX_PENDING_WRITES:
                         futures.pop(0).result()
-                    futures.append(io_pool.submit(_write_batch, writer, batch, probs, logits, bar))
+                    futures.append(io_pool.submit(_write_batch, writer, batch, planes, bar))
                 for fut in futures:
                     fut.result()
             finally:
@@ -350,32 +365,23 @@ def _forward(
     amp: bool,
     window: tuple[int, int, int] | None,
     classes: int,
-    want_logits: bool,
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """Softmax (float32, numpy) of one batch, and its logits when they are stored."""
+    writer: StoreWriter,
+) -> list[ImagePlanes]:
+    """The stored planes of one batch, computed on ``dev`` (softmax and scores in float32)."""
     x = normalize(np.stack([item.image for _, item in batch]), device=dev)
     with torch.inference_mode():
         with autocast_context(dev, amp):
             logits = predict_logits(model, x, window)
         if logits.shape[1] != classes:
             raise InputError(f"the model returned {logits.shape[1]} classes, expected {classes}")
-        probs = torch.softmax(logits.float(), dim=1)
-    return probs.cpu().numpy(), (logits.cpu().numpy() if want_logits else None)
+        where = ", ".join(f"image {index} ({item.name!r})" for index, item in batch)
+        return device_planes(logits, writer.scorers, writer.dtype, writer.store_probs, writer.store_logits, where,
+                             shuffle=True)
 
 
-def _write_batch(
-    writer: StoreWriter, batch: list[tuple[int, Any]], probs: np.ndarray, logits: np.ndarray | None, bar: tqdm
-) -> None:
-    for b, (index, item) in enumerate(batch):
-        writer.write(
-            index,
-            item.name,
-            item.path,
-            probs[b],
-            item.label,
-            label_ids=item.label_ids,
-            logits=None if logits is None else logits[b],
-        )
+def _write_batch(writer: StoreWriter, batch: list[tuple[int, Any]], planes: list[ImagePlanes], bar: tqdm) -> None:
+    for (index, item), image_planes in zip(batch, planes):
+        writer.write(index, item.name, item.path, label=item.label, label_ids=item.label_ids, planes=image_planes)
         bar.update(1)
 
 
@@ -396,8 +402,8 @@ def run_dump(
 
     ``dataset_options`` are passed to :func:`meta_ood.datasets.open_dataset` (e.g. ``laf_root``
     for Fishyscapes LostAndFound); ``opts`` to :func:`dump_softmax` (``batch_size``, ``device``,
-    ``amp``, ``dtype``, ``store_logits``, ``shard``, ``sliding_window``, ``num_workers``,
-    ``progress``, ...). The checkpoint's sha256 is recorded in the store, so a resumed run with
+    ``amp``, ``dtype``, ``store_logits``, ``codec``, ``store_probs``, ``scorers``, ``shard``,
+    ``sliding_window``, ``num_workers``, ``progress``, ...). The checkpoint's sha256 is recorded in the store, so a resumed run with
     another checkpoint rewrites every image.
     """
     from meta_ood.datasets import open_dataset
@@ -436,11 +442,14 @@ def run_dump_stage(
 ) -> DumpResult:
     """The dump_softmax rule: ``dataset`` = {kind, root, split, reader options such as ``laf_root``}.
 
-    ``options`` is the config's ``inference`` block; ``device_key`` names the device option in errors.
+    ``options`` is the config's ``inference`` block, with ``store_probs`` (keep the
+    probabilities of this dataset) and ``scorers`` (the score planes) resolved by the workflow;
+    ``device_key`` names the device option in errors.
 
-    Only ``batch_size``, ``dtype``, ``store_logits``, ``amp`` and ``sliding_window`` change the
-    stored probabilities; ``device`` and ``workers`` only say where and how fast (the rule reads
-    them from the config, not from its params, so changing them reruns nothing).
+    ``batch_size``, ``dtype``, ``store_logits``, ``amp``, ``sliding_window``, ``codec``,
+    ``store_probs`` and ``scorers`` change what is stored; ``device`` and ``workers`` only say
+    where and how fast (the rule reads them from the config, not from its params, so changing
+    them reruns nothing).
     """
     sliding = options.get("sliding_window")
     device = require_device(options.get("device", "auto"), device_key)
@@ -458,6 +467,9 @@ def run_dump_stage(
         amp=bool(options.get("amp", True)),
         dtype=options.get("dtype", DEFAULT_DTYPE),
         store_logits=bool(options.get("store_logits", False)),
+        codec=options.get("codec", DEFAULT_CODEC),
+        store_probs=bool(options.get("store_probs", True)),
+        scorers=tuple(options.get("scorers", ("entropy",))),
         num_workers=int(options.get("workers", 0)),
         sliding_window=tuple(sliding) if sliding else None,
         shard=tuple(shard),

@@ -39,7 +39,6 @@ from meta_ood.models.checkpoint import (
     compare_state_dicts,
     read_checkpoint,
 )
-from meta_ood.scores import LOGIT_SCORERS
 
 __all__ = [
     "check_checkpoint",
@@ -449,10 +448,6 @@ def _consistency_problems(config: Mapping) -> list[str]:
                 problems.append(f"evaluation.{key} has {name} with split {split!r}, which has no labels: only its "
                                 "'validation' split can be evaluated (evaluation.smiyc_datasets writes score files "
                                 "of the other splits for a submission)")
-    scorer = (config.get("evaluation") or {}).get("scorer")
-    if scorer in LOGIT_SCORERS and not (config.get("inference") or {}).get("store_logits"):
-        problems.append(f"evaluation.scorer={scorer!r} is computed from logits: set inference.store_logits: true "
-                        "so the softmax dumps keep them")
     return problems
 
 

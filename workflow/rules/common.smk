@@ -212,6 +212,22 @@ def dataset_spec(wildcards):
     return ood_dataset_spec(name)
 
 
+def dump_options(wildcards):
+    """Inference options that change a store: the inference block without the runtime options, whether
+    the store keeps the probabilities and the score planes (normalized entropy and the pixel evaluation's
+    scorer). Probabilities are kept where segments are computed: the segment datasets' stores of the
+    reported variants (baseline and OoD epoch) of every model; or everywhere with probabilities: all."""
+    from meta_ood.options import INFERENCE_RUNTIME_OPTIONS
+
+    inference = config["inference"]
+    options = {k: v for k, v in inference.items() if k not in INFERENCE_RUNTIME_OPTIONS and k != "probabilities"}
+    reported = {variant for _, variant in reported_variants(wildcards.model)}
+    options["store_probs"] = inference["probabilities"] == "all" or (
+        wildcards.dataset in SEGMENT_DATASETS and wildcards.variant in reported)
+    options["scorers"] = sorted({"entropy", EVAL["scorer"]})
+    return options
+
+
 def ood_dataset_spec(name):
     """Reader spec of an OoD test set; Fishyscapes LostAndFound takes its images from LostAndFound by default."""
     spec = {"kind": name, **DATASETS[name]}

@@ -1,12 +1,10 @@
 # Softmax dumps of every evaluated model variant on every evaluation dataset (GPU; shardable by image range).
 #
-# The params hold only the inference options that change the stored values (batch_size, dtype,
-# store_logits, amp, sliding_window). device and workers (meta_ood.options.INFERENCE_RUNTIME_OPTIONS) are read
-# by the script from snakemake.config, so changing them reruns no dump; shards only splits the work
-# (it names the shard outputs).
-from meta_ood.options import INFERENCE_RUNTIME_OPTIONS
-
-INFERENCE_PARAMS = {k: v for k, v in config["inference"].items() if k not in INFERENCE_RUNTIME_OPTIONS}
+# The params hold only the inference options that change the stored values (dump_options: batch_size,
+# dtype, store_logits, amp, sliding_window, codec, and per dataset whether the probabilities are kept
+# and which score planes are stored). device and workers (meta_ood.options.INFERENCE_RUNTIME_OPTIONS)
+# are read by the script from snakemake.config, so changing them reruns no dump; shards only splits
+# the work (it names the shard outputs).
 
 
 if DUMP_SHARDS == 1:
@@ -21,7 +19,7 @@ if DUMP_SHARDS == 1:
             arch=model_arch,
             num_classes=model_classes,
             dataset=dataset_spec,
-            options=INFERENCE_PARAMS,
+            options=dump_options,
             shard=[0, 1],
         log:
             f"{LOGS}/dump_softmax/{{model}}/{{variant}}/{{dataset}}.log",
@@ -46,7 +44,7 @@ else:
             arch=model_arch,
             num_classes=model_classes,
             dataset=dataset_spec,
-            options=INFERENCE_PARAMS,
+            options=dump_options,
             shard=dump_shard,
         log:
             f"{LOGS}/dump_softmax/{{model}}/{{variant}}/{{dataset}}.shard{{shard}}.log",

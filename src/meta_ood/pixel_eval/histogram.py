@@ -97,6 +97,30 @@ class PooledHistogram:
         self, scores: np.ndarray, labels: np.ndarray, in_id: int, out_id: int, image_id: str | int | None = None
     ) -> None:
         """Add one image: ``scores`` (H, W) (in [0, 1] for the "unit" encoding) and train-id ``labels`` (H, W)."""
+        name, where = self._check_image(scores, labels, in_id, out_id, image_id)
+        try:
+            bins = quantize(np.asarray(scores).reshape(-1), self.bits, self.encoding)
+        except InputError as exc:
+            raise InputError(f"{where}: {exc}") from None
+        self._add(bins, labels, in_id, out_id, name)
+
+    def update_codes(
+        self, codes: np.ndarray, labels: np.ndarray, in_id: int, out_id: int, image_id: str | int | None = None
+    ) -> None:
+        """Add one image whose scores are already binned: ``codes`` (H, W) uint16 are the 16-bit bins
+        of this histogram's encoding (:func:`~meta_ood.pixel_eval.encoding.quantize`, as a softmax
+        store keeps them). Equal to :meth:`update` with the scores the codes stand for."""
+        name, where = self._check_image(codes, labels, in_id, out_id, image_id)
+        codes = np.asarray(codes)
+        if self.bits != 16 or codes.dtype != np.uint16:
+            raise InputError(f"{where}: codes of dtype {codes.dtype} for a {self.bits}-bit histogram: "
+                             "expected uint16 codes and bits=16")
+        self._add(codes.reshape(-1), labels, in_id, out_id, name)
+
+    def _check_image(
+        self, scores: np.ndarray, labels: np.ndarray, in_id: int, out_id: int, image_id: str | int | None
+    ) -> tuple[str, str]:
+        """The image's id and how errors name it, after checking shapes, label dtype, ids and uniqueness."""
         name = "" if image_id is None else str(image_id)
         where = f"image {name!r}" if name else f"image #{self.n_images}"
         scores = np.asarray(scores)
@@ -111,12 +135,12 @@ class PooledHistogram:
             raise InputError(f"in_id = out_id = {in_id}: expected different ids for in-distribution and OoD")
         if name and name in self._id_set:
             raise InputError(f"image id {name!r} was already added to this histogram: expected unique image ids")
-        try:
-            bins = quantize(scores.reshape(-1), self.bits, self.encoding)
-        except InputError as exc:
-            raise InputError(f"{where}: {exc}") from None
+        return name, where
+
+    def _add(self, bins: np.ndarray, labels: np.ndarray, in_id: int, out_id: int, name: str) -> None:
+        """Count the binned pixels of one image by label: in-distribution, OoD, or ignored."""
         nb = 1 << self.bits
-        lab = labels.reshape(-1)
+        lab = np.asarray(labels).reshape(-1)
         code = bins.astype(np.int64)
         is_out = lab == out_id
         code[is_out] += nb

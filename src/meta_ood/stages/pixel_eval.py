@@ -14,8 +14,8 @@ from meta_ood import pixel_eval as pe
 from meta_ood.errors import InputError
 from meta_ood.io import atomic_path, write_json
 from meta_ood.labels import MIOU_THRESHOLDS
-from meta_ood.scores import LOGIT_SCORERS, SCORERS, normalized_entropy
-from meta_ood.store import StoreReader
+from meta_ood.scores import LOGIT_SCORERS
+from meta_ood.store import StoreReader, decode_scores
 
 #: Points of the thinned ROC and PR curves in the result JSON.
 CURVE_POINTS = 400
@@ -46,6 +46,10 @@ def pixel_eval_stage(
     14 bits, i.e. 8 of the 10 float16 mantissa bits). Cityscapes (no convention): mIoU with an
     extra OoD class for normalized entropy >= t (paper fig. 5, whatever the scorer); ``out_npz``
     then holds the confusion matrices.
+
+    Only the score plane (and, for the mIoU, the entropy and argmax planes) and the labels are
+    read: the stored codes are the histogram's bins, so the metrics equal those of the score
+    maps the dump computed. Stores that lack the plane compute it from their probabilities.
     """
     reader = StoreReader(store_dir)
     encoding = pe.score_encoding(scorer)
@@ -54,12 +58,17 @@ def pixel_eval_stage(
         "store": str(store_dir), "model": reader.model, "dataset": reader.dataset_kind, "n_images": len(reader),
         "scorer": scorer,
     }
-    bar = tqdm(reader, total=len(reader), desc="pixel eval", disable=not progress, mininterval=1.0)
+    if not reader.can_score(scorer):
+        raise InputError(f"{store_dir}: the store has no {scorer!r} score plane and no "
+                         f"{'logits' if scorer in LOGIT_SCORERS else 'probabilities'} to compute it from; "
+                         "run dump_softmax with this scorer in the configuration")
+    wanted = {"scores": ("entropy",), "argmax": True} if conv is None else {"scores": (scorer,)}
+    images = reader.iter(probs=False, logits=False, **wanted)
+    bar = tqdm(images, total=len(reader), desc="pixel eval", disable=not progress, mininterval=1.0)
     if conv is None:
         acc = pe.MiouAccumulator(num_classes=reader.num_classes, thresholds=tuple(miou_thresholds))
         for img in bar:
-            ent = normalized_entropy(img.probs)
-            acc.update(np.argmax(img.probs, axis=0), ent, img.label)
+            acc.update(img.argmax, decode_scores(img.scores["entropy"], "entropy"), img.label)
         res = acc.result()
         result["kind"] = "miou"
         for field in ("miou", "ood_fraction", "iou"):
@@ -70,12 +79,8 @@ def pixel_eval_stage(
                                     **{f"confusion_{_key(t)}": acc.confusion(t) for t in res})
     else:
         hist = pe.PooledHistogram(encoding=encoding, image_bits=12 if encoding == "unit" else 14)
-        score_fn = SCORERS[scorer]
         for img in bar:
-            src = img.logits if scorer in LOGIT_SCORERS else img.probs
-            if src is None:
-                raise InputError(f"{store_dir}: scorer {scorer!r} needs logits, but the store has none (store_logits: true)")
-            hist.update(score_fn(src), img.label, conv.train_id_in, conv.train_id_out, image_id=img.name)
+            hist.update_codes(img.scores[scorer], img.label, conv.train_id_in, conv.train_id_out, image_id=img.name)
         metrics = hist.metrics(curve_points=CURVE_POINTS)
         result["kind"] = "ood"
         result["encoding"] = encoding

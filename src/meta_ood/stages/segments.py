@@ -52,7 +52,7 @@ def segment_features_stage(
     cm_probe = ComponentMetrics()
     images = []
     for i in tqdm(indices, desc="segments", disable=not progress, mininterval=1.0):
-        img = reader[i]
+        img = reader.read(i, probs=True, logits=False)
         label = img.label
         in_mask = label == conv.train_id_in
         images.append({"image": i, "name": img.name, "height": label.shape[0], "width": label.shape[1],

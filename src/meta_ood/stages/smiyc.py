@@ -17,11 +17,11 @@ import numpy as np
 from meta_ood.errors import InputError
 from meta_ood.io import read_parquet, write_json
 from meta_ood.labels import EvalConvention
-from meta_ood.scores import LOGIT_SCORERS, SCORERS
+from meta_ood.scores import SCORERS
 from meta_ood.smiyc.evaluate import FrameInput, evaluate_frames, file_frames
 from meta_ood.smiyc.protocol import VOID, merge_frames, percentile_bins
 from meta_ood.smiyc.scorefiles import LABEL_SUFFIX, SCORE_SUFFIX, write_label, write_scores
-from meta_ood.store import StoreReader, StoredImage
+from meta_ood.store import StoreReader, StoredImage, decode_scores
 
 __all__ = [
     "CURVE_POINTS",
@@ -57,13 +57,6 @@ def label_mask(label: np.ndarray, conv: EvalConvention) -> np.ndarray:
     return mask
 
 
-def _score_map(img: StoredImage, scorer: str, store_dir: Any) -> np.ndarray:
-    src = img.logits if scorer in LOGIT_SCORERS else img.probs
-    if src is None:
-        raise InputError(f"{store_dir}: scorer {scorer!r} needs logits, but the store has none (store_logits: true)")
-    return np.asarray(SCORERS[scorer](src), np.float32)
-
-
 def meta_lowered(scores: np.ndarray, probs: np.ndarray, label: np.ndarray, conv: EvalConvention,
                  threshold: float, rejected: Sequence[int]) -> np.ndarray:
     """Scores with the pixels of the rejected segments (ids at entropy threshold t) set to min(score, t - eps).
@@ -72,7 +65,7 @@ def meta_lowered(scores: np.ndarray, probs: np.ndarray, label: np.ndarray, conv:
     """
     from meta_ood.segments import segment_metrics
 
-    out = np.array(scores, np.float32)
+    out = np.array(scores, np.result_type(scores, np.float32))
     if len(rejected) == 0:
         return out
     _, comp = segment_metrics(probs, label, threshold, ood_id=conv.train_id_out, void_id=conv.void_id)
@@ -87,11 +80,12 @@ def _rejected_segments(meta: Any, index: int, meta_threshold: float) -> np.ndarr
     return rows.loc[rows["prob_fp"].to_numpy(dtype=float) > meta_threshold, "segment"].to_numpy(np.int64)
 
 
-def _frames(store_dir: str | os.PathLike) -> Iterator[tuple[StoredImage, EvalConvention]]:
+def _frames(store_dir: str | os.PathLike, probs: bool = False,
+            scores: Sequence[str] = ()) -> Iterator[tuple[StoredImage, EvalConvention]]:
+    """The store's images (labels, the ``scores`` planes, probabilities only when asked) with its convention."""
     reader = StoreReader(store_dir)
     conv = _convention(reader, store_dir)
-    for img in reader:
-        yield img, conv
+    yield from ((img, conv) for img in reader.iter(probs=probs, logits=False, scores=scores))
 
 
 def smiyc_scores_stage(
@@ -118,8 +112,8 @@ def smiyc_scores_stage(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = []
-    for i, (img, conv) in enumerate(_frames(store_dir)):
-        scores = _score_map(img, scorer, store_dir)
+    for i, (img, conv) in enumerate(_frames(store_dir, probs=meta is not None, scores=(scorer,))):
+        scores = decode_scores(img.scores[scorer], scorer)  # float64: rounded to float16 once, on writing
         if meta is not None:
             rejected = _rejected_segments(meta, i, meta_threshold)
             scores = meta_lowered(scores, img.probs, img.label, conv, float(threshold), rejected)

@@ -1,8 +1,13 @@
-"""Probability encodings and class-plane (de)compression of the softmax store.
+"""Probability encodings and plane (de)compression of the softmax store.
 
-Planes are byte-shuffled and deflated here, in a shared thread pool (zlib releases the GIL), in
-the exact byte layout of HDF5's ``shuffle`` + ``deflate`` filters, so the finished chunks can
-be handed to HDF5 directly and any HDF5 tool decodes them.
+Planes are byte-shuffled and compressed here, in a shared thread pool (the compressors release
+the GIL), in the exact byte layout of HDF5's ``shuffle`` filter followed by the ``lz4`` filter
+(id 32004; the default) or the ``zstd`` filter (id 32015), both registered by the PyPI package
+``hdf5plugin``, or the built-in ``deflate`` filter (``zlib``, the earlier default), so the
+finished chunks can be handed to HDF5 directly and any HDF5 tool decodes them (``import
+hdf5plugin`` first; for the command-line tools,
+``HDF5_PLUGIN_PATH=$(python -c "import hdf5plugin; print(hdf5plugin.PLUGIN_PATH)")``).
+Measurements behind the choice are in ``bench/README.md``.
 """
 
 from __future__ import annotations
@@ -14,11 +19,18 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
+import struct
+
+import hdf5plugin
+import lz4.block
 import numpy as np
+import zstandard
 
 from meta_ood.errors import InputError
 
 __all__ = [
+    "CODECS",
+    "DEFAULT_CODEC",
     "DEFAULT_DTYPE",
     "ENCODINGS",
     "FIXED_SCALE",
@@ -29,6 +41,7 @@ __all__ = [
     "attr_value",
     "check_dtype",
     "compress_plane",
+    "compress_shuffled",
     "decompress_plane",
     "max_abs_error",
     "parallel_map",
@@ -46,8 +59,22 @@ PROB_SCALE = {"fixed16": 1.0 / FIXED_SCALE, "float16": 1.0, "float32": 1.0}
 # Tolerance on |sum_c p_c - 1| of the probabilities handed to the writer (softmax in float32 is
 # within ~1e-6); the reader adds the rounding of the encoding on top.
 WRITE_SUM_TOL = 1e-3
-# The HDF5 filter pipeline of a plane this module can decode itself.
-SHUFFLE_DEFLATE = ("shuffle", "deflate")
+#: Where the HDF5 filter plugins live (importing hdf5plugin registers them with h5py): set
+#: ``HDF5_PLUGIN_PATH`` to it for h5dump / h5ls.
+HDF5_PLUGIN_PATH = hdf5plugin.PLUGIN_PATH
+#: Plane compressors, each after a byte shuffle: LZ4 (default), zstd, zlib (deflate, the earlier default).
+CODECS = ("lz4", "zstd", "zlib")
+DEFAULT_CODEC = "lz4"
+#: Level of each codec: zstd level, LZ4 acceleration (higher = faster, larger), zlib level; the
+#: defaults are chosen by bench/bench_codecs.py (see bench/README.md).
+CODEC_LEVEL = {"zstd": 1, "lz4": 1, "zlib": 1}
+#: Accepted levels of each codec (zstd's negative levels are its fastest).
+LEVEL_RANGE = {"zstd": (-7, 22), "lz4": (1, 64), "zlib": (0, 9)}
+#: HDF5 filter ids: shuffle, deflate, zstd, LZ4.
+H5_SHUFFLE, H5_DEFLATE, H5_ZSTD, H5_LZ4 = 2, 1, 32015, 32004
+#: The HDF5 filter pipeline of each codec (filter ids, in order).
+CODEC_FILTERS = {"zstd": (H5_SHUFFLE, H5_ZSTD), "lz4": (H5_SHUFFLE, H5_LZ4), "zlib": (H5_SHUFFLE, H5_DEFLATE)}
+SHUFFLE_DEFLATE = CODEC_FILTERS["zlib"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -58,6 +85,23 @@ def check_dtype(dtype: str) -> str:
     if dtype not in ENCODINGS:
         raise InputError(f"softmax store dtype {dtype!r} is not supported; expected one of {', '.join(ENCODINGS)}")
     return dtype
+
+
+def check_codec(codec: str) -> str:
+    """Return ``codec`` if it is one of :data:`CODECS`; raise an InputError otherwise."""
+    if codec not in CODECS:
+        raise InputError(f"softmax store codec {codec!r} is not supported; expected one of {', '.join(CODECS)}")
+    return codec
+
+
+def dataset_options(codec: str, level: int | None = None) -> dict[str, Any]:
+    """``h5py.create_dataset`` keyword arguments of a shuffled dataset compressed with ``codec``."""
+    level = CODEC_LEVEL[codec] if level is None else int(level)
+    if codec == "zlib":
+        return {"shuffle": True, "compression": "gzip", "compression_opts": level}
+    if codec == "lz4":  # option 0: the filter's default block size (1 GiB, i.e. one block per plane)
+        return {"shuffle": True, "compression": H5_LZ4, "compression_opts": (0,)}
+    return {"shuffle": True, "compression": H5_ZSTD, "compression_opts": (level % (1 << 32),)}  # int as unsigned
 
 
 def max_abs_error(dtype: str) -> float:
@@ -147,14 +191,70 @@ def quantize(plane: np.ndarray, encoding: str) -> np.ndarray:
     return np.asarray(plane, dtype=STORED_DTYPE[encoding])
 
 
-def compress_plane(arr: np.ndarray, level: int) -> bytes:
-    """One HDF5 chunk: ``arr`` byte-shuffled and deflated at zlib ``level``."""
-    return zlib.compress(_shuffle(arr), level)
+_ZSTD = threading.local()  # zstandard (de)compressor objects are not thread-safe: one per thread
 
 
-def decompress_plane(blob: bytes, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
-    """Decode a chunk written by :func:`compress_plane` (or by HDF5's shuffle + deflate)."""
-    return _unshuffle(zlib.decompress(blob), dtype, shape)
+def _zstd_compressor(level: int) -> zstandard.ZstdCompressor:
+    cache = _ZSTD.__dict__.setdefault("c", {})
+    if level not in cache:
+        cache[level] = zstandard.ZstdCompressor(level=level)
+    return cache[level]
+
+
+def _zstd_decompress(blob: bytes, size: int) -> bytes:
+    d = _ZSTD.__dict__.get("d")
+    if d is None:
+        d = _ZSTD.d = zstandard.ZstdDecompressor()
+    return d.decompress(blob, max_output_size=size)
+
+
+def compress_plane(arr: np.ndarray, level: int | None = None, codec: str = "zlib") -> bytes:
+    """One HDF5 chunk: ``arr`` byte-shuffled and compressed with ``codec`` (default level: :data:`CODEC_LEVEL`)."""
+    return compress_shuffled(_shuffle(arr), level, codec)
+
+
+def compress_shuffled(buf: np.ndarray, level: int | None = None, codec: str = "zlib") -> bytes:
+    """One HDF5 chunk from bytes that are already shuffled (contiguous uint8, e.g. shuffled on the device)."""
+    level = CODEC_LEVEL[codec] if level is None else int(level)
+    buf = np.ascontiguousarray(buf)
+    if codec == "zstd":
+        return _zstd_compressor(level).compress(buf)
+    if codec == "lz4":
+        return lz4_chunk(buf, level)
+    return zlib.compress(buf, level)
+
+
+def lz4_chunk(buf: np.ndarray, acceleration: int = 1) -> bytes:
+    """A chunk of the HDF5 LZ4 filter (32004): big-endian total size (int64) and block size (int32),
+    then the one block as its big-endian length (int32) and LZ4 data, or raw when it does not shrink."""
+    raw = memoryview(np.ascontiguousarray(buf)).cast("B")
+    comp = lz4.block.compress(raw, store_size=False, mode="fast", acceleration=int(acceleration)) if len(raw) else b""
+    body = comp if len(comp) < len(raw) else bytes(raw)
+    return struct.pack(">qi", len(raw), max(1, len(raw))) + struct.pack(">i", len(body)) + body
+
+
+def lz4_unchunk(blob: bytes) -> bytes:
+    """The bytes of an HDF5 LZ4 filter chunk (any block size)."""
+    total, block = struct.unpack_from(">qi", blob)
+    pos, parts, done = 12, [], 0
+    while done < total:
+        size = min(block, total - done)
+        (clen,) = struct.unpack_from(">i", blob, pos)
+        data = blob[pos + 4:pos + 4 + clen]
+        parts.append(data if clen == size else lz4.block.decompress(data, uncompressed_size=size))
+        pos, done = pos + 4 + clen, done + size
+    return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+def decompress_plane(blob: bytes, dtype: np.dtype, shape: tuple[int, ...], codec: str = "zlib") -> np.ndarray:
+    """Decode a chunk written by :func:`compress_plane` (or by HDF5's shuffle + deflate / zstd filters)."""
+    if codec == "zstd":
+        raw = _zstd_decompress(blob, int(np.prod(shape)) * np.dtype(dtype).itemsize)
+    elif codec == "lz4":
+        raw = lz4_unchunk(blob)
+    else:
+        raw = zlib.decompress(blob)
+    return _unshuffle(raw, np.dtype(dtype), shape)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -25,6 +25,8 @@ __all__ = [
     "FORMAT_VERSION",
     "IMAGES_DIR",
     "INDEX_NAME",
+    "READ_VERSIONS",
+    "SCORES_GROUP",
     "drop_stale_indices",
     "format_indices",
     "image_entry",
@@ -41,13 +43,18 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 FORMAT = "meta-ood-softmax-store"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: Versions the readers accept: 1 had no score planes (they are computed from the probabilities).
+READ_VERSIONS = (1, 2)
 INDEX_NAME = "index.json"
 IMAGES_DIR = "images"
+#: HDF5 group of the score planes in an image file.
+SCORES_GROUP = "scores"
 
 _SHARD_FILE = re.compile(r"^index\.shard-(\d+)-of-(\d+)\.json$")
 # Metadata every shard index of one store must agree on.
-_SAME_KEYS = ("format", "version", "num_classes", "dtype", "model", "checkpoint_sha256", "dataset", "has_logits", "total")
+_SAME_KEYS = ("format", "version", "num_classes", "dtype", "model", "checkpoint_sha256", "dataset", "has_logits",
+              "has_probs", "codec", "scores", "total")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -276,8 +283,12 @@ def load_index(folder: Path) -> dict[str, Any]:
         raise InputError(f"{index}: unreadable store index ({exc})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise InputError(f"{index}: not a softmax store index (format {FORMAT!r} expected)")
-    if meta.get("version") != FORMAT_VERSION:
-        raise InputError(f"{index}: store format version {meta.get('version')!r} is not supported (expected {FORMAT_VERSION})")
+    if meta.get("version") not in READ_VERSIONS:
+        raise InputError(
+            f"{index}: store format version {meta.get('version')!r} is not supported (expected one of {READ_VERSIONS})"
+        )
+    if meta["version"] == 1:  # full probabilities, shuffle + deflate, no score planes
+        meta.update(has_probs=True, codec="zlib", scores={})
     for key in ("num_classes", "dtype", "images", "has_logits"):
         if key not in meta:
             raise InputError(f"{index}: store index lacks {key!r}")

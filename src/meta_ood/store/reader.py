@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import struct
 import zlib
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -16,13 +17,15 @@ from typing import Any
 
 import h5py
 import numpy as np
+import zstandard
+from lz4.block import LZ4BlockError
 
 from meta_ood.errors import InputError
 from meta_ood.labels import EvalConvention
 from meta_ood.store.codec import (
     FIXED_SCALE,
     PROB_SCALE,
-    SHUFFLE_DEFLATE,
+    CODEC_FILTERS,
     attr_value,
     decompress_plane,
     max_abs_error,
@@ -30,14 +33,17 @@ from meta_ood.store.codec import (
     read_sum_tolerance,
     validate_probs,
 )
-from meta_ood.store.index import INDEX_NAME, load_index
+from meta_ood.scores import LOGIT_SCORERS
+from meta_ood.store.index import INDEX_NAME, SCORES_GROUP, load_index
+from meta_ood.store.planes import planes_from_probs
 
 __all__ = ["StoreReader", "StoredImage"]
 
 
 @dataclasses.dataclass
 class StoredImage:
-    """One image of a store. ``probs`` is float32 (C, H, W) unless read with ``raw=True``."""
+    """One image of a store. ``probs`` is float32 (C, H, W) unless read with ``raw=True``;
+    ``scores`` maps the scorers read to their uint16 codes (:mod:`meta_ood.store.planes`)."""
 
     name: str
     path: str
@@ -46,6 +52,8 @@ class StoredImage:
     label_ids: np.ndarray | None
     logits: np.ndarray | None
     index: int = -1
+    scores: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    argmax: np.ndarray | None = None
 
 
 class StoreReader(Sequence[StoredImage]):
@@ -117,6 +125,27 @@ class StoreReader(Sequence[StoredImage]):
         return bool(self.meta["has_logits"])
 
     @property
+    def has_probs(self) -> bool:
+        """Whether the store keeps the (C, H, W) probabilities (else only score planes and argmax)."""
+        return bool(self.meta["has_probs"])
+
+    @property
+    def scorers(self) -> list[str]:
+        """The scorers whose planes are stored (others are computed from the probabilities on read)."""
+        return sorted(self.meta["scores"])
+
+    @property
+    def codec(self) -> str:
+        """The plane compression: ``zstd`` or ``zlib``."""
+        return self.meta["codec"]
+
+    def can_score(self, scorer: str) -> bool:
+        """Whether :meth:`read` can return ``scorer``'s plane: stored, or computable from what is stored."""
+        if scorer in self.meta["scores"]:
+            return True
+        return self.has_probs and (scorer not in LOGIT_SCORERS or self.has_logits)
+
+    @property
     def names(self) -> list[str]:
         """The image names, in image order."""
         return [e["name"] for e in self._images]
@@ -175,8 +204,10 @@ class StoreReader(Sequence[StoredImage]):
         index: int,
         *,
         raw: bool = False,
-        probs: bool = True,
+        probs: bool | None = None,
         logits: bool | None = None,
+        scores: Sequence[str] = (),
+        argmax: bool = False,
         validate: bool | None = None,
     ) -> StoredImage:
         """Read image ``index`` (negative counts from the end).
@@ -187,10 +218,15 @@ class StoreReader(Sequence[StoredImage]):
             Position of the image in the store.
         raw : bool
             Return the probabilities as stored instead of float32.
-        probs : bool
-            False skips the probabilities (``StoredImage.probs`` is None).
+        probs : bool or None
+            Read the probabilities (default: when the store has them); False skips them.
         logits : bool or None
             Read the logits (default: when the store has them).
+        scores : sequence of str
+            Scorers whose uint16 code planes to read (``StoredImage.scores``); a scorer without
+            a stored plane is computed from the probabilities (and logits) when the store has them.
+        argmax : bool
+            Read the predicted class plane (``StoredImage.argmax``).
         validate : bool or None
             Check the probabilities (default: the reader's ``validate``).
         """
@@ -201,37 +237,72 @@ class StoreReader(Sequence[StoredImage]):
         entry = self._images[index]
         validate = self.validate if validate is None else validate
         want_logits = self.has_logits if logits is None else bool(logits)
+        want_probs = self.has_probs if probs is None else bool(probs)
         if want_logits and not self.has_logits:
             raise InputError(f"{self.folder}: the store has no logits (written without store_logits)")
+        if want_probs and not self.has_probs:
+            raise InputError(
+                f"{self.folder}: the store keeps no probabilities (only score planes); they are kept for the "
+                "datasets of evaluation.segment_datasets, or for all with inference.probabilities: all"
+            )
+        missing = [k for k in scores if k not in self.meta["scores"]]
+        for k in missing:
+            if not self.can_score(k):
+                raise InputError(
+                    f"{self.folder}: the store has no {k!r} score plane (it has {self.scorers}) and no "
+                    f"{'logits' if k in LOGIT_SCORERS and self.has_probs else 'probabilities'} to compute it from; "
+                    "run dump_softmax again with this scorer in the configuration"
+                )
         file = self.folder / entry["file"]
         hw = (int(entry["height"]), int(entry["width"]))
         shape = (self.num_classes, *hw)
+        where = f"{file} (image {index}, {entry['name']!r})"
         try:
             with h5py.File(file, "r", locking=False) as f:
                 name = attr_value(f.attrs.get("name"))
                 if name != entry["name"]:
                     raise InputError(f"{file}: holds image {name!r}, but {INDEX_NAME} lists {entry['name']!r} there")
-                label = self._dataset(f, "label", hw, file)[()]
-                label_ids = self._dataset(f, "label_ids", hw, file)[()] if entry.get("has_label_ids") else None
-                p = self._read_planes(self._dataset(f, "probs", shape, file), raw) if probs else None
-                lg = self._read_planes(self._dataset(f, "logits", shape, file), raw) if want_logits else None
+                label = self._read_planes(self._dataset(f, "label", hw, file), True)
+                label_ids = (self._read_planes(self._dataset(f, "label_ids", hw, file), True)
+                             if entry.get("has_label_ids") else None)
+                # planes a file lacks (files of format 1) are computed from the float32 probabilities
+                fallback = bool(missing) or (argmax and "argmax" not in f)
+                p = self._read_planes(self._dataset(f, "probs", shape, file), raw) if want_probs else None
+                p_float = p if p is not None and not raw else None
+                if fallback and p_float is None:
+                    p_float = self._read_planes(self._dataset(f, "probs", shape, file), False)
+                need_l = want_logits or any(k in LOGIT_SCORERS for k in missing)
+                lg = self._read_planes(self._dataset(f, "logits", shape, file), raw) if need_l else None
+                codes = {k: self._read_planes(self._dataset(f, f"{SCORES_GROUP}/{k}", hw, file), True)
+                         for k in scores if k not in missing}
+                amax = self._read_planes(self._dataset(f, "argmax", hw, file), True) if argmax and "argmax" in f else None
         except InputError:
             raise
-        except (OSError, KeyError, ValueError, RuntimeError, zlib.error) as exc:
+        except (OSError, KeyError, ValueError, RuntimeError, struct.error, zlib.error, zstandard.ZstdError, LZ4BlockError) as exc:
             raise InputError(
                 f"{file}: corrupt or truncated softmax store file ({type(exc).__name__}: {exc}); "
                 "delete it and run dump_softmax again"
             ) from None
-        if p is not None and validate:
-            self._validate(p, raw, f"{file} (image {index}, {entry['name']!r})")
+        if validate:
+            if p is not None:
+                self._validate(p, raw, where)
+            if p_float is not None and p_float is not p:
+                self._validate(p_float, False, where)
+        if fallback:
+            computed = planes_from_probs(p_float, missing, None if lg is None else np.asarray(lg, np.float32), where)
+            codes.update({k: computed.scores[k] for k in missing})  # stored planes are kept as stored
+            if argmax and amax is None:
+                amax = computed.argmax
         return StoredImage(
             name=entry["name"],
             path=entry["path"],
             probs=p,
             label=label,
             label_ids=label_ids,
-            logits=lg,
+            logits=lg if want_logits else None,
             index=index,
+            scores={k: codes[k] for k in scores},
+            argmax=amax,
         )
 
     # -- internals ---------------------------------------------------------------------------
@@ -247,24 +318,27 @@ class StoreReader(Sequence[StoredImage]):
         return ds
 
     def _read_planes(self, ds: h5py.Dataset, raw: bool) -> np.ndarray:
-        """Decompress the class planes in parallel; float32 unless ``raw`` (fixed16 is rescaled)."""
-        c, h, w = ds.shape
+        """Decompress a (C, H, W) dataset plane by plane in parallel, or an (H, W) one; float32
+        unless ``raw`` (fixed16 is rescaled)."""
+        flat = ds.ndim == 2
+        c, h, w = (1, *ds.shape) if flat else ds.shape
         stored = ds.dtype
         to_float = not raw
         out = np.empty((c, h, w), dtype=np.float32 if to_float else stored)
         scale = np.float32(PROB_SCALE[self.dtype]) if stored == np.uint16 else None
         plist = ds.id.get_create_plist()
-        filters = tuple(plist.get_filter(k)[3].decode() for k in range(plist.get_nfilters()))
-        fast = ds.chunks == (1, h, w) and filters == SHUFFLE_DEFLATE
+        filters = tuple(plist.get_filter(k)[0] for k in range(plist.get_nfilters()))
+        codec = next((k for k, v in CODEC_FILTERS.items() if v == filters), None)
+        fast = codec is not None and ds.chunks == ((h, w) if flat else (1, h, w))
 
         def one(k: int) -> None:
             plane = None
             if fast:
-                mask, blob = ds.id.read_direct_chunk((k, 0, 0))
+                mask, blob = ds.id.read_direct_chunk((0, 0) if flat else (k, 0, 0))
                 if mask == 0:
-                    plane = decompress_plane(blob, stored, (h, w))
+                    plane = decompress_plane(blob, stored, (h, w), codec)
             if plane is None:  # files laid out differently: let HDF5 decode
-                plane = ds[k]
+                plane = ds[()] if flat else ds[k]
             if scale is not None and to_float:
                 np.multiply(plane, scale, out=out[k])
             else:
@@ -275,7 +349,7 @@ class StoreReader(Sequence[StoredImage]):
         else:  # h5py's own decoding is not thread-safe on one file handle
             for k in range(c):
                 one(k)
-        return out
+        return out[0] if flat else out
 
     def _validate(self, p: np.ndarray, raw: bool, where: str) -> None:
         """Check probabilities read back: finite and summing to 1 within the encoding's tolerance."""

@@ -13,7 +13,7 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,14 +24,22 @@ from meta_ood import __version__
 from meta_ood.errors import InputError
 from meta_ood.io import atomic_path
 from meta_ood.labels import EvalConvention
+from meta_ood.pixel_eval.encoding import score_encoding
+from meta_ood.scores import LOGIT_SCORERS
 from meta_ood.store.codec import (
+    CODEC_LEVEL,
+    DEFAULT_CODEC,
     DEFAULT_DTYPE,
+    LEVEL_RANGE,
     PROB_SCALE,
     STORED_DTYPE,
     WRITE_SUM_TOL,
     attr_value,
+    check_codec,
     check_dtype,
     compress_plane,
+    compress_shuffled,
+    dataset_options,
     max_abs_error,
     parallel_map,
     quantize,
@@ -41,6 +49,7 @@ from meta_ood.store.index import (
     FORMAT,
     FORMAT_VERSION,
     IMAGES_DIR,
+    SCORES_GROUP,
     drop_stale_indices,
     format_indices,
     image_entry,
@@ -51,6 +60,7 @@ from meta_ood.store.index import (
     shard_range,
     write_index,
 )
+from meta_ood.store.planes import ImagePlanes, check_planes, check_scorers, planes_from_probs
 
 __all__ = ["StoreWriter"]
 
@@ -84,11 +94,6 @@ def _as_label(label: Any, hw: tuple[int, int], where: str, what: str) -> np.ndar
     return label.astype(np.uint8)
 
 
-def _put_label(f: h5py.File, key: str, label: np.ndarray) -> None:
-    """Store a ground-truth map as one deflated chunk (labels compress well and are read whole)."""
-    f.create_dataset(key, data=label, chunks=label.shape, compression="gzip", compression_opts=1, track_times=False)
-
-
 class StoreWriter:
     """Writes the images of one shard of a store into ``folder``.
 
@@ -114,9 +119,17 @@ class StoreWriter:
         ``shard_range(total, i, n, align)``.
     total : int or None
         N, the number of images of the whole dataset (required when n > 1).
-    compression_level : int
-        zlib level of the probability and logit planes (1 = fast; higher levels buy little,
-        see ``bench/README.md``).
+    codec : str
+        Plane compression after a byte shuffle, one of :data:`~meta_ood.store.codec.CODECS`:
+        ``"lz4"`` (default), ``"zstd"`` or ``"zlib"`` (deflate, the earlier default).
+    compression_level : int or None
+        Level of the codec (default :data:`~meta_ood.store.codec.CODEC_LEVEL`: 1; higher levels
+        buy little, see ``bench/README.md``).
+    store_probs : bool
+        Keep the (C, H, W) probabilities (needed by the segment metrics); without them a file
+        holds the score planes, the argmax and the ground truth only.
+    scorers : sequence of str
+        The scorers whose planes are stored (``entropy`` always is).
     threads : int or None
         1 compresses the class planes in the calling thread; otherwise (default) they are
         compressed in a shared pool of min(8, available cores) threads.
@@ -144,10 +157,13 @@ class StoreWriter:
         store_logits: bool = False,
         shard: tuple[int, int] | str = (0, 1),
         total: int | None = None,
-        compression_level: int = 1,
+        compression_level: int | None = None,
         threads: int | None = None,
         align: int = 1,
         settings: Mapping[str, Any] | None = None,
+        codec: str = DEFAULT_CODEC,
+        store_probs: bool = True,
+        scorers: Sequence[str] = ("entropy",),
     ) -> None:
         self.folder = Path(folder)
         if int(num_classes) < 1:
@@ -162,11 +178,16 @@ class StoreWriter:
             raise InputError(f"total number of images must be >= 0, got {total}")
         self.total = None if total is None else int(total)
         self.expected = None if total is None else shard_range(self.total, *self.shard, align=align)
-        if not 0 <= int(compression_level) <= 9:
-            raise InputError(f"compression_level must be in 0..9, got {compression_level}")
-        self.compression_level = int(compression_level)
+        self.codec = check_codec(codec)
+        level = CODEC_LEVEL[self.codec] if compression_level is None else int(compression_level)
+        lo, hi = LEVEL_RANGE[self.codec]
+        if not lo <= level <= hi:
+            raise InputError(f"compression_level {level} of codec {self.codec}: expected {lo}..{hi}")
+        self.compression_level = level
         self.threads = threads
         self.store_logits = bool(store_logits)
+        self.store_probs = bool(store_probs)
+        self.scorers = check_scorers(scorers)
         self.logits_dtype = np.dtype(np.float32 if self.dtype == "float32" else np.float16)
         self.meta: dict[str, Any] = {
             "format": FORMAT,
@@ -181,6 +202,10 @@ class StoreWriter:
             "dataset": {"kind": dataset, "convention": _convention_dict(convention)},
             "has_logits": self.store_logits,
             "logits_dtype": self.logits_dtype.name if self.store_logits else None,
+            "has_probs": self.store_probs,
+            "codec": self.codec,
+            "compression_level": self.compression_level,
+            "scores": {k: score_encoding(k) for k in self.scorers},
             "settings": dict(settings or {}),
         }
         # the producer's options that change the stored values (e.g. batch size, autocast, tiling):
@@ -208,44 +233,58 @@ class StoreWriter:
         index: int,
         name: str,
         path: str,
-        probs: np.ndarray,
-        label: np.ndarray,
+        probs: np.ndarray | None = None,
+        label: np.ndarray | None = None,
         label_ids: np.ndarray | None = None,
         logits: np.ndarray | None = None,
+        *,
+        planes: ImagePlanes | None = None,
     ) -> dict[str, Any]:
         """Validate and write image ``index`` (its global position in the dataset); return its index entry.
 
-        ``probs`` is (C, H, W) floating point; ``label`` and ``label_ids`` are (H, W) with values
-        0..255; ``logits`` (C, H, W) is required exactly when the store keeps logits. NaN/inf,
-        negative probabilities or per-pixel sums off 1 by more than 1e-3 raise an InputError
-        naming the image, and nothing is written.
+        Either ``probs`` (C, H, W) floating point (and ``logits`` (C, H, W) when the store keeps
+        them or a logit scorer needs them): the score planes are computed here, on the CPU; or
+        ``planes``, finished in the store's representation (a dump computes them on the device,
+        :func:`meta_ood.device_planes.device_planes`). ``label`` and ``label_ids`` are (H, W)
+        with values 0..255. NaN/inf, negative probabilities or per-pixel sums off 1 by more
+        than 1e-3 raise an InputError naming the image, and nothing is written.
         """
         index = self._check_index(index)
         where = f"image {index} ({name!r})"
-        probs = np.asarray(probs)
-        if probs.ndim != 3 or probs.shape[0] != self.num_classes:
-            raise InputError(f"{where}: probabilities must have shape (C={self.num_classes}, H, W), got {probs.shape}")
-        if not np.issubdtype(probs.dtype, np.floating):
-            raise InputError(f"{where}: probabilities must be floating point, got {probs.dtype}")
-        h, w = probs.shape[1:]
-        if h == 0 or w == 0:
-            raise InputError(f"{where}: empty image ({h}x{w})")
-        validate_probs(probs, WRITE_SUM_TOL, where)
+        if label is None:
+            raise InputError(f"{where}: the ground-truth label is required")
+        if planes is None:
+            planes = self._planes_from_probs(probs, logits, where)
+        elif probs is not None or logits is not None:
+            raise InputError(f"{where}: pass either probs/logits or finished planes, not both")
+        else:
+            self._check_planes(planes, where)
+        h, w = planes.argmax.shape
         label = _as_label(label, (h, w), where, "label")
         label_ids = None if label_ids is None else _as_label(label_ids, (h, w), where, "label_ids")
-        stored_logits = None
-        if self.store_logits:
-            if logits is None:
-                raise InputError(f"{where}: the store keeps logits (store_logits=True) but none were given")
-            stored_logits = self._check_logits(np.asarray(logits), probs.shape, where)
 
-        level = self.compression_level
-        enc = self.dtype
-        planes = range(self.num_classes)
-        prob_chunks = parallel_map(lambda c: compress_plane(quantize(probs[c], enc), level), planes, self.threads)
-        logit_chunks = None
-        if stored_logits is not None:
-            logit_chunks = parallel_map(lambda c: compress_plane(stored_logits[c], level), planes, self.threads)
+        enc, codec, level = self.dtype, self.codec, self.compression_level
+        tasks: list[tuple[str, np.ndarray, str]] = []  # (dataset, plane, "quantize" | "stored" | "shuffled")
+        if self.store_probs:
+            mode = "shuffled" if planes.shuffled else ("stored" if planes.probs.dtype == STORED_DTYPE[enc] else "quantize")
+            tasks += [("probs", planes.probs[c], mode) for c in range(self.num_classes)]
+        if self.store_logits:
+            tasks += [("logits", planes.logits[c], "stored") for c in range(self.num_classes)]
+        tasks += [(f"{SCORES_GROUP}/{k}", planes.scores[k], "stored") for k in self.scorers]
+        tasks += [("argmax", planes.argmax, "stored"), ("label", label, "stored")]
+        if label_ids is not None:
+            tasks += [("label_ids", label_ids, "stored")]
+
+        def one(task: tuple[str, np.ndarray, str]) -> bytes:
+            _, plane, mode = task
+            if mode == "shuffled":
+                return compress_shuffled(plane, level, codec)
+            return compress_plane(quantize(plane, enc) if mode == "quantize" else plane, level, codec)
+
+        blobs = parallel_map(one, tasks, self.threads)
+        chunks: dict[str, list[bytes]] = {}
+        for (key, _, _), blob in zip(tasks, blobs):
+            chunks.setdefault(key, []).append(blob)
 
         target = self.image_path(index)
         with atomic_path(target) as tmp:
@@ -262,20 +301,74 @@ class StoreWriter:
                     "model": self.meta["model"] or "",
                     "checkpoint_sha256": self.meta["checkpoint_sha256"] or "",
                     "has_logits": self.store_logits,
+                    "has_probs": self.store_probs,
+                    "codec": self.codec,
+                    "scores": json.dumps(list(self.scorers)),
                     "settings": self._settings,
                 }
                 for k, v in attrs.items():
                     f.attrs[k] = v
-                self._put_planes(f, "probs", STORED_DTYPE[enc], (h, w), prob_chunks)
-                if logit_chunks is not None:
-                    self._put_planes(f, "logits", self.logits_dtype, (h, w), logit_chunks)
-                _put_label(f, "label", label)
-                if label_ids is not None:
-                    _put_label(f, "label_ids", label_ids)
+                if self.store_probs:
+                    self._put_planes(f, "probs", STORED_DTYPE[enc], (h, w), chunks["probs"])
+                if self.store_logits:
+                    self._put_planes(f, "logits", self.logits_dtype, (h, w), chunks["logits"])
+                for k in self.scorers:
+                    ds = self._put_planes(f, f"{SCORES_GROUP}/{k}", np.dtype(np.uint16), (h, w), chunks[f"{SCORES_GROUP}/{k}"])
+                    ds.attrs["encoding"] = score_encoding(k)
+                self._put_planes(f, "argmax", planes.argmax.dtype, (h, w), chunks["argmax"])
+                for key in ("label", "label_ids"):
+                    if key in chunks:
+                        self._put_planes(f, key, np.dtype(np.uint8), (h, w), chunks[key])
         entry = image_entry(index, str(name), str(path), h, w, label_ids is not None)
         with self._lock:
             self._entries[index] = entry
         return entry
+
+    def _planes_from_probs(self, probs: np.ndarray | None, logits: np.ndarray | None, where: str) -> ImagePlanes:
+        """Validate float probabilities (and logits) and compute the image's planes from them on the CPU."""
+        if probs is None:
+            raise InputError(f"{where}: no probabilities and no planes were given")
+        probs = np.asarray(probs)
+        if probs.ndim != 3 or probs.shape[0] != self.num_classes:
+            raise InputError(f"{where}: probabilities must have shape (C={self.num_classes}, H, W), got {probs.shape}")
+        if not np.issubdtype(probs.dtype, np.floating):
+            raise InputError(f"{where}: probabilities must be floating point, got {probs.dtype}")
+        h, w = probs.shape[1:]
+        if h == 0 or w == 0:
+            raise InputError(f"{where}: empty image ({h}x{w})")
+        validate_probs(probs, WRITE_SUM_TOL, where)
+        stored_logits = None
+        if logits is not None or self.store_logits:
+            if logits is None:
+                raise InputError(f"{where}: the store keeps logits (store_logits=True) but none were given")
+            stored_logits = self._check_logits(np.asarray(logits), probs.shape, where)
+        needs_logits = [k for k in self.scorers if k in LOGIT_SCORERS]
+        if needs_logits and logits is None:
+            raise InputError(f"{where}: scorers {needs_logits} are computed from logits, but none were given")
+        planes = planes_from_probs(probs, self.scorers, None if logits is None else np.asarray(logits, np.float32), where)
+        planes.logits = stored_logits
+        return planes
+
+    def _check_planes(self, planes: ImagePlanes, where: str) -> None:
+        """InputError unless ``planes`` holds exactly what this store keeps, in its stored dtypes."""
+        hw = tuple(planes.argmax.shape)
+        if len(hw) != 2 or 0 in hw:
+            raise InputError(f"{where}: argmax must be a non-empty (H, W) plane, got shape {planes.argmax.shape}")
+        check_planes(planes, self.scorers, hw, where)
+        shape = (self.num_classes, *hw)
+        if self.store_probs:
+            p = planes.probs
+            want, want_shape = STORED_DTYPE[self.dtype], shape
+            if planes.shuffled:
+                want, want_shape = np.dtype(np.uint8), (self.num_classes, want.itemsize, *hw)
+            if p is None or p.shape != want_shape or p.dtype != want:
+                got = "none" if p is None else f"{p.dtype}{tuple(p.shape)}"
+                how = " shuffled bytes" if planes.shuffled else ""
+                raise InputError(f"{where}: probabilities {got}; expected{how} {want}{want_shape} ({self.dtype})")
+        if self.store_logits:
+            if planes.logits is None:
+                raise InputError(f"{where}: the store keeps logits (store_logits=True) but none were given")
+            planes.logits = self._check_logits(np.asarray(planes.logits), shape, where)
 
     def resume(self, index: int, name: str | None = None) -> bool:
         """Adopt an existing file for image ``index`` if it is complete and matches this store.
@@ -356,21 +449,16 @@ class StoreWriter:
             raise InputError(f"{where}: logits contain {bad}; expected finite values (use dtype='float32' for huge logits)")
         return stored
 
-    def _put_planes(self, f: h5py.File, key: str, dtype: np.dtype, hw: tuple[int, int], chunks: list[bytes]) -> None:
-        """Create a (C, H, W) shuffle + deflate dataset, one plane per chunk, from compressed chunks."""
-        shape = (len(chunks), *hw)
-        ds = f.create_dataset(
-            key,
-            shape=shape,
-            dtype=dtype,
-            chunks=(1, *hw),
-            shuffle=True,
-            compression="gzip",
-            compression_opts=self.compression_level,
-            track_times=False,
-        )
+    def _put_planes(self, f: h5py.File, key: str, dtype: np.dtype, hw: tuple[int, int], chunks: list[bytes]) -> h5py.Dataset:
+        """Create a shuffled, compressed dataset from finished chunks: (C, H, W) with one plane per
+        chunk when there are several, (H, W) in one chunk for a single plane."""
+        shape = (len(chunks), *hw) if key in ("probs", "logits") else hw
+        ds = f.create_dataset(key, shape=shape, dtype=dtype, chunks=(1, *hw) if len(shape) == 3 else hw,
+                              track_times=False, **dataset_options(self.codec, self.compression_level))
+        offset = (0,) * len(shape)
         for c, blob in enumerate(chunks):
-            ds.id.write_direct_chunk((c, 0, 0), blob, 0)
+            ds.id.write_direct_chunk((c, 0, 0) if len(shape) == 3 else offset, blob, 0)
+        return ds
 
     def _check_existing(self, target: Path, index: int, name: str | None) -> dict[str, Any] | None:
         """The index entry of ``target`` if it is a complete file of this store's image ``index``, else None."""
@@ -385,6 +473,9 @@ class StoreWriter:
                 "model": self.meta["model"] or "",
                 "checkpoint_sha256": self.meta["checkpoint_sha256"] or "",
                 "has_logits": self.store_logits,
+                "has_probs": self.store_probs,
+                "codec": self.codec,
+                "scores": json.dumps(list(self.scorers)),
                 "settings": self._settings,
             }
             for k, v in want.items():
@@ -395,12 +486,17 @@ class StoreWriter:
             if name is not None and found != name:
                 log.info("%s: holds image %r, expected %r; it will be rewritten", target, found, name)
                 return None
-            probs = f["probs"]
-            c, h, w = probs.shape
-            if c != self.num_classes or probs.id.get_num_chunks() != c or f["label"].shape != (h, w):
+            if "argmax" not in f or f["label"].shape != f["argmax"].shape:
                 return None
-            if self.store_logits and ("logits" not in f or f["logits"].shape != probs.shape or f["logits"].id.get_num_chunks() != c):
-                return None
+            h, w = f["argmax"].shape
+            planes = {"argmax": 1, **{f"{SCORES_GROUP}/{k}": 1 for k in self.scorers}}
+            if self.store_probs:
+                planes["probs"] = self.num_classes
+            if self.store_logits:
+                planes["logits"] = self.num_classes
+            for key, n in planes.items():
+                if key not in f or f[key].shape[-2:] != (h, w) or f[key].id.get_num_chunks() != n:
+                    return None
             has_ids = "label_ids" in f
             if has_ids and f["label_ids"].shape != (h, w):
                 return None
