@@ -72,6 +72,8 @@ ENUM_TESTS = {
     "inference.dtype": "test_store_dtype_round_trip",
     "inference.codec": "tests/test_store.py (both codecs decode to the same planes, HDF5 filters) and "
                        "tests/test_user_config.py::test_user_run_touches_nothing_in_the_dataset_tree (re-dumps)",
+    "models.<name>.finetune.proxy": "tests/test_training.py::test_void_proxy_trains_on_void_pixels_only and "
+                                    "tests/test_workflow.py::test_paper_config_plans_full_dag_on_real_layouts",
     "inference.probabilities": "tests/test_user_config.py::test_user_run_touches_nothing_in_the_dataset_tree "
                                "(which stores keep probabilities, re-dumps) and tests/test_store_planes.py",
     "evaluation.smiyc_datasets[]": "test_smiyc_dataset_values_evaluate_at_their_track",
@@ -318,12 +320,13 @@ def test_store_dtype_round_trip(tmp_path, dtype):
 def real_tree(tmp_path_factory):
     from conftest import make_real_tree
 
+    # 4 Cityscapes val images: the fourth has a void object (static / dynamic), the OoD of cityscapes_void
     return make_real_tree(tmp_path_factory.mktemp("tree") / "data", n_lostandfound=3, n_fishyscapes=2,
-                          n_fishyscapes_lostandfound=3)
+                          n_fishyscapes_lostandfound=3, n_val=4)
 
 
 OOD_DATASET_VALUES = ["lostandfound", "fishyscapes_static", "fishyscapes_lostandfound", "lostandfound_noknown",
-                      "smiyc_anomaly", "smiyc_obstacle", "road_anomaly"]
+                      "smiyc_anomaly", "smiyc_obstacle", "road_anomaly", "cityscapes_void"]
 
 
 @pytest.mark.parametrize("dataset", OOD_DATASET_VALUES)
@@ -347,7 +350,8 @@ def test_ood_dataset_values_flow_from_reader_to_segments(real_tree, tmp_path, to
              "lostandfound_noknown": (real_tree["lostandfound"].parent / "lostandfound_noknown", "test", {}),
              "smiyc_anomaly": (real_tree["lostandfound"].parent / "smiyc", "validation", {}),
              "smiyc_obstacle": (real_tree["lostandfound"].parent / "smiyc", "validation", {}),
-             "road_anomaly": (real_tree["lostandfound"].parent / "road_anomaly", "all", {})}
+             "road_anomaly": (real_tree["lostandfound"].parent / "road_anomaly", "all", {}),
+             "cityscapes_void": (real_tree["cityscapes"], "val", {})}
     root, split, extra = roots[dataset]
     spec = {"kind": dataset, "root": str(root), "split": split, **extra}
     store = tmp_path / "store"

@@ -34,3 +34,46 @@ def test_summary_numbers_are_the_json_numbers(run, tmp_path):
     lowered = sum(res[pl.threshold_tag(t)]["total_after"] < res[pl.threshold_tag(t)]["total_before"]
                   for t in THRESHOLDS if t >= 0.3)
     assert f"at {lowered} of 5 thresholds" in text
+
+
+def test_summary_marks_the_papers_claims_pass_or_fail(run, tmp_path):
+    """Each claim of the paper gets pass / fail from the JSON numbers: AUPRC up after OoD training per
+    dataset, the largest mIoU drop at t >= 0.3 below one point, the summed errors lowered by the meta
+    classifier; for a void-trained model, its LostAndFound AUPRC below the baseline's instead."""
+    from meta_ood.report.summary import MIOU_LOSS
+
+    pixel = [dict(e) for e in _pixel_entries(run)]
+    miou = [dict(e) for e in _miou_entries(run)]
+    errors = [dict(e) for e in _seg_entries(run)]
+    text = pl.summary_stage(tmp_path / "s.md", pixel, miou, errors, run="fix")
+    assert "## The paper's claims on this run" in text
+    res = {(e["dataset"], e["label"]): _load(e["path"])["auprc"] for e in pixel}
+    for ds in ("lostandfound", "fishyscapes_static"):
+        before, after = res[(ds, "Plain")], res[(ds, "OoD training")]
+        mark = "pass" if after > before else "fail"
+        assert f"- OoD training raises AUPRC on {ds} ({MODEL}): **{mark}** ({before:.4f} -> {after:.4f})" in text
+    plain, ood = (_load(e["path"])["miou"] for e in miou)
+    drop = max(plain["inf"] - ood[k] for k in ood if k != "inf" and float(k) >= 0.3)
+    mark = "pass" if drop < MIOU_LOSS else "fail"
+    assert f"at t >= 0.3 after OoD training (paper, real data) ({MODEL}): **{mark}** (largest drop {100 * drop:.2f} points" in text
+    ood_errors = next(_load(e["path"]) for e in errors if e["label"] == "OoD training")["thresholds"]
+    rows = [ood_errors[pl.threshold_tag(t)] for t in THRESHOLDS if t >= 0.3]
+    before, after = sum(d["total_before"] for d in rows), sum(d["total_after"] for d in rows)
+    mark = "pass" if after < before else "fail"
+    assert f"(paper: by 52 %): **{mark}** ({before} -> {after}, {100 * (before - after) / before:.0f} %)" in text
+    void = pl.summary_stage(tmp_path / "v.md", pixel, miou, errors, run="fix", void_models=[MODEL])
+    before, after = res[("lostandfound", "Plain")], res[("lostandfound", "OoD training")]
+    mark = "pass" if after < before else "fail"
+    assert f"void OoD training lowers the LostAndFound AUPRC against the baseline (appendix C: 0.46 -> 0.17) ({MODEL}): **{mark}**" in void
+    assert "raises AUPRC" not in void and "mIoU drops" not in void
+
+
+def test_label_colors_terminate_and_stay_distinct_for_many_labels():
+    """More labels than spare colours (a run with many SMIYC methods) still gets a colour each, distinct
+    while the palette lasts; this looped forever once the six spare colours were used."""
+    from meta_ood.report.figures_style import _SPARE, label_colors
+
+    labels = [f"method{k}" for k in range(len(_SPARE) + 5)]
+    colors = label_colors(["Plain", "OoD training", *labels])
+    assert len(colors) == len(labels) + 2
+    assert len({colors[lab] for lab in labels[:len(_SPARE)]}) == len(_SPARE)

@@ -177,3 +177,77 @@ def test_workflow_rerun_of_a_finished_baseline_trains_anew(tmp_path):
     b = torch.load(work / "epoch1.pt", weights_only=False)
     key = next(k for k in a["state_dict"] if k.endswith("weight"))
     assert torch.equal(a["state_dict"][key], b["state_dict"][key])  # same data and seed: the same network again
+
+
+def _void_items(n, h, w, seed):
+    """Cityscapes-like items with label ids: train-class ids, the void OoD ids (0, 4, 5, 6) and the excluded
+    void ids (1 ego vehicle, 2 rectification border, 3 out of roi) in random places."""
+    from meta_ood import labels as L
+
+    rng = np.random.default_rng(seed)
+    ids = np.array([7, 8, 11, 21, 26, 0, 4, 5, 6, 1, 2, 3])
+    out = []
+    for i in range(n):
+        label_ids = ids[rng.integers(0, len(ids), (h, w))].astype(np.uint8)
+        label = L.label_ids_to_train_ids(label_ids, L.CITYSCAPES_ID_TO_TRAIN)
+        img = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        out.append(Item(image=img, label=label, label_ids=label_ids, path=f"cs{i}", name=f"cs{i}"))
+    return out
+
+
+def test_void_proxy_trains_on_void_pixels_only(tmp_path):
+    """finetune.proxy cityscapes_void: no COCO images; the target marks exactly the pixels of label ids
+    0/4/5/6 as OoD and keeps ego vehicle, rectification border and out of roi ignored; the weights move;
+    the option enters the weight hash only when it is not the default (earlier COCO checkpoints stay valid)."""
+    from meta_ood.models.checkpoint import config_hash
+    from meta_ood.training import void_target
+
+    cs = _void_items(3, 32, 32, 0)
+    cfg = _cfg(proxy="cityscapes_void", ood_ratio=0.5, flip=False, epochs=1, max_steps_per_epoch=2)
+    ep = MixedEpoch(cs, None, cfg, 1)
+    assert [s for s, _ in ep.plan] == ["in"] * 3
+    for pos, (_, index) in enumerate(ep.plan):
+        _, target = ep[pos]
+        ids = cs[index].label_ids
+        void = np.isin(ids, [0, 4, 5, 6])
+        np.testing.assert_array_equal(target.numpy() == cfg.ood_id, void)
+        np.testing.assert_array_equal(target.numpy()[~void], cs[index].label[~void])
+        assert (target.numpy()[np.isin(ids, [1, 2, 3])] == 255).all()
+    with pytest.raises(InputError, match="labelIds"):
+        void_target(cs[0].label, None, 254, "cs0")
+    out = train(cfg, cs, None, tmp_path / "void", init_checkpoint=None, progress=False)
+    assert [p.name for p in out] == ["epoch1.pt"]
+    coco_cfg = _cfg()
+    assert "proxy" not in coco_cfg.weight_options() and cfg.weight_options()["proxy"] == "cityscapes_void"
+    assert config_hash(cfg.weight_options()) != config_hash(_cfg(ood_ratio=0.5, flip=False, epochs=1,
+                                                                  max_steps_per_epoch=2).weight_options())
+    with pytest.raises(InputError, match="proxy"):
+        TrainConfig(proxy="voids")
+
+
+def test_cityscapes_void_reader_marks_void_classes_as_ood(tmp_path):
+    """cityscapes_void: 0 for train-class pixels, 1 for void ids 0/4/5/6, 255 otherwise, from the labelIds
+    files (train-id files are ignored); a tree without labelIds files is refused with the reason."""
+    from meta_ood import labels as L
+    from meta_ood.datasets import open_dataset
+    from meta_ood.io import write_png
+
+    root = tmp_path / "cs"
+    items = _void_items(2, 16, 24, 3)
+    for k, item in enumerate(items):
+        base = f"city_{k:06d}_000019"
+        write_png(root / "leftImg8bit" / "val" / "city" / f"{base}_leftImg8bit.png", item.image)
+        write_png(root / "gtFine" / "val" / "city" / f"{base}_gtFine_labelIds.png", item.label_ids)
+        write_png(root / "gtFine" / "val" / "city" / f"{base}_gtFine_labelTrainIds.png", item.label)
+    ds = open_dataset("cityscapes_void", str(root), "val")
+    assert ds.convention == L.FISHYSCAPES and len(ds) == 2
+    for got, item in zip(ds, items):
+        ids = item.label_ids
+        want = np.full(ids.shape, 255, np.uint8)
+        want[(item.label < 19)] = 0
+        want[np.isin(ids, [0, 4, 5, 6])] = 1
+        np.testing.assert_array_equal(got.label, want)
+    for p in (root / "gtFine").rglob("*_labelIds.png"):
+        p.unlink()
+    with pytest.raises(InputError, match="needs the label ids"):
+        open_dataset("cityscapes_void", str(root), "val")

@@ -164,7 +164,8 @@ def test_paper_config_plans_full_dag_on_real_layouts(tmp_path):
         "fishyscapes_static": {"root": str(roots["fishyscapes"]), "split": "Static"},
     }
     for name, model in cfg["models"].items():
-        model["checkpoint"] = str(placeholder_checkpoint(model["arch"], tmp_path / f"{name}.pth"))
+        if not model.get("baseline_from"):
+            model["checkpoint"] = str(placeholder_checkpoint(model["arch"], tmp_path / f"{name}.pth"))
     path = tmp_path / "paper.yaml"
     path.write_text(yaml.safe_dump(cfg))
     proc = subprocess.run(
@@ -174,16 +175,20 @@ def test_paper_config_plans_full_dag_on_real_layouts(tmp_path):
     )
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     jobs = planned_jobs(proc)
-    # 2 models: WRN38 4 epochs + DualGCN 11 epochs of fine-tuning, no demo data and no baseline training
-    assert jobs["ood_finetune"] == 4 + 11
+    # 3 models: WRN38 4 epochs + DualGCN 11 epochs of fine-tuning + WRN38 8 epochs of void OoD training (appendix
+    # C, from the WRN38 baseline), no demo data and no baseline training
+    assert jobs["ood_finetune"] == 4 + 11 + 8
     assert "demo_data" not in jobs and "train_baseline" not in jobs
-    # dumps: per model baseline and last epoch on LostAndFound, Fishyscapes and Cityscapes val (table 1), plus the
-    # main model's intermediate epochs on LostAndFound and Cityscapes val (figure 14)
-    assert jobs["dump_softmax"] == 2 * 2 * 3 + 3 * 2
+    # dumps: per model baseline and last epoch on LostAndFound, Fishyscapes, Cityscapes val with void as OoD and
+    # Cityscapes val (table 1), plus the main model's intermediate epochs on LostAndFound and Cityscapes val
+    # (figure 14)
+    assert jobs["dump_softmax"] == 3 * 2 * 4 + 3 * 2
     assert jobs["segment_features"] == 2 and jobs["meta_classify"] == 2 * 7 and jobs["segment_eval"] == 2
     out = proc.stdout + proc.stderr
     assert "tiny" not in out and "results/paper/models/deeplabv3plus_wrn38/ood/epoch4.pt" in out
     assert "results/paper/models/dualgcn_resnet50/ood/epoch11.pt" in out
+    assert "results/paper/models/deeplabv3plus_wrn38_void/ood/epoch8.pt" in out
+    assert "results/paper/pixel/deeplabv3plus_wrn38_void/epoch8/cityscapes_void.json" in out
     for rule in ("coco_filter", "table1", "table2", "table3", "figure3", "figure4", "figure5", "figure7", "figure14",
-                 "examples", "summary"):
+                 "examples", "summary", "figure8", "figure9", "figure11", "figure12"):
         assert jobs.get(rule) == 1, rule

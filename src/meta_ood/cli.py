@@ -35,6 +35,14 @@ RENDER_TARGETS = {
     "figure14": ("figure", "entries: [{epoch, miou_path, pixel_path}] (pixel-eval JSONs per epoch, 0 = baseline)"),
     "examples": ("figure", "entries: {baseline_store, ood_store, ood_meta, baseline_meta} (softmax store folders, "
                            "meta-classify parquet tables); optional threshold, n_examples, meta_threshold"),
+    "figure1": ("figure", "entries: {baseline_store, ood_store}; optional n_images, images"),
+    "figure2": ("figure", "entries: {baseline_store, ood_store}; optional threshold, n_images, images"),
+    "figure6": ("figure", "entries: {ood_store, ood_meta}; optional threshold, meta_threshold, n_images, images"),
+    "figure10": ("figure", "entries: [{dataset, baseline_store, ood_store}]; optional images (one per entry)"),
+    "figure13": ("figure", "entries: {baseline_store, ood_store}; optional n_images, images"),
+    "figure15": ("figure", "entries: {baseline_store, ood_store, baseline_meta, ood_meta}; optional threshold, "
+                           "meta_threshold, images"),
+    "figure16": ("figure", "entries: {ood_store, ood_meta}; optional threshold, meta_threshold, n_images, images"),
     "table_smiyc": ("table", "entries: [{method, dataset, path}] (smiyc-eval JSONs)"),
     "table_smiyc_scenes": ("table", "entries: [{method, dataset, path}] (smiyc-eval JSONs of smiyc_obstacle)"),
     "figure_smiyc_curves": ("figure", "entries: [{method, dataset, path}] (smiyc-eval JSONs)"),

@@ -154,6 +154,26 @@ def lookup_table(labels: tuple[Label, ...]) -> np.ndarray:
 
 CITYSCAPES_ID_TO_TRAIN = lookup_table(CITYSCAPES_LABELS)
 LOSTANDFOUND_ID_TO_TRAIN = lookup_table(LOSTANDFOUND_LABELS)
+#: Cityscapes label ids of the void classes that count as OoD in the void OoD training of appendix C
+#: (``finetune.proxy: cityscapes_void``) and in the ``cityscapes_void`` evaluation (figure 8):
+#: unlabeled (0), static (4), dynamic (5) and ground (6), the objects and surfaces that fit no
+#: training class. Ego vehicle (1), rectification border (2) and out of roi (3) are left out (ignored):
+#: they are the recording car's hood and the image borders, at the same place in every frame and
+#: not objects of the scene; entropy maximization on them would teach a fixed image region, which
+#: LostAndFound (another car and camera) does not share.
+CITYSCAPES_VOID_OOD_IDS: tuple[int, ...] = (0, 4, 5, 6)
+
+
+def _void_table() -> np.ndarray:
+    """Cityscapes label id -> 0 (a training class), 1 (a void class of :data:`CITYSCAPES_VOID_OOD_IDS`),
+    255 (ignored: other void ids and the classes without train id); unknown ids stay -1."""
+    lut = CITYSCAPES_ID_TO_TRAIN.copy()
+    lut[(lut >= 0) & (lut < NUM_CLASSES)] = 0
+    lut[list(CITYSCAPES_VOID_OOD_IDS)] = 1
+    return lut
+
+
+CITYSCAPES_VOID_ID_TO_TRAIN = _void_table()
 #: Road Anomaly label -> Fishyscapes train id: 0 -> 0 (in), 2..254 -> 1 (anomaly), 255 -> void; 1 -> -1 (unknown).
 ROAD_ANOMALY_ID_TO_TRAIN = np.array([0, -1] + [1] * 253 + [VOID_ID], dtype=np.int16)
 

@@ -338,12 +338,15 @@ def dataset_specs(config: Mapping) -> dict[str, dict[str, Any]]:
         specs["cityscapes_train"] = {"kind": "cityscapes", "root": cs.get("root"), "split": split}
     if ev.get("miou", True):
         specs["cityscapes_val"] = {"kind": "cityscapes", "root": cs.get("root"), "split": cs.get("val_split", "val")}
-    if _trains_here(config):
+    if _trains_here(config) and any(((m or {}).get("finetune") or {}).get("proxy", "coco") == "coco"
+                                    for m in (config.get("models") or {}).values()):
         coco = ds.get("coco") or {}
         specs["coco"] = {"kind": "coco", "root": coco.get("root"), "split": coco.get("split", "train2017")}
     used = list(ev.get("ood_datasets") or []) + list(ev.get("segment_datasets") or []) + list(ev.get("smiyc_datasets") or [])
     for name in dict.fromkeys(used):
         block = ds.get(name) or {}
+        if name == "cityscapes_void":  # Cityscapes val, its void classes as OoD
+            block = {"root": cs.get("root"), "split": cs.get("val_split", "val")}
         spec = {"kind": name, "root": block.get("root"), "split": block.get("split")}
         if name == "fishyscapes_lostandfound":
             spec["laf_root"] = block.get("laf_root") or (ds.get("lostandfound") or {}).get("root")
@@ -400,10 +403,22 @@ def _explicit_baseline_training(raw_config: Mapping | None, name: str) -> bool:
 def _model_problems(config: Mapping, raw_config: Mapping | None) -> list[str]:
     problems: list[str] = []
     ood_epoch = (config.get("evaluation") or {}).get("ood_epoch")
-    for name, model in (config.get("models") or {}).items():
+    models = config.get("models") or {}
+    for name, model in models.items():
         key = f"models.{name}"
         arch, classes, ckpt = model.get("arch", "tiny"), model.get("num_classes", 19), model.get("checkpoint")
-        if ckpt is None:
+        source = model.get("baseline_from")
+        if source is not None:
+            other = models.get(source)
+            if other is None or source == name or other.get("baseline_from") is not None:
+                problems.append(f"{key}.baseline_from={source!r}: expected another model of the run with its own "
+                                f"baseline (one of {sorted(m for m in models if m != name and not models[m].get('baseline_from'))})")
+            elif (other.get("arch", "tiny"), other.get("num_classes", 19)) != (arch, classes):
+                problems.append(f"{key}.baseline_from={source!r}: that model is {other.get('arch', 'tiny')!r} with "
+                                f"{other.get('num_classes', 19)} classes, this one {arch!r} with {classes}; expected the same network")
+            if ckpt is not None:
+                problems.append(f"{key}: give either checkpoint or baseline_from, not both")
+        elif ckpt is None:
             try:
                 _meta_model(arch, classes)
             except InputError as exc:

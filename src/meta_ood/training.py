@@ -43,6 +43,9 @@ from meta_ood.options import TRAIN_RUNTIME_OPTIONS as RUNTIME_OPTIONS
 log = logging.getLogger(__name__)
 
 COCO_BACKGROUND_MODES = ("ignore", "road")
+#: OoD proxies of the fine-tuning: COCO objects mixed in (the paper), or the Cityscapes void classes of
+#: the training images themselves (appendix C, :data:`meta_ood.labels.CITYSCAPES_VOID_OOD_IDS`).
+PROXIES = ("coco", "cityscapes_void")
 #: Largest OoD id: 255 is void (``L.VOID_ID``).
 MAX_OOD_ID = L.VOID_ID - 1
 _EPOCH_RE = re.compile(r"epoch(\d+)\.pt$")
@@ -58,6 +61,9 @@ class TrainConfig:
     the start of every epoch (resetting its moments); off by default. ``max_steps_per_epoch``
     caps an epoch (smoke tests). ``ood_id``: the value of OoD pixels in the COCO masks
     (config ``coco_filter.ood_id``); it must not be a train id (``num_classes..254``).
+    ``proxy``: ``"coco"`` (default) mixes COCO proxy images in; ``"cityscapes_void"`` applies the
+    out-distribution term to the Cityscapes void pixels of :data:`~meta_ood.labels.CITYSCAPES_VOID_OOD_IDS`
+    (appendix C, "void OoD training"): no COCO images, the images need their ``labelIds`` files.
 
     ``amp`` (float16 autocast with a gradient scaler) is used on CUDA only; on the CPU it is
     ignored and training runs in float32. ``deterministic`` selects deterministic CUDA kernels
@@ -91,8 +97,11 @@ class TrainConfig:
     deterministic: bool = False
     max_steps_per_epoch: int | None = None
     ood_id: int = L.COCO_OOD_ID
+    proxy: str = "coco"
 
     def __post_init__(self) -> None:
+        if self.proxy not in PROXIES:
+            raise InputError(f"proxy must be one of {PROXIES}, got {self.proxy!r}")
         if self.coco_background not in COCO_BACKGROUND_MODES:
             raise InputError(f"coco_background must be one of {COCO_BACKGROUND_MODES}, got {self.coco_background!r}")
         if not 0.0 <= self.lam <= 1.0:
@@ -126,7 +135,10 @@ class TrainConfig:
 
         Their :func:`~meta_ood.models.checkpoint.config_hash` identifies a run's checkpoints.
         """
-        return jsonable({k: v for k, v in asdict(self).items() if k not in RUNTIME_OPTIONS})
+        options = {k: v for k, v in asdict(self).items() if k not in RUNTIME_OPTIONS}
+        if options["proxy"] == "coco":  # the default: checkpoints written before the option existed stay valid
+            del options["proxy"]
+        return jsonable(options)
 
 
 def baseline_config(options: Mapping[str, Any]) -> TrainConfig:
@@ -218,6 +230,8 @@ class MixedEpoch(Dataset):
         source, index = self.plan[pos]
         item = (self.cs if source == "in" else self.coco)[index]
         label = item.label
+        if self.cfg.proxy == "cityscapes_void" and self.cfg.lam > 0:
+            label = void_target(label, item.label_ids, self.cfg.ood_id, item.name)
         if source == "ood":
             target = np.full(label.shape, L.VOID_ID, dtype=np.uint8)
             if self.cfg.coco_background == "road":
@@ -227,6 +241,17 @@ class MixedEpoch(Dataset):
         rng = np.random.default_rng([self.cfg.seed, self.epoch, 1, pos])
         image, label = random_crop_flip(item.image, label, self.cfg.crop, self.cfg.flip, rng)
         return to_tensor(image), torch.from_numpy(label.astype(np.int64))
+
+
+def void_target(label: np.ndarray, label_ids: np.ndarray | None, ood_id: int, name: str) -> np.ndarray:
+    """The training target of void OoD training: ``label`` with its pixels of a void class of
+    :data:`~meta_ood.labels.CITYSCAPES_VOID_OOD_IDS` set to ``ood_id``; the other void pixels stay ignored."""
+    if label_ids is None:
+        raise InputError(f"{name}: void OoD training (finetune.proxy: cityscapes_void) needs the Cityscapes label ids "
+                         "(*_gtFine_labelIds.png); the labelTrainIds file merges every void class into 255")
+    target = np.array(label, dtype=np.uint8)
+    target[np.isin(label_ids, L.CITYSCAPES_VOID_OOD_IDS)] = ood_id
+    return target
 
 
 def completed_epochs(out_dir: str | os.PathLike) -> list[int]:
@@ -467,8 +492,10 @@ def train(
 
     if len(cityscapes) == 0:
         raise InputError("the in-distribution training set is empty")
-    if cfg.lam > 0 and cfg.ood_ratio > 0 and (coco is None or len(coco) == 0):
+    if cfg.proxy == "coco" and cfg.lam > 0 and cfg.ood_ratio > 0 and (coco is None or len(coco) == 0):
         raise InputError("OoD training (lambda > 0) needs COCO proxy images, but the selection is empty")
+    if cfg.proxy == "cityscapes_void":
+        coco = None  # the void pixels of the Cityscapes images are the proxy
     out = Path(out_dir)
     check_resume(out, cfg)  # also without resume: never overwrite checkpoints of other options
     device = require_device(cfg.device, device_key)

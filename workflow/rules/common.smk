@@ -46,7 +46,7 @@ SEGMENT_DATASETS = list(EVAL["segment_datasets"])
 DUMP_SHARDS = config["inference"]["shards"]
 SEGMENT_SHARDS = config["segments"]["shards"]
 MAIN_MODEL = config["report"]["main_model"] or next(iter(MODELS))
-OOD_DATASETS = ["lostandfound", "fishyscapes_static", "fishyscapes_lostandfound", "lostandfound_noknown",
+OOD_DATASETS = ["lostandfound", "fishyscapes_static", "fishyscapes_lostandfound", "lostandfound_noknown", "cityscapes_void",
                 "smiyc_anomaly", "smiyc_obstacle", "road_anomaly"]
 
 
@@ -117,7 +117,9 @@ def ood_epoch(model):
 
 
 def baseline_checkpoint(model):
-    """The configured checkpoint, or the one trained here when none is configured."""
+    """The configured checkpoint, or the one trained here when none is configured; that of ``baseline_from``."""
+    if MODELS[model]["baseline_from"] is not None:
+        return baseline_checkpoint(MODELS[model]["baseline_from"])
     ckpt = MODELS[model]["checkpoint"]
     return ckpt if ckpt is not None else f"{RESULTS}/models/{model}/baseline.pt"
 
@@ -136,6 +138,16 @@ def dump_shard(wildcards):
 
 def segment_shard(wildcards):
     return [int(wildcards.shard), SEGMENT_SHARDS]
+
+
+def uses_coco(model):
+    """Whether a model's fine-tuning mixes in COCO proxies (finetune.proxy coco) rather than Cityscapes void pixels."""
+    return MODELS[model]["finetune"]["proxy"] == "coco"
+
+
+def coco_selection(wildcards):
+    """The COCO selection a fine-tuning epoch reads; none for void OoD training."""
+    return [COCO_SELECTED] if uses_coco(wildcards.model) else []
 
 
 def baseline_of(wildcards):
@@ -179,7 +191,10 @@ def training_options(model, kind):
 def finetune_params(wildcards):
     """Params of ood_finetune: the fine-tuning options that determine the weights (ood_id is its own param)."""
     options = training_options(wildcards.model, "finetune")
-    return {k: v for k, v in options.items() if k not in TRAIN_RUNTIME_OPTIONS and k != "ood_id"}
+    params = {k: v for k, v in options.items() if k not in TRAIN_RUNTIME_OPTIONS and k != "ood_id"}
+    if params["proxy"] == "coco":  # the default, left out as in the checkpoints: earlier runs stay up to date
+        del params["proxy"]
+    return params
 
 
 def baseline_params(wildcards):
@@ -229,7 +244,10 @@ def dump_options(wildcards):
 
 
 def ood_dataset_spec(name):
-    """Reader spec of an OoD test set; Fishyscapes LostAndFound takes its images from LostAndFound by default."""
+    """Reader spec of an OoD test set; Fishyscapes LostAndFound takes its images from LostAndFound by default,
+    cityscapes_void is Cityscapes val with its void classes as OoD."""
+    if name == "cityscapes_void":
+        return {"kind": name, "root": DATASETS["cityscapes"]["root"], "split": DATASETS["cityscapes"]["val_split"]}
     spec = {"kind": name, **DATASETS[name]}
     if name == "fishyscapes_lostandfound" and spec["laf_root"] is None:
         spec["laf_root"] = DATASETS["lostandfound"]["root"]
@@ -281,6 +299,11 @@ def table1_entries():
             if EVAL["miou"]:
                 miou.append({"model": model, "label": label, "path": pixel_json(model, variant, MIOU_DATASET)})
     return pixel, miou
+
+
+def pixel_entries_of(entries, models, datasets):
+    """The table-1 entries of some models on some datasets (the per-figure selections of figures 3/4, 8/9, 11/12)."""
+    return [e for e in entries if e["model"] in models and e["dataset"] in datasets]
 
 
 def table2_entries(dataset="lostandfound"):
@@ -408,6 +431,53 @@ def example_args():
     return {"entries": entries, "threshold": config["report"]["example_threshold"], "n_examples": config["report"]["examples"]}
 
 
+def scene_threshold(t):
+    """The entropy threshold of a scene figure: the paper's ``t`` when it is one of the segment thresholds,
+    else report.example_threshold (the meta classifier's tables exist at those thresholds only)."""
+    return t if any(abs(t - x) < 1e-9 for x in THRESHOLDS) else config["report"]["example_threshold"]
+
+
+def scene_figures():
+    """The image figures of the paper on the main model's LostAndFound stores (figures 1, 2, 6, 13, 15, 16) and
+    the void OoD training comparison (figure 10): name -> (named input files, keyword arguments)."""
+    (_, base), (_, ood) = reported_variants(MAIN_MODEL)
+    pinned = config["report"]["scenes"]
+    n = config["report"]["examples"]
+    meta_threshold = config["meta"]["threshold"]
+    store = lambda model, variant, ds: f"{RESULTS}/softmax/{model}/{variant}/{ds}"
+    meta = lambda variant, t: f"{RESULTS}/meta/{MAIN_MODEL}/{variant}/lostandfound/{threshold_tag(t)}.parquet"
+    pair = {"baseline_store": store(MAIN_MODEL, base, "lostandfound"), "ood_store": store(MAIN_MODEL, ood, "lostandfound")}
+    stores = [f"{p}/index.json" for p in pair.values()]
+    t6, t15 = scene_threshold(0.7), scene_threshold(0.5)
+    out = {}
+    if "lostandfound" in EVAL["ood_datasets"]:
+        out["figure1"] = ({"stores": stores}, {"entries": pair, "n_images": 1})
+        out["figure2"] = ({"stores": stores}, {"entries": pair, "threshold": t6, "n_images": 1})
+        out["figure13"] = ({"stores": stores}, {"entries": pair, "n_images": n})
+    if "lostandfound" in SEGMENT_DATASETS:
+        out["figure6"] = ({"stores": stores, "meta": [meta(ood, t6)]},
+                          {"entries": {"ood_store": pair["ood_store"], "ood_meta": meta(ood, t6)}, "threshold": t6,
+                           "meta_threshold": meta_threshold, "n_images": n})
+        out["figure15"] = ({"stores": stores, "meta": [meta(base, t15), meta(ood, t15)]},
+                           {"entries": {**pair, "baseline_meta": meta(base, t15), "ood_meta": meta(ood, t15)},
+                            "threshold": t15, "meta_threshold": meta_threshold})
+        out["figure16"] = ({"stores": stores, "meta": [meta(ood, t15)]},
+                           {"entries": {"ood_store": pair["ood_store"], "ood_meta": meta(ood, t15)}, "threshold": t15,
+                            "meta_threshold": meta_threshold, "n_images": n})
+    if VOID_MODELS:
+        void = VOID_MODELS[0]
+        (_, vbase), (_, vood) = reported_variants(void)
+        entries = [{"dataset": ds, "baseline_store": store(void, vbase, ds), "ood_store": store(void, vood, ds)}
+                   for ds in ("cityscapes_void", "lostandfound") if ds in EVAL["ood_datasets"]]
+        if entries:
+            out["figure10"] = ({"stores": [f"{e[k]}/index.json" for e in entries for k in ("baseline_store", "ood_store")]},
+                               {"entries": entries})
+    for name, (_, args) in out.items():
+        if pinned[name]:
+            args["images"] = list(pinned[name])
+    return out
+
+
 def entry_paths(entries, keys=("path",)):
     """All file paths named in a list of report entries (the inputs of a report rule)."""
     return sorted({e[k] for e in entries for k in keys})
@@ -429,7 +499,7 @@ def report_outputs(name, kind):
 
 def all_targets():
     """Everything `snakemake` builds by default: the tables, figures and the summary."""
-    targets = [f"{RESULTS}/config.yaml", COCO_SELECTED]
+    targets = [f"{RESULTS}/config.yaml"] + ([COCO_SELECTED] if any(uses_coco(m) for m in MODELS) else [])
     targets += [f"{RESULTS}/tables/{name}.{ext}" for name in TABLES for ext in ("csv", "md", "tex")]
     targets += [f"{RESULTS}/figures/{name}.{ext}" for name in FIGURES for ext in ("png", "pdf")]
     targets.append(f"{RESULTS}/summary.md")
@@ -439,9 +509,22 @@ def all_targets():
 
 
 TABLES = ["table1"] + (["table2", "table3", "table_components"] if "lostandfound" in SEGMENT_DATASETS else [])
-FIGURES = (["figure3", "figure4"] if EVAL["ood_datasets"] else []) + (["figure5"] if EVAL["miou"] else [])
+# figures 3/4 show the main model, 11/12 the second COCO-trained model (the paper's DualGCNNet), 8/9 the
+# void OoD training of appendix C on Cityscapes val (void as OoD) and on LostAndFound
+SECOND_MODEL = next((m for m in MODELS if m != MAIN_MODEL and uses_coco(m)), None)
+VOID_MODELS = [m for m in MODELS if not uses_coco(m)]
+PAPER_OOD_DATASETS = [ds for ds in EVAL["ood_datasets"] if ds != "cityscapes_void"]
+FIGURES = (["figure3", "figure4"] if PAPER_OOD_DATASETS else []) + (["figure5"] if EVAL["miou"] else [])
+if SECOND_MODEL is not None and PAPER_OOD_DATASETS:
+    FIGURES += ["figure11", "figure12"]
+if VOID_MODELS and "cityscapes_void" in EVAL["ood_datasets"]:
+    FIGURES.append("figure8")
+if VOID_MODELS and "lostandfound" in EVAL["ood_datasets"]:
+    FIGURES.append("figure9")
 if "lostandfound" in SEGMENT_DATASETS:
     FIGURES += ["figure7", "examples"]
+SCENE_FIGURES = scene_figures()
+FIGURES += list(SCENE_FIGURES)
 if EVAL["miou"] and EVAL["every_epoch"] and EVAL["ood_datasets"]:
     FIGURES.append("figure14")
 if SMIYC_EVALUATED:
@@ -472,7 +555,7 @@ def _startup_checks():
         preflight(config, raw_config=USER_CONFIG, check_devices=False)
         for name in MODELS:
             folders = [(f"{RESULTS}/models/{name}/ood", training_options(name, "finetune"))]
-            if MODELS[name]["checkpoint"] is None:
+            if MODELS[name]["checkpoint"] is None and MODELS[name]["baseline_from"] is None:
                 work = baseline_work_dir(f"{RESULTS}/models/{name}/baseline.pt")
                 folders.append((work, baseline_config(training_options(name, "baseline"))))
             for folder, options in folders:

@@ -5,9 +5,13 @@ TABLE2_ENTRIES = table2_entries()
 TABLE3_ENTRIES = table3_entries()
 FIG14_ENTRIES = figure14_entries()
 EXAMPLE_VARIANTS = [v for _, v in reported_variants(MAIN_MODEL)]
+FIG3_ENTRIES = pixel_entries_of(PIXEL_ENTRIES, [MAIN_MODEL], PAPER_OOD_DATASETS)
+FIG8_ENTRIES = pixel_entries_of(PIXEL_ENTRIES, VOID_MODELS, ["cityscapes_void"])
+FIG9_ENTRIES = pixel_entries_of(PIXEL_ENTRIES, VOID_MODELS, ["lostandfound"])
+FIG11_ENTRIES = pixel_entries_of(PIXEL_ENTRIES, [SECOND_MODEL], PAPER_OOD_DATASETS)
 
-# One rule per table / figure: (name of the rule, its outputs and its meta_ood.report function,
-# "table" or "figure", input files, named input files, keyword arguments of the function).
+# One rule per table / figure: (name of the rule and its outputs, "table" or "figure", input files, named
+# input files, keyword arguments of the function[, the meta_ood.report function when not the name]).
 REPORT_TARGETS = [
     (
         "table1",
@@ -19,8 +23,12 @@ REPORT_TARGETS = [
     ("table2", "table", entry_paths(TABLE2_ENTRIES), {}, {"entries": TABLE2_ENTRIES}),
     ("table3", "table", entry_paths(TABLE3_ENTRIES), {}, {"entries": TABLE3_ENTRIES}),
     ("table_components", "table", entry_paths(TABLE2_ENTRIES), {}, {"entries": TABLE2_ENTRIES}),
-    ("figure3", "figure", entry_paths(PIXEL_ENTRIES), {}, {"entries": PIXEL_ENTRIES}),
-    ("figure4", "figure", entry_paths(PIXEL_ENTRIES), {}, {"entries": PIXEL_ENTRIES}),
+    ("figure3", "figure", entry_paths(FIG3_ENTRIES), {}, {"entries": FIG3_ENTRIES}),
+    ("figure4", "figure", entry_paths(FIG3_ENTRIES), {}, {"entries": FIG3_ENTRIES}),
+    ("figure8", "figure", entry_paths(FIG8_ENTRIES), {}, {"entries": FIG8_ENTRIES}, "figure3"),
+    ("figure9", "figure", entry_paths(FIG9_ENTRIES), {}, {"entries": FIG9_ENTRIES}, "figure3"),
+    ("figure11", "figure", entry_paths(FIG11_ENTRIES), {}, {"entries": FIG11_ENTRIES}, "figure3"),
+    ("figure12", "figure", entry_paths(FIG11_ENTRIES), {}, {"entries": FIG11_ENTRIES}, "figure4"),
     ("figure5", "figure", entry_paths(MIOU_ENTRIES), {}, {"miou_entries": MIOU_ENTRIES}),
     ("figure7", "figure", entry_paths(TABLE2_ENTRIES), {}, {"entries": TABLE2_ENTRIES}),
     (
@@ -44,10 +52,10 @@ REPORT_TARGETS = [
         # segments with P(FP) > meta.threshold are drawn as removed, as table 2 counts them
         {**example_args(), "meta_threshold": config["meta"]["threshold"]},
     ),
-]
+] + [(name, "figure", [], files, args) for name, (files, args) in SCENE_FIGURES.items()]
 
 
-for name, kind, files, named_files, args in REPORT_TARGETS + SMIYC_REPORT_TARGETS:
+for name, kind, files, named_files, args, *function in REPORT_TARGETS + SMIYC_REPORT_TARGETS:
 
     rule:
         name:
@@ -58,7 +66,7 @@ for name, kind, files, named_files, args in REPORT_TARGETS + SMIYC_REPORT_TARGET
         output:
             **report_outputs(name, kind),
         params:
-            function=name,
+            function=function[0] if function else name,
             args=args,
         log:
             f"{LOGS}/report/{name}.log",
@@ -81,6 +89,7 @@ rule summary:
         miou_entries=MIOU_ENTRIES,
         error_entries=TABLE2_ENTRIES if "lostandfound" in SEGMENT_DATASETS else [],
         run=RUN,
+        void_models=VOID_MODELS,
     log:
         f"{LOGS}/report/summary.log",
     benchmark:

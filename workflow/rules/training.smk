@@ -35,7 +35,7 @@ rule ood_finetune:
     input:
         unpack(demo_inputs),
         init=previous_checkpoint,
-        coco=COCO_SELECTED,
+        coco=coco_selection,
     output:
         checkpoint=f"{RESULTS}/models/{{model}}/ood/epoch{{epoch}}.pt",
     params:

@@ -16,4 +16,5 @@ run_rule(
     miou_entries=list(snakemake.params.miou_entries),
     error_entries=list(snakemake.params.error_entries),
     run=snakemake.params.run,
+    void_models=list(snakemake.params.void_models),
 )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from meta_ood import labels as L
 from meta_ood.datasets.base import Item, Sample, SegmentationDataset
-from meta_ood.datasets.cityscapes import Cityscapes
+from meta_ood.datasets.cityscapes import Cityscapes, CityscapesVoid
 from meta_ood.datasets.coco import CocoImages
 from meta_ood.datasets.fishyscapes import FishyscapesLostAndFound, FishyscapesStatic
 from meta_ood.datasets.lostandfound import LostAndFound
@@ -17,6 +17,7 @@ __all__ = [
     "Sample",
     "SegmentationDataset",
     "Cityscapes",
+    "CityscapesVoid",
     "CocoImages",
     "FishyscapesLostAndFound",
     "FishyscapesStatic",
@@ -30,7 +31,7 @@ __all__ = [
     "DATASET_KINDS",
 ]
 
-DATASET_KINDS = ("cityscapes", "lostandfound", "fishyscapes_static", "fishyscapes_lostandfound", "coco",
+DATASET_KINDS = ("cityscapes", "cityscapes_void", "lostandfound", "fishyscapes_static", "fishyscapes_lostandfound", "coco",
                  "smiyc_anomaly", "smiyc_obstacle", "lostandfound_noknown", "road_anomaly")
 
 
@@ -45,6 +46,8 @@ def open_dataset(kind: str, root: str, split: str | None = None, **kwargs) -> Se
     """
     if kind == "cityscapes":
         return Cityscapes(root, split or "val")
+    if kind == "cityscapes_void":
+        return CityscapesVoid(root, split or "val")
     if kind == "lostandfound":
         if kwargs.get("roi"):
             return LostAndFoundROI(root, split or "test", kwargs["roi"])

@@ -38,7 +38,8 @@ from typing import Any
 from meta_ood.report.smiyc import figure_smiyc_curves, table_smiyc, table_smiyc_scenes
 from meta_ood.report.tables import table1, table2, table3, table_components
 
-_FIGURES = ("figure3", "figure4", "figure5", "figure7", "figure14", "examples")
+_FIGURES = ("figure3", "figure4", "figure5", "figure7", "figure14", "examples",
+            "figure1", "figure2", "figure6", "figure10", "figure13", "figure15", "figure16")
 
 __all__ = [
     "table1", "table2", "table3", "table_components", *_FIGURES,

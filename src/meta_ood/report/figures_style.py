@@ -88,26 +88,32 @@ def save_figure(fig: Figure, out_png: str | os.PathLike, out_pdf: str | os.PathL
     fig.clear()
 
 
+#: Spare colours of labels without a fixed one, in order; beyond them the colours repeat.
+_SPARE = [PINK, VERMILLION, _CB[5], _CB[6], GREY, _CB[8], *sns.color_palette("dark", 10).as_hex()]
+
+
 def _label_color(label: str, index: int) -> str:
     """The fixed colour of a known label, else the ``index``-th spare colour."""
     c = _LABEL_COLORS.get(str(label).strip().lower())
     if c is not None:
         return c
-    extra = [PINK, VERMILLION, _CB[5], _CB[6], GREY, _CB[8]]
-    return extra[index % len(extra)]
+    return _SPARE[index % len(_SPARE)]
 
 
 def label_colors(labels: Sequence[str]) -> dict[str, str]:
-    """A colour per label: plain blue, OoD training green, other labels distinct spare colours."""
+    """A colour per label: plain blue, OoD training green, other labels distinct spare colours (repeating
+    only when there are more labels than colours)."""
     out: dict[str, str] = {}
     used: set[str] = set()
     k = 0
     for label in labels:
+        fixed = str(label).strip().lower() in _LABEL_COLORS
         c = _label_color(label, k)
-        while c in used and str(label).strip().lower() not in _LABEL_COLORS:
-            k += 1
+        tries = 0
+        while c in used and not fixed and tries < len(_SPARE):
+            k, tries = k + 1, tries + 1
             c = _label_color(label, k)
-        if str(label).strip().lower() not in _LABEL_COLORS:
+        if not fixed:
             k += 1
         out[label] = c
         used.add(c)

@@ -47,6 +47,7 @@ DATASET_NAMES = {
     "smiyc_obstacle": "SMIYC ObstacleTrack",
     "road_anomaly": "Road Anomaly",
     "cityscapes_val": "Cityscapes val",
+    "cityscapes_void": "Cityscapes val (void as OoD)",
     "cityscapes": "Cityscapes",
 }
 ACCEPTABLE_FROM = 0.3  # paper section 6.3: thresholds t >= 0.3 cost an acceptable loss of mIoU

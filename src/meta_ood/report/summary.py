@@ -14,16 +14,80 @@ def _fmt(x: Any, digits: int = 4) -> str:
     return "–" if x is None else f"{x:.{digits}f}"
 
 
+#: Entropy threshold from which the paper calls the loss of mIoU acceptable (section 6.3, figure 5).
+MIOU_FROM = 0.3
+#: The mIoU loss the paper accepts (figure 5's dashed line: about one point).
+MIOU_LOSS = 0.01
+#: The paper's reduction of the summed detection errors by meta classification (section 7).
+PAPER_ERROR_REDUCTION = 0.52
+_PAPER_DATASETS = ("lostandfound", "fishyscapes_static", "fishyscapes_lostandfound")
+
+
+def _mark(ok: bool) -> str:
+    return "**pass**" if ok else "**fail**"
+
+
+def _claims(pixel: Sequence[tuple[dict[str, Any], dict[str, Any]]], miou: Sequence[tuple[dict[str, Any], dict[str, Any]]],
+            errors: Sequence[tuple[dict[str, Any], dict[str, Any]]], void_models: Sequence[str]) -> list[str]:
+    """The paper's qualitative claims next to this run's numbers, each marked pass or fail."""
+    out = ["", "## The paper's claims on this run", ""]
+    auprc: dict[tuple[str, str], dict[str, float]] = {}
+    for e, r in pixel:
+        auprc.setdefault((e["model"], e["dataset"]), {})[e["label"]] = r.get("auprc")
+    for (model, dataset), v in auprc.items():
+        before, after = v.get("Plain"), v.get("OoD training")
+        if before is None or after is None or dataset not in _PAPER_DATASETS:
+            continue
+        if model in void_models:
+            if dataset == "lostandfound":
+                out.append(f"- void OoD training lowers the LostAndFound AUPRC against the baseline (appendix C: "
+                           f"0.46 -> 0.17) ({model}): {_mark(after < before)} ({before:.4f} -> {after:.4f})")
+            continue
+        out.append(f"- OoD training raises AUPRC on {dataset} ({model}): {_mark(after > before)} "
+                   f"({before:.4f} -> {after:.4f})")
+    by_model: dict[str, dict[str, dict[str, Any]]] = {}
+    for e, r in miou:
+        by_model.setdefault(e["model"], {})[e["label"]] = r["miou"]
+    for model, v in by_model.items():
+        plain, ood = v.get("Plain"), v.get("OoD training")
+        if plain is None or ood is None or model in void_models or plain.get("inf") is None:
+            continue
+        ts = sorted(float(t) for t in ood if t != "inf" and float(t) >= MIOU_FROM - 1e-9)
+        if not ts:
+            continue
+        drop = max(plain["inf"] - ood[f"{t:g}"] for t in ts)
+        out.append(f"- mIoU drops by less than about one point at t >= {MIOU_FROM:g} after OoD training (paper, real "
+                   f"data) ({model}): {_mark(drop < MIOU_LOSS)} (largest drop {100 * drop:.2f} points, "
+                   f"plain {plain['inf']:.4f})")
+    for e, r in errors:
+        if e.get("label") != "OoD training":
+            continue
+        rows = [d for tag, d in r["thresholds"].items()
+                if float(tag[1:]) >= MIOU_FROM - 1e-9 and d.get("total_after") is not None]
+        before = sum(d["total_before"] for d in rows)
+        after = sum(d["total_after"] for d in rows)
+        if before:
+            cut = (before - after) / before
+            who = f" ({e['model']})" if e.get("model") else ""
+            out.append(f"- meta classification reduces the sum of detection errors at t >= {MIOU_FROM:g} (paper: by "
+                       f"{100 * PAPER_ERROR_REDUCTION:.0f} %){who}: {_mark(after < before)} "
+                       f"({before} -> {after}, {100 * cut:.0f} %)")
+    return out
+
+
 def summary_stage(
     out_md: str | os.PathLike,
     pixel_entries: Sequence[dict[str, Any]],
     miou_entries: Sequence[dict[str, Any]],
     error_entries: Sequence[dict[str, Any]],
     run: str = "",
+    void_models: Sequence[str] = (),
 ) -> str:
     """The run's headline numbers: pixel AUROC / FPR95 / AUPRC per dataset and variant, mIoU, and the
-    detection errors before / after meta classification, with the two checks of the paper's direction:
-    AUPRC rises with OoD training, and meta classification lowers the total number of errors (t >= 0.3).
+    detection errors before / after meta classification; the checks of the paper's direction (AUPRC
+    rises with OoD training, meta classification lowers the errors at t >= 0.3); and the paper's
+    claims with a pass / fail mark (:func:`_claims`). ``void_models`` are the models trained with the
+    Cityscapes void class as the proxy (appendix C), whose claim is the opposite.
     """
     pixel_results = [read_json(e["path"]) for e in pixel_entries]
     scorers = sorted({str(r.get("scorer", "entropy")) for r in pixel_results}) or ["entropy"]
@@ -68,6 +132,9 @@ def summary_stage(
                     f"- meta classification lowers the total errors at t >= 0.3 ({e['label']}): "
                     f"**{'yes' if lowered == considered else 'no'}** at {lowered} of {considered} thresholds"
                 )
-    text = "\n".join(lines + checks) + "\n"
+    miou_results = [(e, read_json(e["path"])) for e in miou_entries]
+    error_results = [(e, read_json(e["path"])) for e in error_entries]
+    claims = _claims(list(zip(pixel_entries, pixel_results)), miou_results, error_results, list(void_models))
+    text = "\n".join(lines + checks + claims) + "\n"
     write_text_atomic(out_md, text)
     return text

@@ -57,7 +57,9 @@ def finetune_stage(
     ood_id: int | None = None,
     device_key: str = "device",
 ) -> list[Path]:
-    """OoD fine-tuning with entropy maximization: Cityscapes train mixed with the selected COCO proxies.
+    """OoD fine-tuning with entropy maximization: Cityscapes train mixed with the selected COCO proxies
+    (``train_options['proxy']`` "coco"), or with its own void pixels as the proxy ("cityscapes_void";
+    the COCO arguments are then not read).
 
     ``stop_after`` ends after that epoch; a later call with a larger value resumes from its checkpoint.
     ``ood_id`` is the value of the OoD pixels in the masks (config ``coco_filter.ood_id``; None:
@@ -67,6 +69,7 @@ def finetune_stage(
     options = dict(train_options) if ood_id is None else {**train_options, "ood_id": ood_id}
     cfg = TrainConfig.from_dict(options)
     cs = Cityscapes(cityscapes_root, cityscapes_split)
-    coco = CocoImages(coco_root, coco_split, masks_dir=coco_masks, ood_id=cfg.ood_id)
+    coco = None if cfg.proxy == "cityscapes_void" else CocoImages(coco_root, coco_split, masks_dir=coco_masks,
+                                                                   ood_id=cfg.ood_id)
     return train(cfg, cs, coco, out_dir, init_checkpoint=init_checkpoint, progress=progress, stop_after=stop_after,
                  device_key=device_key)
