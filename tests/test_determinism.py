@@ -78,7 +78,11 @@ def _losses(path) -> list[dict[str, str]]:
 def test_weight_options_leave_out_runtime_options():
     cfg = _cfg()
     options = cfg.weight_options()
-    assert set(options) == {f for f in TrainConfig.__dataclass_fields__} - set(RUNTIME_OPTIONS)
+    # proxy is recorded only when it is not the default "coco", so that checkpoints older than the option match
+    assert set(options) == {f for f in TrainConfig.__dataclass_fields__} - set(RUNTIME_OPTIONS) - {"proxy"}
+    assert _cfg(proxy="cityscapes_void").weight_options()["proxy"] == "cityscapes_void"
+    assert option_changes(options, _cfg(proxy="cityscapes_void").weight_options()) == [
+        "proxy: 'coco' → 'cityscapes_void'"]
     assert {"amp", "deterministic", "ood_id", "max_steps_per_epoch", "seed", "model"} <= set(options)
     assert options["crop"] == [64, 128]  # plain JSON values
     same = _cfg(workers=3, device="auto", epochs=9).weight_options()

@@ -276,7 +276,7 @@ def _stored_options(meta: Mapping[str, Any]) -> dict[str, Any] | None:
 
 def option_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     """``'key: old → new'`` for every weight option that differs (an option a file lacks counts as its default)."""
-    defaults = TrainConfig().weight_options()
+    defaults = jsonable(asdict(TrainConfig()))  # proxy included: "coco" where a file does not record it
     old, new = jsonable(dict(old)), jsonable(dict(new))
     changes = []
     for key in sorted((set(old) | set(new)) - set(RUNTIME_OPTIONS)):
