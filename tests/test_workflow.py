@@ -190,5 +190,6 @@ def test_paper_config_plans_full_dag_on_real_layouts(tmp_path):
     assert "results/paper/models/deeplabv3plus_wrn38_void/ood/epoch8.pt" in out
     assert "results/paper/pixel/deeplabv3plus_wrn38_void/epoch8/cityscapes_void.json" in out
     for rule in ("coco_filter", "table1", "table2", "table3", "figure3", "figure4", "figure5", "figure7", "figure14",
-                 "examples", "summary", "figure8", "figure9", "figure11", "figure12"):
+                 "examples", "summary", "figure8", "figure9", "figure11", "figure12", "figure1", "figure2", "figure6",
+                 "figure10", "figure13", "figure15", "figure16"):
         assert jobs.get(rule) == 1, rule
