@@ -75,6 +75,14 @@ def _unit_arg(value: Any, name: str, where: str, open_low: bool) -> float:
     return v
 
 
+def _before_after(entries: Any, n_images: Any, where: str) -> tuple[int, Any, Any, Any]:
+    """The checked ``n_images``, the readers of ``{baseline_store, ood_store}`` and their convention
+    (the common start of the before/after figures 1, 2 and 13)."""
+    n_images = _count_arg(n_images, "n_images", where)
+    base, ood = _pair(_one_entry(entries, ("baseline_store", "ood_store"), where), where)
+    return n_images, base, ood, ood.convention
+
+
 def _one_entry(entries: Any, keys: Sequence[str], where: str) -> dict[str, Any]:
     """The single entry of a one-model-pair figure (a mapping, or a list of one)."""
     got = check_entries(entries, keys, f"{where} entry")
@@ -313,9 +321,7 @@ def figure1(entries: Mapping[str, Any] | Sequence[Mapping[str, Any]], out_png: s
         differs between the two models.
     """
     where = "figure1"
-    n_images = _count_arg(n_images, "n_images", where)
-    base, ood = _pair(_one_entry(entries, ("baseline_store", "ood_store"), where), where)
-    conv = ood.convention
+    n_images, base, ood, conv = _before_after(entries, n_images, where)
     drawn, scenes = [], []
     for i in _scenes(ood, images, n_images, where):
         b, o = _read_pair(base, ood, i, where)
@@ -378,9 +384,7 @@ def figure2(entries: Mapping[str, Any] | Sequence[Mapping[str, Any]], out_png: s
     """
     where = "figure2"
     threshold = _unit_arg(threshold, "threshold", where, open_low=True)
-    n_images = _count_arg(n_images, "n_images", where)
-    base, ood = _pair(_one_entry(entries, ("baseline_store", "ood_store"), where), where)
-    conv = ood.convention
+    n_images, base, ood, conv = _before_after(entries, n_images, where)
     drawn, scenes = [], []
     for i in _scenes(ood, images, n_images, where):
         b, o = _read_pair(base, ood, i, where)
@@ -500,9 +504,7 @@ def figure13(entries: Mapping[str, Any] | Sequence[Mapping[str, Any]], out_png: 
         ``entropy_in_after`` (as in :func:`figure1`).
     """
     where = "figure13"
-    n_images = _count_arg(n_images, "n_images", where)
-    base, ood = _pair(_one_entry(entries, ("baseline_store", "ood_store"), where), where)
-    conv = ood.convention
+    n_images, base, ood, conv = _before_after(entries, n_images, where)
     drawn, scenes = [], []
     for i in _scenes(ood, images, n_images, where):
         b, o = _read_pair(base, ood, i, where)
