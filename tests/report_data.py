@@ -2,8 +2,9 @@
 
 :func:`build_results` writes small softmax stores (a LostAndFound-like and a Fishyscapes-like OoD
 set, a Cityscapes-val-like set; a baseline and two fine-tuning epochs whose OoD pixels get more
-uncertain) and runs pixel_eval_stage, segment_features_stage, meta_classify_stage and
-segment_eval_stage on them; the helpers name the entries of the tables and figures.
+uncertain) and runs pixel_eval_stage on them, and segment_features_stage, meta_classify_stage and
+segment_eval_stage on the OoD sets' baseline and epoch 2; the helpers name the entries of the
+tables and figures.
 """
 
 from __future__ import annotations
@@ -99,7 +100,7 @@ def build_results(root: Path) -> Path:
             _write_store(store, dataset, conv, [_road_scene(rng, k, gain, conv) for k in range(n)], root / "images")
             out = run / "pixel" / MODEL / variant
             pl.pixel_eval_stage(store, out / f"{dataset}.json", out / f"{dataset}.npz", n_boot=20, progress=False)
-            if dataset == "lostandfound" and variant != "epoch1":
+            if variant != "epoch1":  # segments of both OoD sets (the report's several segment datasets)
                 seg = run / "segments" / MODEL / variant / dataset
                 meta = run / "meta" / MODEL / variant / dataset
                 pl.segment_features_stage(store, seg, THRESHOLDS, progress=False)
@@ -150,6 +151,22 @@ def _seg_entries(run: Path) -> list[dict]:
 def _meta_entries(run: Path) -> list[dict]:
     return [{"label": label, "tag": pl.threshold_tag(t), "path": str(run / "meta" / MODEL / v / "lostandfound" / f"{pl.threshold_tag(t)}.json")}
             for label, v in SEG_LABELS for t in THRESHOLDS]
+
+
+SEGMENT_DATASETS = ("lostandfound", "fishyscapes_static")  # the OoD sets with segments, meta tables and segment_eval
+
+
+def _seg_entries_of(run: Path, datasets=SEGMENT_DATASETS) -> list[dict]:
+    """Segment_eval entries of several datasets, as the workflow names them (dataset-major, config order)."""
+    return [{"label": label, "model": MODEL, "dataset": ds, "path": str(run / "segment_eval" / MODEL / v / f"{ds}.json")}
+            for ds in datasets for label, v in SEG_LABELS]
+
+
+def _meta_entries_of(run: Path, datasets=SEGMENT_DATASETS) -> list[dict]:
+    """Meta-classification entries of several datasets at every threshold, as the workflow names them."""
+    return [{"label": label, "model": MODEL, "dataset": ds, "tag": pl.threshold_tag(t),
+             "path": str(run / "meta" / MODEL / v / ds / f"{pl.threshold_tag(t)}.json")}
+            for ds in datasets for label, v in SEG_LABELS for t in THRESHOLDS]
 
 
 def _outs(folder: Path, name: str) -> dict[str, Path]:

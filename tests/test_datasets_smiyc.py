@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -53,7 +55,11 @@ def demo(tmp_path_factory) -> Path:
 
 
 def test_demo_anomaly_track(demo):
-    ds = open_dataset("smiyc_anomaly", str(demo / "smiyc"))
+    every = open_dataset("smiyc_anomaly", str(demo / "smiyc"))  # the default: AnomalyTrack-all
+    assert isinstance(every, SmiycAnomalyTrack) and every.split == "all" and every.has_labels and len(every) == 6
+    assert every.labelled_names == ["validation0000", "validation0001", "validation0002"]
+    assert [item.labelled for item in every] == [False] * 3 + [True] * 3  # anomaly0003.. sort first
+    ds = open_dataset("smiyc_anomaly", str(demo / "smiyc"), "validation")
     assert isinstance(ds, SmiycAnomalyTrack) and ds.split == "validation" and ds.has_labels
     assert [s.name for s in ds.samples] == ["validation0000", "validation0001", "validation0002"]
     assert ds.convention == L.FISHYSCAPES
@@ -67,7 +73,7 @@ def test_demo_anomaly_track(demo):
 
 
 def test_demo_obstacle_track_and_scenes(demo):
-    ds = open_dataset("smiyc_obstacle", str(demo / "smiyc"))
+    ds = open_dataset("smiyc_obstacle", str(demo / "smiyc"), "validation")
     assert isinstance(ds, SmiycObstacleTrack) and len(ds) == 3 and set(ds.scenes.values()) == {"validation"}
     for sample, item in zip(ds.samples, ds):
         assert sample.image.suffix == ".webp" and item.image.shape == (64, 128, 3)
@@ -77,18 +83,23 @@ def test_demo_obstacle_track_and_scenes(demo):
     assert test.scenes == {"gravel_demo_3": "gravel", "motorway_demo_4": "motorway"}
     assert set(test.scenes.values()) <= OBSTACLE_TEST_SCENES
     every = open_dataset("smiyc_obstacle", str(demo / "smiyc"), "all")
-    assert len(every) == 6 and every.scenes["snowstorm1_demo_5"] == "snowstorm1" and not every.has_labels
+    assert len(every) == 6 and every.scenes["snowstorm1_demo_5"] == "snowstorm1" and every.has_labels
+    assert every.labelled_names == [s.name for s in ds.samples]
 
 
 @pytest.mark.parametrize("split", ["test", "all"])
-def test_splits_without_labels_say_so(demo, split):
+def test_unlabelled_frames_say_so(demo, split):
     for reader in (SmiycAnomalyTrack, SmiycObstacleTrack):
         ds = reader(demo / "smiyc", split)
-        assert not ds.has_labels and all(s.train_ids is None for s in ds.samples)
-        with pytest.raises(InputError, match=f"split '{split}' has no labels.*cannot be evaluated"):
-            ds.load_label(ds.samples[0])
-        item = ds[0]  # all void: scores can be dumped for a submission, nothing is evaluated
-        assert item.image.shape[:2] == item.label.shape and (item.label == 255).all()
+        assert ds.has_labels == (split == "all")
+        unlabelled = [k for k, s in enumerate(ds.samples) if s.train_ids is None]
+        # ObstacleTrack-test leaves the snowstorm scene out
+        assert len(unlabelled) == (2 if split == "test" and reader is SmiycObstacleTrack else 3)
+        assert len(ds) - len(unlabelled) == (3 if split == "all" else 0)
+        with pytest.raises(InputError, match="has no label.*cannot be evaluated"):
+            ds.load_label(ds.samples[unlabelled[0]])
+        item = ds[unlabelled[0]]  # all void: scores can be dumped for a submission, nothing is evaluated
+        assert item.image.shape[:2] == item.label.shape and (item.label == 255).all() and not item.labelled
 
 
 def test_demo_lostandfound_noknown(demo):
@@ -135,12 +146,13 @@ def _lab(*values: int) -> np.ndarray:
 def test_anomaly_track_splits(tmp_path):
     labs = {"validation0000": _lab(0, 1, 255), "validation0001": _lab(0, 1)}
     make_track(tmp_path, "dataset_AnomalyTrack", ".jpg", {**labs, "airplane0000": None, "cow0001": None})
-    val = SmiycAnomalyTrack(tmp_path)
+    val = SmiycAnomalyTrack(tmp_path, "validation")
     assert [s.name for s in val.samples] == sorted(labs)
     for item in val:
         np.testing.assert_array_equal(item.label, labs[item.name])
     assert [s.name for s in SmiycAnomalyTrack(tmp_path, "test").samples] == ["airplane0000", "cow0001"]
-    assert len(SmiycAnomalyTrack(tmp_path, "all")) == 4
+    every = SmiycAnomalyTrack(tmp_path)  # the default split: all
+    assert every.split == "all" and len(every) == 4 and every.labelled_names == sorted(labs)
 
 
 def test_obstacle_track_test_scenes(tmp_path):
@@ -158,11 +170,12 @@ def test_track_errors(tmp_path):
         SmiycAnomalyTrack(tmp_path / "missing")
     with pytest.raises(InputError, match="no split 'val'.*validation, test, all"):
         SmiycAnomalyTrack(tmp_path, "val")
-    with pytest.raises(InputError, match="images.*not found"):
+    with pytest.raises(InputError, match="not a SMIYC ObstacleTrack folder: expected .*images/"):
         SmiycObstacleTrack(tmp_path)
     track = make_track(tmp_path, "dataset_ObstacleTrack", ".webp", {"gravel_a_1": None})
     with pytest.raises(InputError, match="no '\\*_labels_semantic.png' label files found"):
-        SmiycObstacleTrack(tmp_path)
+        SmiycObstacleTrack(tmp_path, "validation")
+    assert not SmiycObstacleTrack(tmp_path).has_labels  # 'all' lists the frames: score files only
     make_track(tmp_path, "dataset_ObstacleTrack", ".webp", {"driveway_a_1": None})
     (track / "images" / "gravel_a_1.webp").unlink()
     with pytest.raises(InputError, match="no image of the SMIYC ObstacleTrack test split"):
@@ -312,5 +325,32 @@ def test_road_anomaly_errors(tmp_path):
         with pytest.raises(InputError, match="frame_list.json: "):
             RoadAnomaly(tmp_path)
     (tmp_path / "frame_list.json").unlink()
-    with pytest.raises(InputError, match="frame_list.json: Road Anomaly frame list not found"):
+    with pytest.raises(InputError, match="not a Road Anomaly folder: expected frame_list.json and frames/ in "):
         RoadAnomaly(tmp_path)
+
+
+# -- roots: the folder an archive unpacks to, or the folder holding it -------------------------------------------
+
+
+def test_roots_accept_the_unpacked_folder_and_its_parent(demo, tmp_path):
+    from meta_ood.datasets import RoadAnomaly
+
+    for kind, folder in (("smiyc_anomaly", "dataset_AnomalyTrack"), ("smiyc_obstacle", "dataset_ObstacleTrack")):
+        a, b = open_dataset(kind, str(demo / "smiyc")), open_dataset(kind, str(demo / "smiyc" / folder))
+        assert [s.image for s in a.samples] == [s.image for s in b.samples] and len(a) == 6
+    # Road Anomaly: RoadAnomaly_jpg/ as unpacked, below the folder the user names
+    shutil.copytree(demo / "road_anomaly", tmp_path / "downloads" / "RoadAnomaly_jpg")
+    parent = RoadAnomaly(tmp_path / "downloads")
+    assert [s.name for s in parent.samples] == [s.name for s in RoadAnomaly(demo / "road_anomaly").samples]
+    # LostAndFound (and NoKnown): the benchmark's dataset_LostAndFound/ below DIR_DATASETS
+    shutil.copytree(demo / "lostandfound_noknown", tmp_path / "bench" / "dataset_LostAndFound")
+    assert len(open_dataset("lostandfound_noknown", str(tmp_path / "bench"))) == 3
+    assert len(LostAndFound(tmp_path / "bench")) == 6
+    # a wrong root names the folders looked at and what they should hold
+    with pytest.raises(InputError, match=r"not a SMIYC AnomalyTrack folder: expected .*images/.* in "
+                                         rf"{re.escape(str(tmp_path))} or {re.escape(str(tmp_path / 'dataset_AnomalyTrack'))}"):
+        open_dataset("smiyc_anomaly", str(tmp_path))
+    with pytest.raises(InputError, match=r"not a Road Anomaly folder: expected frame_list.json and frames/ in .*RoadAnomaly_jpg"):
+        RoadAnomaly(tmp_path / "bench")
+    with pytest.raises(InputError, match=r"not a LostAndFound folder: expected leftImg8bit/ and gtCoarse/ in .*dataset_LostAndFound"):
+        LostAndFound(tmp_path / "downloads")

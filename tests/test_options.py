@@ -77,6 +77,8 @@ ENUM_TESTS = {
     "inference.probabilities": "tests/test_user_config.py::test_user_run_touches_nothing_in_the_dataset_tree "
                                "(which stores keep probabilities, re-dumps) and tests/test_store_planes.py",
     "evaluation.smiyc_datasets[]": "test_smiyc_dataset_values_evaluate_at_their_track",
+    "datasets.smiyc_anomaly.split": "test_smiyc_split_values",
+    "datasets.smiyc_obstacle.split": "test_smiyc_split_values",
     "models.<name>.finetune.coco_background": "tests/test_training.py::test_coco_background_modes",
     "models.<name>.finetune.loss_reduction": "tests/test_losses.py (reference and mean against the golden values)",
 }
@@ -434,3 +436,92 @@ def test_smiyc_split_without_labels_dumps_and_writes_score_files(real_tree, tmp_
         np.testing.assert_array_equal(read_scores(f), want)
     names = zipfile.ZipFile(write_submission_zip(tmp_path / "sub", tmp_path / "sub.zip")).namelist()
     assert sorted(names) == sorted(f"anomaly_p/m/AnomalyTrack-test/{f.name}" for f in files)
+
+
+@pytest.mark.parametrize("dataset", ["smiyc_anomaly", "smiyc_obstacle"])
+def test_smiyc_split_all_evaluates_the_labelled_frames_and_scores_every_frame(real_tree, tmp_path, torch_one_thread,
+                                                                              dataset):
+    """The default split 'all': one dump; the evaluations read only the labelled frames (the pooled counts of
+    their label masks), every frame gets a score file, and the meta variant lowers the test frames' segments
+    with the classifier fit on all labelled segments (here the untrained net's one-class case; both classes:
+    test_smiyc_workflow.py)."""
+    from meta_ood.datasets import open_dataset
+    from meta_ood.inference import run_dump_stage
+    from meta_ood.meta import MetaClassifier
+    from meta_ood.scores import normalized_entropy
+    from meta_ood.segments import feature_names, segment_metrics
+    from meta_ood.smiyc import read_label, read_scores
+    from meta_ood.stages.smiyc import smiyc_eval_stage, smiyc_labels_stage, smiyc_scores_stage
+
+    root = real_tree["lostandfound"].parent / "smiyc"
+    ds = open_dataset(dataset, str(root))
+    assert ds.split == "all" and 0 < len(ds.labelled_names) < len(ds)
+    store = tmp_path / "store"
+    run_dump_stage("tiny", 19, None, {"kind": dataset, "root": str(root)}, store,
+                   {"batch_size": 2, "workers": 0, "device": "cpu"}, progress=False)
+    reader = StoreReader(store)
+    assert reader.labelled == [s.train_ids is not None for s in ds.samples]
+    validation = open_dataset(dataset, str(root), "validation")
+    n_in = sum(int((item.label == 0).sum()) for item in validation)
+    n_out = sum(int((item.label == 1).sum()) for item in validation)
+    res = pl.pixel_eval_stage(store, tmp_path / "p.json", tmp_path / "p.npz", n_boot=0, progress=False)
+    assert (res["n_pos"], res["n_neg"]) == (n_out, n_in) and res["frames"] == ds.labelled_names
+    assert res["n_unlabelled_skipped"] == len(ds) - len(ds.labelled_names)
+    pl.segment_features_stage(store, tmp_path / "seg", [0.5], progress=False)
+    table = pd.read_parquet(tmp_path / "seg" / "t0.5.parquet")
+    assert set(table["image"]) <= set(reader.labelled_indices) and len(table) > 0
+    assert pd.read_parquet(tmp_path / "seg" / "images.parquet")["name"].tolist() == ds.labelled_names
+
+    # a meta table that rejects every labelled segment, and score files of every frame
+    meta = table[["image", "segment"]].assign(prob_fp=1.0)
+    meta.to_parquet(tmp_path / "meta.parquet")
+    plain = smiyc_scores_stage(store, tmp_path / "plain", scorer="entropy")
+    lowered = smiyc_scores_stage(store, tmp_path / "meta", scorer="entropy", meta_table=tmp_path / "meta.parquet",
+                                 threshold=0.5, meta_threshold=0.5, segments_table=tmp_path / "seg" / "t0.5.parquet")
+    assert [p.name for p in plain] == [p.name for p in lowered] == [f"{n}.hdf5" for n in reader.names]
+    labels = smiyc_labels_stage(store, tmp_path / "labels")
+    assert [p.name for p in labels] == [f"{n}_labels_semantic.png" for n in ds.labelled_names]
+    for p, lab in zip(labels, validation):
+        np.testing.assert_array_equal(read_label(p), lab.label)
+
+    # the unlabelled frames: segments of {entropy >= 0.5} over the whole image, lowered where the classifier fit on
+    # the labelled segments gives P(FP) > 0.5 (or, with one class only, where the class frequency does)
+    y = table["iou0"].to_numpy(dtype=int)
+    names = feature_names("paper")
+    clf = MetaClassifier().fit(table[names].to_numpy(float), y) if np.unique(y).size == 2 else None
+    for img, p_plain, p_meta in zip(reader.iter(probs=True, scores=("entropy",)), plain, lowered):
+        s_plain, s_meta = read_scores(p_plain), read_scores(p_meta)
+        assert (s_meta <= s_plain).all()
+        if img.labelled:
+            continue
+        no_void = np.zeros(img.label.shape, np.uint8)
+        df, comp = segment_metrics(img.probs, no_void, 0.5, ood_id=1, void_id=255)
+        prob = clf.predict_proba(df[names].to_numpy(float))[:, 1] if clf is not None else np.full(len(df), y.mean())
+        hit = np.isin(np.abs(comp), np.flatnonzero(prob > 0.5) + 1)
+        np.testing.assert_array_equal(s_meta != s_plain, hit & (s_plain >= np.float16(0.5)))
+        assert (normalized_entropy(img.probs)[hit] >= 0.5).all()
+
+    res = smiyc_eval_stage(tmp_path / "plain", tmp_path / "labels", dataset, tmp_path / "e.json", method="m", n_boot=0)
+    assert res["frames"] == ds.labelled_names
+    assert res["skipped_unlabelled"] == sorted(set(reader.names) - set(ds.labelled_names))
+
+
+@pytest.mark.parametrize("dataset", ["smiyc_anomaly", "smiyc_obstacle"])
+@pytest.mark.parametrize("split", ["all", "validation", "test"])
+def test_smiyc_split_values(real_tree, dataset, split):
+    """Each split value: the frames it lists and which of them are evaluated, counted from the files on disk
+    (the dump, evaluation and score files of 'all' / 'test': the two tests above)."""
+    from meta_ood.datasets import open_dataset
+    from meta_ood.datasets.smiyc import OBSTACLE_TEST_SCENES
+
+    assert _enum("datasets", dataset, "split") == ["all", "validation", "test"]
+    track = real_tree["lostandfound"].parent / "smiyc" / {"smiyc_anomaly": "dataset_AnomalyTrack",
+                                                          "smiyc_obstacle": "dataset_ObstacleTrack"}[dataset]
+    images = sorted(p.stem for p in (track / "images").iterdir())
+    labelled = sorted(p.name[: -len("_labels_semantic.png")] for p in (track / "labels_masks").glob("*_semantic.png"))
+    unlabelled = sorted(set(images) - set(labelled))
+    if dataset == "smiyc_obstacle":
+        unlabelled = [f for f in unlabelled if f.split("_")[0] in OBSTACLE_TEST_SCENES]
+    expected = {"all": (images, labelled), "validation": (labelled, labelled), "test": (unlabelled, [])}[split]
+    ds = open_dataset(dataset, str(track), split)
+    assert ([s.name for s in ds.samples], ds.labelled_names) == expected and len(expected[0]) > 0

@@ -492,24 +492,35 @@ def test_third_party_smiyc_methods_need_their_score_folders(tree, tmp_path):
                               datasets={"smiyc_obstacle": {"root": str(tree / "smiyc")}},
                               smiyc={"methods": {"other": str(method)}})
     assert problems_of(config, raw) == [
-        f"smiyc.methods.other: {method / 'smiyc_obstacle'}: no <fid>.hdf5 score files (expected one per frame of "
-        "smiyc_obstacle)"
+        f"smiyc.methods.other: {method / 'ObstacleTrack-all'}: no <fid>.hdf5 score files (expected one per frame of "
+        "smiyc_obstacle, in the benchmark's folder ObstacleTrack-all/ or in smiyc_obstacle/)"
     ]
     (method / "smiyc_obstacle" / "a.hdf5").write_bytes(b"")
+    assert preflight(config, raw) is None
+    # the benchmark's own folder name (what the official inference writes) is found as well
+    (method / "smiyc_obstacle" / "a.hdf5").rename(method / "a.hdf5")
+    (method / "ObstacleTrack-all").mkdir()
+    (method / "a.hdf5").rename(method / "ObstacleTrack-all" / "a.hdf5")
     assert preflight(config, raw) is None
     config, raw = make_config(tree, evaluation={"smiyc_datasets": ["smiyc_obstacle"]})
     assert problems_of(config, raw) == ["datasets.smiyc_obstacle.root is not set, but the run uses dataset "
                                         "smiyc_obstacle; give the folder"]
 
 
-def test_unlabelled_smiyc_split_cannot_be_evaluated(tree):
+def test_only_the_unlabelled_smiyc_split_cannot_be_evaluated(tree):
     config, raw = make_config(tree, datasets={"smiyc_anomaly": {"root": str(tree / "smiyc"), "split": "test"}},
                               evaluation={"ood_datasets": ["lostandfound", "smiyc_anomaly"],
                                           "smiyc_datasets": ["smiyc_anomaly"]})
     assert problems_of(config, raw) == [
-        "evaluation.ood_datasets has smiyc_anomaly with split 'test', which has no labels: only its 'validation' "
-        "split can be evaluated (evaluation.smiyc_datasets writes score files of the other splits for a submission)"
+        "evaluation.ood_datasets has smiyc_anomaly with split 'test', which has no labels: set "
+        "datasets.smiyc_anomaly.split to 'all' (every frame gets a score file, the labelled validation frames are "
+        "evaluated) or 'validation'"
     ]
+    for split in ("all", "validation"):  # both hold the labelled validation frames
+        config, raw = make_config(tree, datasets={"smiyc_anomaly": {"root": str(tree / "smiyc"), "split": split}},
+                                  evaluation={"ood_datasets": ["lostandfound", "smiyc_anomaly"],
+                                              "segment_datasets": ["smiyc_anomaly"], "smiyc_datasets": ["smiyc_anomaly"]})
+        assert preflight(config, raw) is None
     config, raw = make_config(tree, datasets={"smiyc_anomaly": {"root": str(tree / "smiyc"), "split": "test"}},
                               evaluation={"smiyc_datasets": ["smiyc_anomaly"]})
     assert preflight(config, raw) is None  # score files for a submission: fine

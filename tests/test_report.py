@@ -7,7 +7,17 @@ import sys
 from pathlib import Path
 
 import pytest
-from report_data import MODEL, THRESHOLDS, _load, _miou_entries, _pixel_entries, _seg_entries, shared_results
+from report_data import (
+    MODEL,
+    SEGMENT_DATASETS,
+    THRESHOLDS,
+    _load,
+    _miou_entries,
+    _pixel_entries,
+    _seg_entries,
+    _seg_entries_of,
+    shared_results,
+)
 
 from meta_ood import stages as pl
 
@@ -66,6 +76,41 @@ def test_summary_marks_the_papers_claims_pass_or_fail(run, tmp_path):
     mark = "pass" if after < before else "fail"
     assert f"void OoD training lowers the LostAndFound AUPRC against the baseline (appendix C: 0.46 -> 0.17) ({MODEL}): **{mark}**" in void
     assert "raises AUPRC" not in void and "mIoU drops" not in void
+
+
+def _error_rows(path: str, label: str) -> list[str]:
+    """The summary's detection-error table rows of one segment_eval JSON."""
+    return [f"| {label} | {tag[1:]} | {d['fp_before']} | {d['fn_before']} | {d['total_before']} | "
+            f"{d['fp_after']} | {d['fn_after']} | {d['total_after']} |" for tag, d in _load(path)["thresholds"].items()]
+
+
+def test_summary_has_the_detection_errors_of_every_segment_dataset(run, tmp_path):
+    """One section per dataset with that dataset's numbers; checks named by dataset; the paper's 52 % claim on
+    LostAndFound only; and no LostAndFound among the segment datasets is no problem."""
+    from meta_ood.report.results import dataset_title
+
+    pixel, miou = [dict(e) for e in _pixel_entries(run)], [dict(e) for e in _miou_entries(run)]
+    errors = _seg_entries_of(run)
+    text = pl.summary_stage(tmp_path / "s.md", pixel, miou, errors, run="fix")
+    sections = text.split("## Detection errors on ")[1:]
+    assert [sec.split(" (FP + FN)")[0] for sec in sections] == [dataset_title(ds) for ds in SEGMENT_DATASETS]
+    for ds, sec in zip(SEGMENT_DATASETS, sections):
+        body = sec.split("\n## ")[0]
+        for e in (e for e in errors if e["dataset"] == ds):
+            assert all(row in body for row in _error_rows(e["path"], e["label"]))
+            res = _load(e["path"])["thresholds"]
+            lowered = sum(res[pl.threshold_tag(t)]["total_after"] < res[pl.threshold_tag(t)]["total_before"]
+                          for t in THRESHOLDS if t >= 0.3)
+            assert (f"- meta classification lowers the total errors at t >= 0.3 ({e['label']}, {dataset_title(ds)}): "
+                    f"**{'yes' if lowered == 5 else 'no'}** at {lowered} of 5 thresholds") in text
+    assert _error_rows(errors[0]["path"], "Baseline")[0] not in sections[1]  # no LostAndFound row under Fishyscapes
+    assert text.count("(paper: by 52 %)") == 1 and "reduces the sum of detection errors on LostAndFound" in text
+
+    others = [e for e in errors if e["dataset"] != "lostandfound"]
+    text = pl.summary_stage(tmp_path / "o.md", pixel, miou, others, run="fix")
+    assert "## Detection errors on Fishyscapes Static" in text and "Detection errors on LostAndFound" not in text
+    assert "(paper: by 52 %)" not in text
+    assert all(row in text for e in others for row in _error_rows(e["path"], e["label"]))
 
 
 def test_label_colors_terminate_and_stay_distinct_for_many_labels():

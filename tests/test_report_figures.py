@@ -18,6 +18,7 @@ from report_data import (
     LABELS,
     MODEL,
     SEG_LABELS,
+    SEGMENT_DATASETS,
     C,
     _load,
     _miou_entries,
@@ -25,6 +26,7 @@ from report_data import (
     _pixel_entries,
     _road_scene,
     _seg_entries,
+    _seg_entries_of,
     shared_results,
 )
 from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
@@ -229,15 +231,16 @@ def test_figure5_miou(run, tmp_path):
     assert plotted[(MODEL, "OoD training")]["acceptable"] is None
 
 
-def _errors_by_hand(run: Path, variant: str, t: float, meta_threshold: float = 0.5) -> dict[str, float]:
+def _errors_by_hand(run: Path, variant: str, t: float, meta_threshold: float = 0.5,
+                    dataset: str = "lostandfound") -> dict[str, float]:
     """FP / FN / ε before and after removing the segments with prob_fp > meta_threshold, from the tables."""
     tag = pl.threshold_tag(t)
-    seg = run / "segments" / MODEL / variant / "lostandfound"
+    seg = run / "segments" / MODEL / variant / dataset
     pred = pd.read_parquet(seg / f"{tag}.parquet")
     gt = pd.read_parquet(seg / f"{tag}.gt.parquet")
     overlaps = pd.read_parquet(seg / f"{tag}.overlaps.parquet")
     total_in = pd.read_parquet(seg / "images.parquet")["n_gt_in"].sum()
-    meta = pd.read_parquet(run / "meta" / MODEL / variant / "lostandfound" / f"{tag}.parquet")
+    meta = pd.read_parquet(run / "meta" / MODEL / variant / dataset / f"{tag}.parquet")
     removed = meta["prob_fp"].to_numpy() > meta_threshold
     kept = {(i, s) for i, s, r in zip(pred["image"], pred["segment"], removed) if not r}
     found = {(i, g) for i, p, g in zip(overlaps["image"], overlaps["pred_segment"], overlaps["gt_segment"]) if (i, p) in kept}
@@ -257,14 +260,39 @@ def test_figure7_detection_errors(run, tmp_path):
     for thresholds, shown in ((None, [0.7, 0.6, 0.5, 0.4, 0.3]), ([0.1, 0.5], [0.5, 0.1])):
         plotted = report.figure7(entries, png, pdf, thresholds=thresholds)
         _check_figure(png, pdf)
+        assert list(plotted) == [("lostandfound", label) for label, _ in SEG_LABELS]
         for label, variant in SEG_LABELS:
             for when in ("before", "after"):
-                line = plotted[label][when]
+                line = plotted[("lostandfound", label)][when]
                 np.testing.assert_allclose(line["t"], shown)
                 by_hand = [_errors_by_hand(run, variant, t) for t in shown]
                 np.testing.assert_array_equal(line["fp"], [e[f"fp_{when}"] for e in by_hand])
                 np.testing.assert_array_equal(line["fn"], [e[f"fn_{when}"] for e in by_hand])
                 np.testing.assert_allclose(line["eps"], [e[f"eps_{when}"] for e in by_hand], rtol=1e-12)
+
+
+def test_figure7_has_one_panel_per_dataset(run, tmp_path):
+    """Several segment datasets: a panel each, every line the errors of its own dataset's tables."""
+    png, pdf = tmp_path / "f7.png", tmp_path / "f7.pdf"
+    report.figure7(_seg_entries(run), tmp_path / "one.png", tmp_path / "one.pdf")
+    single_w, _ = _check_figure(tmp_path / "one.png", tmp_path / "one.pdf")
+    plotted = report.figure7(_seg_entries_of(run), png, pdf)
+    w, _ = _check_figure(png, pdf)
+    assert w > single_w  # two panels side by side
+    assert list(plotted) == [(ds, label) for ds in SEGMENT_DATASETS for label, _ in SEG_LABELS]
+    shown = [0.7, 0.6, 0.5, 0.4, 0.3]
+    fps = {}
+    for ds in SEGMENT_DATASETS:
+        for label, variant in SEG_LABELS:
+            by_hand = [_errors_by_hand(run, variant, t, dataset=ds) for t in shown]
+            for when in ("before", "after"):
+                line = plotted[(ds, label)][when]
+                np.testing.assert_allclose(line["t"], shown)
+                np.testing.assert_array_equal(line["fp"], [e[f"fp_{when}"] for e in by_hand])
+                np.testing.assert_array_equal(line["fn"], [e[f"fn_{when}"] for e in by_hand])
+                np.testing.assert_allclose(line["eps"], [e[f"eps_{when}"] for e in by_hand], rtol=1e-12)
+            fps[(ds, label)] = plotted[(ds, label)]["before"]["fp"].tolist()
+    assert fps[("lostandfound", "Baseline")] != fps[("fishyscapes_static", "Baseline")]
 
 
 def test_pie_marker_vertices():

@@ -15,14 +15,17 @@ from report_data import (
     LABELS,
     MODEL,
     SEG_LABELS,
+    SEGMENT_DATASETS,
     THRESHOLDS,
     _load,
     _meta_entries,
+    _meta_entries_of,
     _miou_entries,
     _outs,
     _pixel,
     _pixel_entries,
     _seg_entries,
+    _seg_entries_of,
     shared_results,
 )
 
@@ -309,6 +312,138 @@ def test_component_values_of_merged_shards():
     assert results.component_values({"per_shard": [a]})["f1_mean"] == 0.4
     assert results.component_values({"siou_gt": 0.3, "siou": [1.0], "ppv": None})["siou"] == 0.3
     assert results.component_values(None) == {"siou": None, "ppv": None, "f1_mean": None, "n_gt": None, "n_pred": None}
+
+
+# ------------------------------------------------------------- several segment datasets
+
+
+def _seg_json(run: Path, variant: str, ds: str) -> dict:
+    return _load(run / "segment_eval" / MODEL / variant / f"{ds}.json")["thresholds"]
+
+
+def _block(df: pd.DataFrame, ds: str) -> pd.DataFrame:
+    """The CSV rows of one dataset block, indexed from 0 in threshold order."""
+    return df[df["dataset"] == ds].reset_index(drop=True)
+
+
+def test_segment_datasets_differ_in_the_fixture(run):
+    """The two datasets' numbers differ, so the tests below would see rows of one under the other's name."""
+    for _, variant in SEG_LABELS:
+        a, b = (_seg_json(run, variant, ds) for ds in SEGMENT_DATASETS)
+        assert [a[k]["fp_before"] for k in sorted(a)] != [b[k]["fp_before"] for k in sorted(b)]
+
+
+def test_table2_has_one_block_of_rows_per_dataset(run, tmp_path):
+    out = _outs(tmp_path, "table2")
+    report.table2(_seg_entries_of(run), **out)
+    df = _csv(out["out_csv"])
+    assert list(df.columns[:2]) == ["dataset", "t"]
+    assert df["dataset"].tolist() == [ds for ds in SEGMENT_DATASETS for _ in THRESHOLDS]  # the entries' order
+    for ds in SEGMENT_DATASETS:
+        block = _block(df, ds)
+        assert block["t"].tolist() == list(THRESHOLDS)
+        for label, variant in SEG_LABELS:
+            res, s = _seg_json(run, variant, ds), results.slug(label)
+            for i, t in enumerate(THRESHOLDS):
+                r = res[pl.threshold_tag(t)]
+                assert block.loc[i, f"{s}_fp"] == r["fp_before"] and block.loc[i, f"{s}_fn"] == r["fn_before"]
+                assert block.loc[i, f"{s}_total"] == r["total_before"]
+                assert block.loc[i, f"{s}_meta_fp"] == r["fp_after"] and block.loc[i, f"{s}_meta_fn"] == r["fn_after"]
+                assert block.loc[i, f"{s}_meta_total"] == r["total_after"]
+                assert block.loc[i, f"{s}_eps"] == pytest.approx(r["eps_before"], rel=1e-12)
+                assert block.loc[i, f"{s}_meta_eps"] == pytest.approx(r["eps_after"], rel=1e-12)
+                assert block.loc[i, f"{s}_n_pred"] == r["n_pred"] and block.loc[i, f"{s}_n_removed"] == r["n_removed"]
+
+    text = out["out_md"].read_text()
+    assert text.startswith("Table 2: detection errors of OoD objects at entropy thresholds t "
+                           f"(LostAndFound, Fishyscapes Static; {MODEL})")
+    header, rows = _md_table(text)
+    assert header[:3] == ["Dataset", "Entropy threshold", "Baseline FP ↓"] and len(header) == 2 + 4 * 4
+    assert [r[0] for r in rows] == [results.dataset_title(ds) for ds in SEGMENT_DATASETS for _ in THRESHOLDS]
+    for k, ds in enumerate(SEGMENT_DATASETS):
+        for label, variant in SEG_LABELS:
+            col = header.index(f"{label} FP ↓")
+            for i, t in enumerate(THRESHOLDS):
+                row = rows[k * len(THRESHOLDS) + i]
+                assert row[1] == f"t = {t:.2f}"
+                assert row[col] == f"{_seg_json(run, variant, ds)[pl.threshold_tag(t)]['fp_before']:,}"
+        # the smallest Σ of each column group is bold within each dataset's rows
+        col = header.index("Baseline Σ ↓")
+        block = rows[k * len(THRESHOLDS):(k + 1) * len(THRESHOLDS)]
+        totals = [_seg_json(run, "baseline", ds)[pl.threshold_tag(t)]["total_before"] for t in THRESHOLDS]
+        assert [r[col].startswith("**") for r in block] == [v == min(totals) for v in totals]
+    assert "below the horizontal rule within each dataset" in text
+
+    n, _, lines = _latex_table(out["out_tex"].read_text())
+    assert n == 2 + 16
+    starts = [i for i, ln in enumerate(lines) if ln.startswith("Fishyscapes Static & $t = 0.10$")]
+    assert len(starts) == 1 and lines[starts[0] - 1] == r"\midrule"
+    # under the header, between the datasets, and before t = 0.3 in each dataset's rows
+    assert sum(ln == r"\midrule" for ln in lines) == 4
+
+    # one dataset alone keeps the paper's layout: no Dataset column
+    report.table2(_seg_entries_of(run, ("fishyscapes_static",)), **out)
+    df = _csv(out["out_csv"])
+    assert "dataset" not in df and df.loc[0, "baseline_fp"] == _seg_json(run, "baseline", "fishyscapes_static")["t0.1"]["fp_before"]
+    header, _ = _md_table(out["out_md"].read_text())
+    assert header[0] == "Entropy threshold" and "(Fishyscapes Static; " in out["out_md"].read_text()
+
+
+def test_table3_has_one_block_of_rows_per_dataset(run, tmp_path):
+    out = _outs(tmp_path, "table3")
+    report.table3(_meta_entries_of(run), **out)
+    df = _csv(out["out_csv"])
+    assert list(df.columns[:2]) == ["dataset", "t"]
+    for e in _meta_entries_of(run):
+        res = _load(e["path"])
+        row = _block(df, e["dataset"]).loc[THRESHOLDS.index(results.parse_tag(e["tag"]))]
+        s = results.slug(e["label"])
+        loo, logo = res["protocols"]["loo"], res["protocols"]["logo"]
+        assert row[f"{s}_loo_auroc"] == pytest.approx(loo["auroc"], rel=1e-12)
+        assert row[f"{s}_loo_auprc"] == pytest.approx(loo["auprc"], rel=1e-12)
+        assert row[f"{s}_logo_auroc"] == pytest.approx(logo["auroc"], rel=1e-12)
+        assert row[f"{s}_msp_auroc"] == pytest.approx(loo["msp_auroc"], rel=1e-12)
+        assert row[f"{s}_n_segments"] == res["n_segments"]
+    aurocs = {ds: _block(df, ds)["baseline_loo_auroc"].tolist() for ds in SEGMENT_DATASETS}
+    assert aurocs["lostandfound"] != aurocs["fishyscapes_static"]
+
+    header, rows = _md_table(out["out_md"].read_text())
+    assert header[:2] == ["Dataset", "Entropy threshold"] and len(header) == 2 + 8 + 4
+    col = header.index("LOO OoD training + Meta C. AUROC ↑")
+    for k, ds in enumerate(SEGMENT_DATASETS):
+        for i, t in enumerate(THRESHOLDS):
+            row = rows[k * len(THRESHOLDS) + i]
+            res = _load(next(e["path"] for e in _meta_entries_of(run)
+                             if e["dataset"] == ds and e["label"] == "OoD training" and e["tag"] == pl.threshold_tag(t)))
+            assert row[0] == results.dataset_title(ds) and row[1] == f"t = {t:.2f}"
+            assert row[col].strip("*") == f"{res['protocols']['loo']['auroc']:.4f}"
+    n, _, lines = _latex_table(out["out_tex"].read_text())
+    assert n == 2 + 12 and sum(ln == r"\midrule" for ln in lines) == 2  # under the header, between the datasets
+
+
+def test_table_components_has_one_block_of_rows_per_dataset(run, tmp_path):
+    out = _outs(tmp_path, "table_components")
+    report.table_components(_seg_entries_of(run), **out)
+    df = _csv(out["out_csv"])
+    assert list(df.columns[:2]) == ["dataset", "t"]
+    for ds in SEGMENT_DATASETS:
+        block = _block(df, ds)
+        for label, variant in SEG_LABELS:
+            s, res = results.slug(label), _seg_json(run, variant, ds)
+            for i, t in enumerate(THRESHOLDS):
+                comp = results.component_values(res[pl.threshold_tag(t)]["components"])
+                for k in ("siou", "ppv", "f1_mean"):
+                    assert block.loc[i, f"{s}_{k}"] == pytest.approx(comp[k], rel=1e-12)
+                assert block.loc[i, f"{s}_n_gt"] == comp["n_gt"] and block.loc[i, f"{s}_n_pred"] == comp["n_pred"]
+    header, rows = _md_table(out["out_md"].read_text())
+    assert header[:3] == ["Dataset", "Entropy threshold", "Baseline sIoU ↑"] and len(rows) == 2 * len(THRESHOLDS)
+    ppv = header.index("Baseline PPV ↑")
+    for k, ds in enumerate(SEGMENT_DATASETS):
+        res = _seg_json(run, "baseline", ds)
+        assert [r[ppv].strip("*") for r in rows[k * len(THRESHOLDS):(k + 1) * len(THRESHOLDS)]] == [
+            f"{res[pl.threshold_tag(t)]['components']['ppv']:.4f}" for t in THRESHOLDS]
+    n, _, _ = _latex_table(out["out_tex"].read_text())
+    assert n == 2 + 6
 
 
 # ---------------------------------------------------------------------------------- bad input

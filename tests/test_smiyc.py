@@ -249,9 +249,9 @@ def small_files(golden, tmp_path):
     return _write_golden_files(golden_small, tmp_path)
 
 
-def _cli_error(capsys, scores, labels, tmp_path) -> str:
+def _cli_error(capsys, scores, labels, tmp_path, *extra: str) -> str:
     rc = main(["-q", "smiyc-eval", "--scores", str(scores), "--labels", str(labels), "--track", "anomaly",
-               "--out", str(tmp_path / "r.json"), "--n-boot", "0"])
+               "--out", str(tmp_path / "r.json"), "--n-boot", "0", *extra])
     assert rc == 2
     return capsys.readouterr().err
 
@@ -263,7 +263,7 @@ def test_missing_extra_and_misshaped_frames(small_files, tmp_path, capsys):
     assert "labelled frames without .hdf5 score file" in err and "'001'" in err
     (tmp_path / "moved.hdf5").rename(scores / "001.hdf5")
     write_scores(scores / "zzz.hdf5", np.zeros((4, 4), np.float32))
-    err = _cli_error(capsys, scores, labels, tmp_path)
+    err = _cli_error(capsys, scores, labels, tmp_path, "--strict")  # skipped without --strict
     assert "score files without _labels_semantic.png label" in err and "'zzz'" in err
     (scores / "zzz.hdf5").unlink()
     write_scores(scores / "002.hdf5", np.zeros((10, 10), np.float32))

@@ -105,3 +105,57 @@ def test_meta_variant_lowers_exactly_the_rejected_segments(store, tmp_path):
         np.testing.assert_array_equal(after[hit], np.minimum(before[hit], np.nextafter(np.float16(t), np.float16(0))))
         changed += int((before[hit] >= t).sum())
     assert changed > 0  # the rejected segments had pixels at or above t before
+
+
+def test_meta_variant_of_unlabelled_frames_uses_the_classifier_fit_on_the_labelled_segments(tmp_path):
+    """Frames without ground truth (a benchmark's test frames): their segments of {entropy >= t} are scored by the
+    meta classifier fit on every labelled segment; here small FP blobs are lowered and large OoD objects kept."""
+    from meta_ood.meta import MetaClassifier
+    from meta_ood.segments import feature_names, segment_metrics
+    from meta_ood.stages import segment_features_stage
+
+    rng = np.random.default_rng(3)
+    h, w, t, c = 48, 64, 0.5, 19  # the paper's features are those of the 19 Cityscapes classes
+    folder = tmp_path / "store"
+    n_labelled, n_test = 6, 2
+    writer = StoreWriter(folder, c, dataset="smiyc_obstacle", convention=LOSTANDFOUND, total=n_labelled + n_test)
+    objects = []
+    for k in range(n_labelled + n_test):
+        logits = rng.normal(size=(c, h, w)).astype(np.float32) * 6
+        big = (slice(8 + k % 3, 30), slice(6, 30 + k % 4))  # an OoD object: a large high-entropy region
+        small = (slice(36, 40 + k % 2), slice(44, 48))       # a small high-entropy blob on the road: a false positive
+        for region in (big, small):
+            logits[(slice(None), *region)] *= 0.01
+        label = np.ones((h, w), np.uint8)
+        label[big] = 2
+        labelled = k < n_labelled
+        probs = np.exp(logits) / np.exp(logits).sum(0)
+        writer.write(k, f"frame_{k:02d}", f"{k}.webp", probs.astype(np.float32),
+                     label if labelled else np.full((h, w), 255, np.uint8), labelled=labelled)
+        objects.append((big, small))
+    writer.finalize()
+    assert StoreReader(folder).labelled_indices == list(range(n_labelled))
+
+    segment_features_stage(folder, tmp_path / "seg", [t], progress=False)
+    table = pd.read_parquet(tmp_path / "seg" / "t0.5.parquet")
+    assert set(table["iou0"]) == {0, 1} and set(table["image"]) == set(range(n_labelled))
+    meta = tmp_path / "meta.parquet"
+    table[["image", "segment"]].assign(prob_fp=table["iou0"].astype(float)).to_parquet(meta)
+    plain = smiyc_scores_stage(folder, tmp_path / "plain", scorer="entropy")
+    lowered = smiyc_scores_stage(folder, tmp_path / "meta", scorer="entropy", meta_table=meta, threshold=t,
+                                 meta_threshold=0.5, segments_table=tmp_path / "seg" / "t0.5.parquet",
+                                 meta_options={"features": "paper", "C": 1.0, "penalize_intercept": True})
+    names = feature_names("paper")
+    clf = MetaClassifier().fit(table[names].to_numpy(float), table["iou0"].to_numpy(int))
+    reader = StoreReader(folder)
+    for k in range(n_labelled, n_labelled + n_test):
+        img = reader.read(k)
+        before, after = read_scores(plain[k]), read_scores(lowered[k])
+        df, comp = segment_metrics(img.probs, np.ones((h, w), np.uint8), t, ood_id=2, void_id=255)
+        fp = np.flatnonzero(clf.predict_proba(df[names].to_numpy(float))[:, 1] > 0.5) + 1
+        hit = np.isin(np.abs(comp), fp)
+        np.testing.assert_array_equal(after != before, hit & (before >= np.float16(t)))
+        big, small = objects[k]
+        assert (after[small] < t).all() and (after[big] == before[big]).all()  # the blob goes, the object stays
+    with pytest.raises(Exception, match="segments_table"):
+        smiyc_scores_stage(folder, tmp_path / "x", scorer="entropy", meta_table=meta, threshold=t)

@@ -59,8 +59,8 @@ _DEFAULT_SPLITS = {
     "fishyscapes_static": "Static",
     "fishyscapes_lostandfound": "LostAndFound",
     "coco": "train2017",
-    "smiyc_anomaly": "validation",
-    "smiyc_obstacle": "validation",
+    "smiyc_anomaly": "all",
+    "smiyc_obstacle": "all",
     "lostandfound_noknown": "test",
     "road_anomaly": "all",
 }

@@ -381,7 +381,8 @@ def _forward(
 
 def _write_batch(writer: StoreWriter, batch: list[tuple[int, Any]], planes: list[ImagePlanes], bar: tqdm) -> None:
     for (index, item), image_planes in zip(batch, planes):
-        writer.write(index, item.name, item.path, label=item.label, label_ids=item.label_ids, planes=image_planes)
+        writer.write(index, item.name, item.path, label=item.label, label_ids=item.label_ids, planes=image_planes,
+                     labelled=getattr(item, "labelled", True))
         bar.update(1)
 
 

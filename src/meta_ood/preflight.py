@@ -32,6 +32,7 @@ from meta_ood.datasets import DATASET_KINDS, open_dataset
 from meta_ood.datasets.base import require_dir
 from meta_ood.errors import InputError
 from meta_ood.io import read_rgb
+from meta_ood.stages.layout import smiyc_folder
 from meta_ood.models import build
 from meta_ood.models.checkpoint import (
     _allow_safe_globals,
@@ -459,22 +460,27 @@ def _consistency_problems(config: Mapping) -> list[str]:
     for key in ("ood_datasets", "segment_datasets"):
         for name in ev.get(key) or []:
             split = (ds.get(name) or {}).get("split")
-            if name in ("smiyc_anomaly", "smiyc_obstacle") and split != "validation":
-                problems.append(f"evaluation.{key} has {name} with split {split!r}, which has no labels: only its "
-                                "'validation' split can be evaluated (evaluation.smiyc_datasets writes score files "
-                                "of the other splits for a submission)")
+            if name in ("smiyc_anomaly", "smiyc_obstacle") and split == "test":
+                problems.append(f"evaluation.{key} has {name} with split 'test', which has no labels: set "
+                                f"datasets.{name}.split to 'all' (every frame gets a score file, the labelled "
+                                "validation frames are evaluated) or 'validation'")
     return problems
 
 
 def _smiyc_method_problems(config: Mapping) -> list[str]:
-    """Third-party SMIYC methods: a folder with ``<dataset>/`` of score files for every SMIYC dataset of the run."""
+    """Third-party SMIYC methods: a folder with score files for every SMIYC dataset of the run, in the folder
+    the benchmark reads them from (``AnomalyTrack-all/`` ..., :func:`~meta_ood.stages.layout.smiyc_folder`) or in
+    ``<dataset>/``."""
     datasets = (config.get("evaluation") or {}).get("smiyc_datasets") or []
+    blocks = config.get("datasets") or {}
     problems = []
     for method, folder in ((config.get("smiyc") or {}).get("methods") or {}).items():
         for ds in datasets:
-            sub = Path(folder) / ds
+            official = Path(folder) / smiyc_folder(ds, (blocks.get(ds) or {}).get("split"))
+            sub = official if official.is_dir() else Path(folder) / ds
             if not sub.is_dir() or not any(sub.glob("*.hdf5")):
-                problems.append(f"smiyc.methods.{method}: {sub}: no <fid>.hdf5 score files (expected one per frame of {ds})")
+                problems.append(f"smiyc.methods.{method}: {official}: no <fid>.hdf5 score files (expected one per "
+                                f"frame of {ds}, in the benchmark's folder {official.name}/ or in {ds}/)")
     return problems
 
 

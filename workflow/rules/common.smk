@@ -9,7 +9,7 @@ from snakemake.utils import validate
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from meta_ood.options import TRAIN_RUNTIME_OPTIONS
-from meta_ood.stages.layout import threshold_tag
+from meta_ood.stages.layout import SUBMISSION_FOLDERS, smiyc_folder, threshold_tag
 
 
 USER_CONFIG = copy.deepcopy(config)  # what the config file(s) say, before the schema's defaults
@@ -306,18 +306,22 @@ def pixel_entries_of(entries, models, datasets):
     return [e for e in entries if e["model"] in models and e["dataset"] in datasets]
 
 
-def table2_entries(dataset="lostandfound"):
+def table2_entries():
+    """{label, model, dataset, path} of the main model's segment_eval JSONs (table 2, component metrics, figure 7,
+    summary): the reported variants on every dataset of evaluation.segment_datasets, in the config's order."""
     labels = {"Plain": "Baseline", "OoD training": "OoD training"}
-    return [{"label": labels[label], "model": MAIN_MODEL, "dataset": dataset,
-             "path": segment_eval_json(MAIN_MODEL, variant, dataset)}
-            for label, variant in reported_variants(MAIN_MODEL)]
+    return [{"label": labels[label], "model": MAIN_MODEL, "dataset": ds,
+             "path": segment_eval_json(MAIN_MODEL, variant, ds)}
+            for ds in SEGMENT_DATASETS for label, variant in reported_variants(MAIN_MODEL)]
 
 
-def table3_entries(dataset="lostandfound"):
+def table3_entries():
+    """{label, model, dataset, tag, path} of the main model's meta classification JSONs (table 3): the reported
+    variants at every segment threshold on every dataset of evaluation.segment_datasets, in the config's order."""
     labels = {"Plain": "Baseline", "OoD training": "OoD training"}
-    return [{"label": labels[label], "model": MAIN_MODEL, "dataset": dataset, "tag": tag,
-             "path": meta_json(MAIN_MODEL, variant, dataset, tag)}
-            for label, variant in reported_variants(MAIN_MODEL) for tag in TAGS]
+    return [{"label": labels[label], "model": MAIN_MODEL, "dataset": ds, "tag": tag,
+             "path": meta_json(MAIN_MODEL, variant, ds, tag)}
+            for ds in SEGMENT_DATASETS for label, variant in reported_variants(MAIN_MODEL) for tag in TAGS]
 
 
 # ---------------------------------------------------------------------------------- SegmentMeIfYouCan
@@ -328,12 +332,16 @@ SMIYC_THIRD_PARTY = dict(config["smiyc"]["methods"])
 
 
 def smiyc_labelled(dataset):
-    """Whether the configured split has labels: SMIYC's test/all splits have none (score files only)."""
-    return not (dataset in ("smiyc_anomaly", "smiyc_obstacle") and DATASETS[dataset]["split"] != "validation")
+    """Whether the configured split has labelled frames: a SMIYC track's test split has none (score files only);
+    its 'all' split holds the labelled validation frames, which are evaluated."""
+    return not (dataset in ("smiyc_anomaly", "smiyc_obstacle") and DATASETS[dataset]["split"] == "test")
 
 
 # the SMIYC datasets that are evaluated (all of them get score files and go into the submission zip)
 SMIYC_EVALUATED = [ds for ds in SMIYC_DATASETS if smiyc_labelled(ds)]
+# benchmark folder of each SMIYC dataset's score files (anomaly_p/<method>/<folder>/<fid>.hdf5), and back
+SMIYC_FOLDER = {ds: smiyc_folder(ds, DATASETS[ds]["split"]) for ds in SMIYC_DATASETS}
+SMIYC_FOLDER_DATASET = {folder: ds for ds, folder in SMIYC_FOLDER.items()}
 
 
 def smiyc_own_methods(dataset):
@@ -353,10 +361,12 @@ def smiyc_own_methods(dataset):
 
 
 def smiyc_scores_dir(method, dataset):
-    """Folder of a method's ``<fid>.hdf5`` files: written by the run, or the configured third-party folder."""
+    """Folder of a method's ``<fid>.hdf5`` files, named as the benchmark names it: written by the run, or in the
+    configured third-party folder (its ``<benchmark folder>/``, else a ``<dataset>/`` folder)."""
     if method in SMIYC_THIRD_PARTY:
-        return f"{SMIYC_THIRD_PARTY[method]}/{dataset}"
-    return f"{SMIYC}/anomaly_p/{method}/{dataset}"
+        official = f"{SMIYC_THIRD_PARTY[method]}/{SMIYC_FOLDER[dataset]}"
+        return official if Path(official).is_dir() else f"{SMIYC_THIRD_PARTY[method]}/{dataset}"
+    return f"{SMIYC}/anomaly_p/{method}/{SMIYC_FOLDER[dataset]}"
 
 
 def smiyc_method_scores(wildcards):
@@ -370,19 +380,24 @@ def smiyc_label_store(wildcards):
 
 
 def smiyc_scores_inputs(wildcards):
-    """Store (and meta classifier table at report.example_threshold) of one own method."""
-    model, variant, meta = smiyc_own_methods(wildcards.dataset)[wildcards.method]
-    inputs = {"store": store_index(model, variant, wildcards.dataset)}
+    """Store (and, meta-lowered, the meta classifier and segment tables at report.example_threshold) of one own
+    method on the dataset of a benchmark folder."""
+    dataset = SMIYC_FOLDER_DATASET[wildcards.folder]
+    model, variant, meta = smiyc_own_methods(dataset)[wildcards.method]
+    inputs = {"store": store_index(model, variant, dataset)}
     if meta:
-        inputs["meta"] = f"{RESULTS}/meta/{model}/{variant}/{wildcards.dataset}/{EXAMPLE_TAG}.parquet"
+        inputs["meta"] = f"{RESULTS}/meta/{model}/{variant}/{dataset}/{EXAMPLE_TAG}.parquet"
+        inputs["segments"] = f"{RESULTS}/segments/{model}/{variant}/{dataset}/{EXAMPLE_TAG}.parquet"
     return inputs
 
 
 def smiyc_scores_options(wildcards):
-    """Scorer of the score files; for a meta-lowered method the segment and meta thresholds."""
+    """Scorer of the score files; for a meta-lowered method the segment and meta thresholds and the meta options
+    (the classifier of the unlabelled frames is fit as the meta stage fits its folds)."""
     options = {"scorer": EVAL["scorer"]}
-    if smiyc_own_methods(wildcards.dataset)[wildcards.method][2]:
-        options.update(threshold=config["report"]["example_threshold"], meta_threshold=config["meta"]["threshold"])
+    if smiyc_own_methods(SMIYC_FOLDER_DATASET[wildcards.folder])[wildcards.method][2]:
+        options.update(threshold=config["report"]["example_threshold"], meta_threshold=config["meta"]["threshold"],
+                       meta_options={k: config["meta"][k] for k in ("features", "C", "penalize_intercept")})
     return options
 
 
@@ -503,12 +518,13 @@ def all_targets():
     targets += [f"{RESULTS}/tables/{name}.{ext}" for name in TABLES for ext in ("csv", "md", "tex")]
     targets += [f"{RESULTS}/figures/{name}.{ext}" for name in FIGURES for ext in ("png", "pdf")]
     targets.append(f"{RESULTS}/summary.md")
-    if SMIYC_DATASETS:
+    if SMIYC_SUBMITTED:
         targets.append(f"{SMIYC}/submission.zip")
     return targets
 
 
-TABLES = ["table1"] + (["table2", "table3", "table_components"] if "lostandfound" in SEGMENT_DATASETS else [])
+# tables 2, 3, the component metrics and figure 7 show every segment dataset; the example images are LostAndFound's
+TABLES = ["table1"] + (["table2", "table3", "table_components"] if SEGMENT_DATASETS else [])
 # figures 3/4 show the main model, 11/12 the second COCO-trained model (the paper's DualGCNNet), 8/9 the
 # void OoD training of appendix C on Cityscapes val (void as OoD) and on LostAndFound
 SECOND_MODEL = next((m for m in MODELS if m != MAIN_MODEL and uses_coco(m)), None)
@@ -521,8 +537,10 @@ if VOID_MODELS and "cityscapes_void" in EVAL["ood_datasets"]:
     FIGURES.append("figure8")
 if VOID_MODELS and "lostandfound" in EVAL["ood_datasets"]:
     FIGURES.append("figure9")
+if SEGMENT_DATASETS:
+    FIGURES.append("figure7")
 if "lostandfound" in SEGMENT_DATASETS:
-    FIGURES += ["figure7", "examples"]
+    FIGURES.append("examples")
 SCENE_FIGURES = scene_figures()
 FIGURES += list(SCENE_FIGURES)
 if EVAL["miou"] and EVAL["every_epoch"] and EVAL["ood_datasets"]:

@@ -1,26 +1,31 @@
-# SegmentMeIfYouCan: score files and label masks of every model variant in the benchmark's format,
-# the submission zip, both protocols per method x dataset (third-party score maps too) and the report.
+# SegmentMeIfYouCan: score files and label masks of every model variant in the benchmark's format and folder
+# names, the submission zip, both protocols per method x dataset (third-party score maps too) and the report.
+import re
+
 
 SMIYC_ENTRIES = smiyc_entries()
 SMIYC_SCENE_ENTRIES = smiyc_entries(["smiyc_obstacle"]) if "smiyc_obstacle" in SMIYC_EVALUATED else []
 SMIYC_OWN_SCORES = [smiyc_scores_dir(m, ds) for ds in SMIYC_DATASETS for m in smiyc_own_methods(ds)]
+# what a participant submits: the own methods' folders of the benchmark's inference splits (not Road Anomaly)
+SMIYC_SUBMITTED = [d for d in SMIYC_OWN_SCORES if Path(d).name in SUBMISSION_FOLDERS]
 
 
 wildcard_constraints:
     method=r"[^/]+",
+    folder="|".join(map(re.escape, SMIYC_FOLDER_DATASET)) or "NONE",
 
 
 rule smiyc_scores:
     input:
         unpack(smiyc_scores_inputs),
     output:
-        folder=directory(f"{SMIYC}/anomaly_p/{{method}}/{{dataset}}"),
+        folder=directory(f"{SMIYC}/anomaly_p/{{method}}/{{folder}}"),
     params:
         options=smiyc_scores_options,
     log:
-        f"{LOGS}/smiyc_scores/{{method}}/{{dataset}}.log",
+        f"{LOGS}/smiyc_scores/{{method}}/{{folder}}.log",
     benchmark:
-        f"{BENCH}/smiyc_scores/{{method}}/{{dataset}}.tsv"
+        f"{BENCH}/smiyc_scores/{{method}}/{{folder}}.tsv"
     conda:
         "../../envs/analysis.yaml"
     script:
@@ -44,7 +49,7 @@ rule smiyc_labels:
 
 rule smiyc_zip:
     input:
-        SMIYC_OWN_SCORES,
+        folders=SMIYC_SUBMITTED,
     output:
         zip=f"{SMIYC}/submission.zip",
     log:

@@ -1,4 +1,4 @@
-"""Rule smiyc_scores: the SMIYC score files of one method on one dataset, from its softmax store."""
+"""Rule smiyc_scores: the SMIYC score files of one method in one benchmark folder, from its dataset's softmax store."""
 
 import sys
 from pathlib import Path
@@ -14,5 +14,6 @@ run_rule(
     store_dir=Path(snakemake.input.store).parent,
     out_dir=snakemake.output.folder,
     meta_table=snakemake.input.get("meta"),
+    segments_table=snakemake.input.get("segments"),
     **snakemake.params.options,
 )

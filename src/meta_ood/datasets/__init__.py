@@ -41,8 +41,8 @@ def open_dataset(kind: str, root: str, split: str | None = None, **kwargs) -> Se
     ``fishyscapes_lostandfound`` needs ``laf_root`` (the LostAndFound root whose ``leftImg8bit/``
     holds its images); ``coco`` takes an optional ``masks_dir`` (the COCO filter's masks);
     ``lostandfound`` and ``lostandfound_noknown`` take an optional ``roi`` (a binary mask image:
-    pixels outside it are void). The SegmentMeIfYouCan tracks default to their ``validation``
-    split, the only one with labels.
+    pixels outside it are void). The SegmentMeIfYouCan tracks default to ``all``, every frame
+    (the labelled validation frames among them).
     """
     if kind == "cityscapes":
         return Cityscapes(root, split or "val")
@@ -55,9 +55,9 @@ def open_dataset(kind: str, root: str, split: str | None = None, **kwargs) -> Se
     if kind == "lostandfound_noknown":
         return LostAndFoundNoKnown(root, split or "test", kwargs.get("roi") or None)
     if kind == "smiyc_anomaly":
-        return SmiycAnomalyTrack(root, split or "validation")
+        return SmiycAnomalyTrack(root, split or "all")
     if kind == "smiyc_obstacle":
-        return SmiycObstacleTrack(root, split or "validation")
+        return SmiycObstacleTrack(root, split or "all")
     if kind == "road_anomaly":
         return RoadAnomaly(root, split or "all")
     if kind == "fishyscapes_static":

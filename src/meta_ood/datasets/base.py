@@ -32,13 +32,18 @@ class Sample:
 
 @dataclass
 class Item:
-    """One loaded example: RGB image, train-id label, optional label-id image and the image path."""
+    """One loaded example: RGB image, train-id label, optional label-id image and the image path.
+
+    ``labelled`` is False for a frame whose ground truth is not distributed (a benchmark's test
+    frame): its label is all void and no metric may use it.
+    """
 
     image: np.ndarray
     label: np.ndarray
     label_ids: np.ndarray | None
     path: str
     name: str
+    labelled: bool = True
 
 
 def require_dir(path: Path, what: str) -> Path:
@@ -46,6 +51,21 @@ def require_dir(path: Path, what: str) -> Path:
     if not path.is_dir():
         raise InputError(f"{path}: {what} not found (expected a directory)")
     return path
+
+
+def find_root(root: Path, looks_right: Callable[[Path], bool], folders: Sequence[str], title: str, expected: str) -> Path:
+    """The dataset folder: ``root`` itself or its child ``<folder>`` (the folder a download unpacks to).
+
+    ``looks_right`` tells a dataset folder (e.g. it holds ``images/``); ``expected`` says what it
+    holds, for the error that names both places looked at.
+    """
+    if looks_right(root):
+        return root
+    for folder in folders:
+        if looks_right(root / folder):
+            return root / folder
+    where = " or ".join([str(root)] + [str(root / f) for f in folders])
+    raise InputError(f"{root}: not a {title} folder: expected {expected} in {where}")
 
 
 class SegmentationDataset(Sequence[Item]):
@@ -135,11 +155,16 @@ class PairedDataset(SegmentationDataset):
     title: str = "dataset"
     label_folder: str = ""
     default_split: str = ""
+    #: Folders below the root that are accepted as the dataset folder (the one a download unpacks to).
+    archive_folders: tuple[str, ...] = ()
 
     def __init__(self, root: str | os.PathLike, split: str | None = None) -> None:
         super().__init__()
         split = split or self.default_split
         self._open(root, self.title, split)
+        if self.archive_folders:
+            self.root = find_root(self.root, lambda p: (p / "leftImg8bit").is_dir(), self.archive_folders, self.title,
+                                  f"leftImg8bit/ and {self.label_folder}/")
         image_dir = require_dir(self.root / "leftImg8bit" / split, f"{self.title} split '{split}' images")
         label_dir = require_dir(self.root / self.label_folder / split, f"{self.title} split '{split}' annotations")
         suffixes = {"train_ids": f"_{self.label_folder}_labelTrainIds.png",

@@ -21,3 +21,4 @@ class LostAndFound(PairedDataset):
     title = "LostAndFound"
     label_folder = "gtCoarse"
     default_split = "test"
+    archive_folders = ("dataset_LostAndFound",)  # the folder name SegmentMeIfYouCan's code expects

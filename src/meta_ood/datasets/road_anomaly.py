@@ -3,6 +3,8 @@
     <root>/frame_list.json                              (the image file names)
     <root>/frames/<name>.jpg | <name>.webp
     <root>/frames/<name>.labels/labels_semantic.png     (0 usual, 2 and above anomaly, 255 void)
+
+``<root>`` is the folder the archive unpacks to (``RoadAnomaly_jpg/``) or the folder holding it.
 """
 
 from __future__ import annotations
@@ -14,9 +16,13 @@ from pathlib import Path
 import numpy as np
 
 from meta_ood import labels as L
-from meta_ood.datasets.base import Sample, SegmentationDataset, require_dir
+from meta_ood.datasets.base import Sample, SegmentationDataset, find_root, require_dir
 from meta_ood.errors import InputError
 from meta_ood.io import read_label
+
+
+#: Folders below the root accepted as the dataset folder: what the archives RoadAnomaly_jpg.zip / RoadAnomaly.zip unpack to.
+ARCHIVE_FOLDERS = ("RoadAnomaly_jpg", "RoadAnomaly")
 
 
 class RoadAnomaly(SegmentationDataset):
@@ -37,6 +43,8 @@ class RoadAnomaly(SegmentationDataset):
         if split != "all":
             raise InputError(f"{root}: Road Anomaly has one split, 'all'; got {split!r}")
         self._open(root, "Road Anomaly", split)
+        self.root = find_root(self.root, lambda p: (p / "frame_list.json").is_file(), ARCHIVE_FOLDERS, "Road Anomaly",
+                              "frame_list.json and frames/")
         frames = require_dir(self.root / "frames", "Road Anomaly frames folder")
         listing = self.root / "frame_list.json"
         for name in sorted(_frame_list(listing)):

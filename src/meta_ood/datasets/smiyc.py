@@ -1,16 +1,19 @@
 """Readers of the SegmentMeIfYouCan benchmark: AnomalyTrack, ObstacleTrack and LostAndFound-NoKnown.
 
-The two tracks are read in the layout the benchmark distributes, below a root that holds
-``dataset_AnomalyTrack/`` and ``dataset_ObstacleTrack/`` (the track folder itself is accepted too)::
+The two tracks are read in the layout the benchmark distributes: the root is the folder an
+archive unpacks to (``dataset_AnomalyTrack/``, ``dataset_ObstacleTrack/``) or the folder holding
+it (the benchmark's ``DIR_DATASETS``)::
 
     dataset_AnomalyTrack/images/<fid>.jpg
     dataset_AnomalyTrack/labels_masks/<fid>_labels_semantic.png    (0 not anomaly, 1 anomaly, 255 void)
     dataset_ObstacleTrack/images/<fid>.webp
     dataset_ObstacleTrack/labels_masks/<fid>_labels_semantic.png   (0 road, 1 obstacle, 255 void off the road)
 
-Only the labels of the ``validation`` frames are distributed; ``test`` and ``all`` list images
-without labels (``has_labels`` is False; their items carry an all-void label, so that score maps
-can be dumped for a submission, and asking for a label raises an InputError saying so).
+Only the labels of the ``validation`` frames are distributed. ``all`` (the benchmark's
+``AnomalyTrack-all`` / ``ObstacleTrack-all``, what a submission needs) lists every frame: the
+validation frames with their labels, the others unlabelled; ``test`` lists the test frames only.
+An unlabelled frame's item carries an all-void label and ``labelled=False`` (its score map is
+dumped for the submission, no metric uses it); asking for its label raises an InputError.
 Colour renderings next to the labels (``<fid>_labels_semantic_color.png``) are ignored.
 """
 
@@ -23,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from meta_ood import labels as L
-from meta_ood.datasets.base import Item, Sample, SegmentationDataset, require_dir
+from meta_ood.datasets.base import Item, Sample, SegmentationDataset, find_root
 from meta_ood.datasets.lostandfound import LostAndFound
 from meta_ood.errors import InputError
 from meta_ood.io import open_image, read_rgb
@@ -59,13 +62,14 @@ class _SmiycTrack(SegmentationDataset):
     train_values = L.FISHYSCAPES_TRAIN_VALUES
     convention = L.FISHYSCAPES
 
-    def __init__(self, root: str | os.PathLike, split: str = "validation") -> None:
+    def __init__(self, root: str | os.PathLike, split: str = "all") -> None:
         super().__init__()
         if split not in SMIYC_SPLITS:
             raise InputError(f"{root}: {self.title} has no split {split!r}; expected one of {', '.join(SMIYC_SPLITS)}")
         self._open(root, self.title, split)
-        track = self.root / self.folder if (self.root / self.folder).is_dir() else self.root
-        image_dir = require_dir(track / "images", f"{self.title} images ({self.folder}/images)")
+        track = find_root(self.root, lambda p: (p / "images").is_dir(), (self.folder,), self.title,
+                          f"the unpacked archive's images/ (and labels_masks/), i.e. {self.folder}/images/")
+        image_dir = track / "images"
         images = sorted(image_dir.glob(f"*{self.image_ext}"))
         if not images:
             raise InputError(f"{image_dir}: no '*{self.image_ext}' images found")
@@ -74,9 +78,7 @@ class _SmiycTrack(SegmentationDataset):
         orphans = sorted(set(labels) - {img.stem for img in images})
         if orphans:
             raise InputError(f"{labels[orphans[0]]}: label without its image {image_dir / (orphans[0] + self.image_ext)}")
-        #: Whether the split's labels are distributed (only ``validation``): else it cannot be evaluated.
-        self.has_labels = split == "validation"
-        if self.has_labels:
+        if split == "validation":
             images = [img for img in images if img.stem in labels]
             if not images:
                 raise InputError(f"{label_dir}: no '*{LABEL_SUFFIX}' label files found (the validation frames are "
@@ -85,28 +87,34 @@ class _SmiycTrack(SegmentationDataset):
             images = self._test_images(images, labels)
             if not images:
                 raise InputError(f"{image_dir}: no image of the {self.title} test split found")
-        self.samples = [Sample(name=img.stem, image=img, train_ids=labels[img.stem] if self.has_labels else None)
-                        for img in images]
+        self.samples = [Sample(name=img.stem, image=img, train_ids=labels.get(img.stem)) for img in images]
+        #: Whether any frame of the split is labelled (else it cannot be evaluated).
+        self.has_labels = any(s.train_ids is not None for s in self.samples)
+
+    @property
+    def labelled_names(self) -> list[str]:
+        """Names of the frames with a label, in order: the frames every metric uses."""
+        return [s.name for s in self.samples if s.train_ids is not None]
 
     def _test_images(self, images: list[Path], labels: dict[str, Path]) -> list[Path]:
         """The test frames among ``images``: those whose labels are not distributed."""
         return [img for img in images if img.stem not in labels]
 
     def __getitem__(self, index: int) -> Item:  # type: ignore[override]
-        """Item ``index``; in the splits without labels the label is all void (scores for a submission only)."""
-        if self.has_labels or isinstance(index, slice):
+        """Item ``index``; an unlabelled frame's label is all void and ``labelled`` False (scores only)."""
+        if isinstance(index, slice) or self.samples[index].train_ids is not None:
             return super().__getitem__(index)
         sample = self.samples[index]
         image = read_rgb(sample.image)
         void = np.full(image.shape[:2], L.VOID_ID, np.uint8)
-        return Item(image=image, label=void, label_ids=None, path=str(sample.image), name=sample.name)
+        return Item(image=image, label=void, label_ids=None, path=str(sample.image), name=sample.name, labelled=False)
 
     def load_label(self, sample: Sample) -> tuple[np.ndarray, np.ndarray | None]:
-        """The checked label of a validation frame; for the other splits an InputError: no labels are distributed."""
-        if not self.has_labels:
+        """The checked label of a validation frame; for an unlabelled frame an InputError: no label is distributed."""
+        if sample.train_ids is None:
             raise InputError(
-                f"{sample.image}: {self.title} split '{self.split}' has no labels (the benchmark distributes only "
-                "those of the 'validation' split); its images are listed, but it cannot be evaluated"
+                f"{sample.image}: {self.title} frame {sample.name!r} has no label (the benchmark distributes only "
+                "those of the validation frames); it gets a score file but cannot be evaluated"
             )
         return super().load_label(sample)
 
@@ -135,7 +143,7 @@ class SmiycObstacleTrack(_SmiycTrack):
     folder = "dataset_ObstacleTrack"
     image_ext = ".webp"
 
-    def __init__(self, root: str | os.PathLike, split: str = "validation") -> None:
+    def __init__(self, root: str | os.PathLike, split: str = "all") -> None:
         super().__init__(root, split)
         #: Scene of every frame, by frame name.
         self.scenes: dict[str, str] = {s.name: scene_of(s.name) for s in self.samples}

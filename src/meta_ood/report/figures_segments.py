@@ -74,71 +74,101 @@ def _pie(ax: Axes, x: float, y: float, eps: float | None, size: float = 150.0, z
         ax.scatter([x], [y], s=size, marker="o", facecolor="none", edgecolor="0.15", linewidths=0.9, zorder=zorder + 0.2)
 
 
+def _figure7_panel(ax: Axes, entries: Sequence[Mapping[str, Any]], colors: Mapping[str, str],
+                   thresholds: Sequence[float] | None) -> tuple[dict[str, dict[str, dict[str, np.ndarray]]], list[Line2D]]:
+    """The lines of figure 7 of one dataset's entries on ``ax``: per label the plotted points and the lines drawn."""
+    plotted: dict[str, dict[str, dict[str, np.ndarray]]] = {}
+    handles = []
+    for e in entries:
+        res = load_result(e["path"])
+        per_t = res.get("thresholds")
+        if not isinstance(per_t, Mapping) or not per_t:
+            raise InputError(f"{e['path']}: lacks 'thresholds' (per-threshold detection errors)")
+        ts = {parse_tag(tag, str(e["path"])): v for tag, v in per_t.items()}
+        if thresholds is not None:
+            chosen = [t for t in sorted(ts) if any(abs(t - float(x)) < 1e-9 for x in thresholds)]
+        else:
+            chosen = [t for t in sorted(ts) if ACCEPTABLE_FROM - 1e-9 <= t <= 0.7 + 1e-9] or sorted(ts)
+        chosen = chosen[::-1]  # 0.7 ... 0.3 as in the paper
+        color = colors[str(e["label"])]
+        lines = plotted.setdefault(str(e["label"]), {})
+        for when, style, suffix in (("before", "-", ""), ("after", "--", " + Meta")):
+            pts = [(t, finite_float(ts[t].get(f"fp_{when}")), finite_float(ts[t].get(f"fn_{when}")), finite_float(ts[t].get(f"eps_{when}")))
+                   for t in chosen]
+            pts = [p for p in pts if p[1] is not None and p[2] is not None]
+            lines[when] = {"t": np.array([p[0] for p in pts], dtype=float),
+                           "fp": np.array([p[1] for p in pts], dtype=float),
+                           "fn": np.array([p[2] for p in pts], dtype=float),
+                           "eps": np.array([np.nan if p[3] is None else p[3] for p in pts], dtype=float)}
+            if not pts:
+                continue
+            xs, ys = [p[1] for p in pts], [p[2] for p in pts]
+            (line,) = ax.plot(xs, ys, color=color, linestyle=style, linewidth=1.8, zorder=3,
+                              label=f"{e['label']}{suffix}")
+            handles.append(line)
+            at: dict[tuple[float, float], list[float]] = {}
+            for t, x, y, eps in pts:
+                _pie(ax, x, y, eps)
+                at.setdefault((x, y), []).append(t)
+            for (x, y), ts_here in at.items():  # one label per position: "0.4/0.3"
+                ax.annotate("/".join(f"{t:g}" for t in ts_here), (x, y), xytext=(7, 6), textcoords="offset points",
+                            fontsize=7.5, color=color, zorder=6)
+    ax.set_xlim(left=min(0.0, ax.get_xlim()[0]))
+    ax.set_ylim(bottom=min(0.0, ax.get_ylim()[0]))
+    ax.margins(0.08)
+    ax.set_xlabel("false positive OoD segments (FP)")
+    ax.set_ylabel("missed OoD objects (FN)")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    return plotted, handles
+
+
 def figure7(entries: Sequence[Mapping[str, Any]], out_png: str | os.PathLike, out_pdf: str | os.PathLike,
-            thresholds: Sequence[float] | None = None) -> dict[str, dict[str, dict[str, np.ndarray]]]:
+            thresholds: Sequence[float] | None = None) -> dict[tuple[str | None, str], dict[str, dict[str, np.ndarray]]]:
     """Paper figure 7: detection errors, FN against FP, for the entropy thresholds t.
 
-    ``entries``: ``{label, path}`` (segment_eval JSONs; optional ``model`` / ``dataset`` for the
-    title). Per entry two lines: "<label>" (solid) and "<label> + Meta" (dashed, after removing the
-    segments the meta classifier calls FP). ``thresholds``: the t to show (default: those of
-    0.3 ... 0.7 that are present, as in the paper; all when none is in that range). Markers are
-    pie charts of the road miss rate ε: the red fraction is ε / 0.1 %, entirely red for ε >= 0.1 %.
+    ``entries``: ``{label, path}`` (segment_eval JSONs; optional ``model`` / ``dataset``). One panel
+    per dataset (the entries' ``dataset`` keys in order of first appearance; one panel when they
+    name none or one, titled as the paper's figure). Per entry two lines: "<label>" (solid) and
+    "<label> + Meta" (dashed, after removing the segments the meta classifier calls FP), in the same
+    colour on every panel. ``thresholds``: the t to show (default: those of 0.3 ... 0.7 that are
+    present, as in the paper; all when none is in that range). Markers are pie charts of the road
+    miss rate ε: the red fraction is ε / 0.1 %, entirely red for ε >= 0.1 %.
 
-    Returns, per label: ``before`` and ``after`` (the two lines, each only where FP and FN are
-    known), each with arrays ``t`` (decreasing, the drawing order), ``fp`` (x), ``fn`` (y) and
-    ``eps`` (the pie fraction's ε, NaN where unknown).
+    Returns, per (dataset, label) (dataset None for entries without one): ``before`` and ``after``
+    (the two lines, each only where FP and FN are known), each with arrays ``t`` (decreasing, the
+    drawing order), ``fp`` (x), ``fn`` (y) and ``eps`` (the pie fraction's ε, NaN where unknown).
     """
     entries = check_entries(entries, ("label", "path"), "figure7 entry")
     colors = label_colors(unique(str(e["label"]) for e in entries))
-    plotted: dict[str, dict[str, dict[str, np.ndarray]]] = {}
+    datasets = unique(None if e.get("dataset") is None else str(e["dataset"]) for e in entries)
+    model = ", ".join(unique(str(e["model"]) for e in entries if e.get("model")))
+    plotted: dict[tuple[str | None, str], dict[str, dict[str, np.ndarray]]] = {}
     with mpl.rc_context(style_rc()):
-        fig = new_figure(8.4, 5.0)
-        ax = fig.subplots()
-        handles = []
-        for e in entries:
-            res = load_result(e["path"])
-            per_t = res.get("thresholds")
-            if not isinstance(per_t, Mapping) or not per_t:
-                raise InputError(f"{e['path']}: lacks 'thresholds' (per-threshold detection errors)")
-            ts = {parse_tag(tag, str(e["path"])): v for tag, v in per_t.items()}
-            if thresholds is not None:
-                chosen = [t for t in sorted(ts) if any(abs(t - float(x)) < 1e-9 for x in thresholds)]
+        if len(datasets) == 1:
+            fig = new_figure(8.4, 5.0)
+            axes = [fig.subplots()]
+        else:
+            ncols = 2
+            nrows = -(-len(datasets) // ncols)
+            fig = new_figure(4.6 * ncols + 2.4, 3.8 * nrows + 0.5)
+            grid = np.asarray(fig.subplots(nrows, ncols, squeeze=False)).ravel()
+            for ax in grid[len(datasets):]:
+                ax.set_axis_off()
+            axes = list(grid[:len(datasets)])
+        handles: dict[str, Line2D] = {}  # one legend entry per line label, from the panel that first draws it
+        for ax, ds in zip(axes, datasets):
+            block = [e for e in entries if (None if e.get("dataset") is None else str(e["dataset"])) == ds]
+            lines, drawn = _figure7_panel(ax, block, colors, thresholds)
+            plotted.update({(ds, label): v for label, v in lines.items()})
+            for line in drawn:
+                handles.setdefault(line.get_label(), line)
+            if len(datasets) == 1:
+                ax.set_title(join_title(f"Detection errors of {dataset_title(ds) or 'LostAndFound'} OoD objects", model))
             else:
-                chosen = [t for t in sorted(ts) if ACCEPTABLE_FROM - 1e-9 <= t <= 0.7 + 1e-9] or sorted(ts)
-            chosen = chosen[::-1]  # 0.7 ... 0.3 as in the paper
-            color = colors[str(e["label"])]
-            lines = plotted.setdefault(str(e["label"]), {})
-            for when, style, suffix in (("before", "-", ""), ("after", "--", " + Meta")):
-                pts = [(t, finite_float(ts[t].get(f"fp_{when}")), finite_float(ts[t].get(f"fn_{when}")), finite_float(ts[t].get(f"eps_{when}")))
-                       for t in chosen]
-                pts = [p for p in pts if p[1] is not None and p[2] is not None]
-                lines[when] = {"t": np.array([p[0] for p in pts], dtype=float),
-                               "fp": np.array([p[1] for p in pts], dtype=float),
-                               "fn": np.array([p[2] for p in pts], dtype=float),
-                               "eps": np.array([np.nan if p[3] is None else p[3] for p in pts], dtype=float)}
-                if not pts:
-                    continue
-                xs, ys = [p[1] for p in pts], [p[2] for p in pts]
-                (line,) = ax.plot(xs, ys, color=color, linestyle=style, linewidth=1.8, zorder=3,
-                                  label=f"{e['label']}{suffix}")
-                handles.append(line)
-                at: dict[tuple[float, float], list[float]] = {}
-                for t, x, y, eps in pts:
-                    _pie(ax, x, y, eps)
-                    at.setdefault((x, y), []).append(t)
-                for (x, y), ts_here in at.items():  # one label per position: "0.4/0.3"
-                    ax.annotate("/".join(f"{t:g}" for t in ts_here), (x, y), xytext=(7, 6), textcoords="offset points",
-                                fontsize=7.5, color=color, zorder=6)
-        ax.set_xlim(left=min(0.0, ax.get_xlim()[0]))
-        ax.set_ylim(bottom=min(0.0, ax.get_ylim()[0]))
-        ax.margins(0.08)
-        ax.set_xlabel("false positive OoD segments (FP)")
-        ax.set_ylabel("missed OoD objects (FN)")
-        model = ", ".join(unique(str(e["model"]) for e in entries if e.get("model")))
-        ds = ", ".join(dataset_title(d) for d in unique(str(e["dataset"]) for e in entries if e.get("dataset"))) or "LostAndFound"
-        ax.set_title(join_title(f"Detection errors of {ds} OoD objects", model))
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+                ax.set_title(dataset_title(ds))
+        if len(datasets) > 1:
+            fig.suptitle(join_title("Detection errors of OoD objects", model), fontsize=11, fontweight="bold")
         disc = {"linestyle": "", "marker": "o", "markersize": 10, "markeredgecolor": "0.15", "markeredgewidth": 0.9}
         pie_handles = [
             Line2D([], [], markerfacecolor="white", **disc),
@@ -149,7 +179,7 @@ def figure7(entries: Sequence[Mapping[str, Any]], out_png: str | os.PathLike, ou
             Line2D([], [], markerfacecolor=RED, **disc),
         ]
         pie_labels = ["ε = 0", f"ε = {100 * EPS_FULL / 2:g} %", f"ε ≥ {100 * EPS_FULL:g} %"]
-        fig.legend(handles=handles, loc="outside right upper", title="method\n(point labels: threshold t)")
+        fig.legend(handles=list(handles.values()), loc="outside right upper", title="method\n(point labels: threshold t)")
         fig.legend(pie_handles, pie_labels, loc="outside right lower", title="road miss rate ε",
                    handler_map={tuple: HandlerTuple(ndivide=1)})
         save_figure(fig, out_png, out_pdf)

@@ -9,7 +9,7 @@ elsewhere. Every number is read from the result files (:mod:`meta_ood.report.res
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import pandas as pd
@@ -80,12 +80,55 @@ def _rules_before(thresholds: Sequence[float], acceptable_from: float | None) ->
 
 
 def _title_suffix(entries: Sequence[Mapping[str, Any]], default_dataset: str | None) -> str:
-    """Title suffix " (<datasets>; <models>)" from the entries' optional keys ("" when both are unknown)."""
+    """Title suffix " (<datasets>; <models>)" from the entries' optional keys ("" when both are unknown);
+    the datasets in order of first appearance, the models sorted."""
     models = sorted({str(e["model"]) for e in entries if e.get("model")})
-    datasets = sorted({str(e["dataset"]) for e in entries if e.get("dataset")}) or ([default_dataset] if default_dataset else [])
+    datasets = _unique(str(e["dataset"]) for e in entries if e.get("dataset")) or ([default_dataset] if default_dataset else [])
     parts = [", ".join(dataset_title(d) for d in datasets), ", ".join(models)]
     parts = [p for p in parts if p]
     return f" ({'; '.join(parts)})" if parts else ""
+
+
+def _unique(items: Iterable[Any]) -> list[Any]:
+    """The items without repeats, in order of first appearance."""
+    return list(dict.fromkeys(items))
+
+
+def _dataset_blocks(entries: Sequence[dict[str, Any]]) -> list[tuple[str | None, list[dict[str, Any]]]]:
+    """The entries of a segment table grouped by their optional ``dataset`` key, in order of first appearance.
+
+    Entries without a dataset form one group (key None). Tables 2, 3 and the component table show one block
+    of threshold rows per group, under a "Dataset" index column when there are several groups.
+    """
+    groups: dict[str | None, list[dict[str, Any]]] = {}
+    for e in entries:
+        ds = e.get("dataset")
+        groups.setdefault(None if ds is None else str(ds), []).append(e)
+    return list(groups.items())
+
+
+def _dataset_header() -> Header:
+    """Title of the index column that names each block's dataset."""
+    return Header("Dataset", "Dataset")
+
+
+def _dataset_label(ds: str | None) -> Header:
+    """Row label of a dataset block: the dataset's display name (as in table 1)."""
+    title = dataset_title(ds)
+    return Header(title, latex_escape(title))
+
+
+def _all_block_rules(block_thresholds: Sequence[Sequence[float]], acceptable_from: float | None) -> set[int]:
+    """Rows preceded by a horizontal rule in a table of consecutive dataset blocks (the thresholds of each):
+    the first row of every block but the first, and in each block its first acceptable threshold."""
+    rules: set[int] = set()
+    offset = 0
+    for thresholds in block_thresholds:
+        rules |= {offset + i for i in _rules_before(thresholds, acceptable_from)}
+        if offset > 0:
+            rules.add(offset)
+        offset += len(thresholds)
+    return rules
 
 
 # ------------------------------------------------------------------------------------ table 1
@@ -211,6 +254,35 @@ _ERROR_COLUMNS = (
 )
 
 
+def _segment_eval_records(
+    entries: list[dict[str, Any]], what: str, values: Callable[[str, dict[str, Any]], dict[str, Any]]
+) -> tuple[bool, list[str], list[dict[str, Any]], list[tuple[int, str | None, float]], list[list[float]]]:
+    """The per-threshold records of segment-eval entries, one block per dataset (tables 2 and components).
+
+    ``values(slug, result)`` gives a label's columns at one threshold. Returns whether there are
+    several datasets, the labels, the records, (block, dataset, t) of each record and each block's
+    thresholds.
+    """
+    blocks = _dataset_blocks(entries)
+    labels = _unique(str(e["label"]) for e in entries)
+    records: list[dict[str, Any]] = []
+    rows: list[tuple[int, str | None, float]] = []
+    block_thresholds: list[list[float]] = []
+    for b, (ds, block) in enumerate(blocks):
+        unique_labels(block, what)
+        per_entry, thresholds = load_segment_eval(block)
+        block_thresholds.append(thresholds)
+        by_label = {str(e["label"]): data for e, data in zip(block, per_entry)}
+        for t in thresholds:
+            rec: dict[str, Any] = {"dataset": ds} if len(blocks) > 1 else {}
+            rec["t"] = t
+            for label in labels:
+                rec.update(values(slug(label), by_label.get(label, {}).get(t, {})))
+            records.append(rec)
+            rows.append((b, ds, t))
+    return len(blocks) > 1, labels, records, rows, block_thresholds
+
+
 def table2(
     entries: Sequence[Mapping[str, Any]],
     out_csv: str | os.PathLike,
@@ -220,65 +292,67 @@ def table2(
 ) -> pd.DataFrame:
     """Paper table 2: detection errors of OoD objects per entropy threshold t.
 
-    ``entries``: ``{label, path}`` (optionally ``model``, ``dataset`` for the title), ``path`` a
-    segment_eval JSON. Rows: thresholds t; for each entry two column groups, "<label>" (before)
-    and "<label> + Meta Classifier" (after removing the segments the meta classifier calls FP),
-    each with FP, FN, Σ = FP + FN and the road miss rate ε in % ("< 0.01" below 0.01 %). The
-    smallest Σ of each group is bold; a horizontal rule (LaTeX ``\\midrule``) separates the
-    thresholds below ``acceptable_from`` (paper: t >= 0.3 is acceptable) from the rest.
+    ``entries``: ``{label, path}`` (optionally ``model``, ``dataset``), ``path`` a segment_eval
+    JSON. Rows: thresholds t; for each label two column groups, "<label>" (before) and "<label> +
+    Meta Classifier" (after removing the segments the meta classifier calls FP), each with FP, FN,
+    Σ = FP + FN and the road miss rate ε in % ("< 0.01" below 0.01 %). The smallest Σ of each group
+    is bold; a horizontal rule (LaTeX ``\\midrule``) separates the thresholds below
+    ``acceptable_from`` (paper: t >= 0.3 is acceptable) from the rest.
 
-    CSV columns: ``t`` and per entry ``<slug>_fp``, ``_fn``, ``_total``, ``_eps`` (fraction),
+    Entries of several datasets (their ``dataset`` keys) get one block of threshold rows per
+    dataset, in order of first appearance, under a first index column "Dataset" (the display name,
+    as in table 1), with a rule between the blocks; the labels' column groups are shared (a label a
+    dataset lacks shows "–") and the bold Σ and the acceptable-threshold rule are per block. With
+    one dataset (or none named) there is no Dataset column.
+
+    CSV columns: ``t`` and per label ``<slug>_fp``, ``_fn``, ``_total``, ``_eps`` (fraction),
     ``<slug>_meta_fp``, ``_meta_fn``, ``_meta_total``, ``_meta_eps``, ``<slug>_n_pred``,
-    ``<slug>_n_removed``.
+    ``<slug>_n_removed``; preceded by ``dataset`` (the dataset key) with several datasets.
     """
     entries = check_entries(entries, ("label", "path"), "table2 entry")
-    unique_labels(entries, "table2")
-    per_entry, thresholds = load_segment_eval(entries)
     stages = (("", "before"), ("meta_", "after"))
-    records = []
-    for t in thresholds:
-        rec: dict[str, Any] = {"t": t}
-        for e, data in zip(entries, per_entry):
-            s, r = slug(e["label"]), data.get(t, {})
-            for prefix, when in stages:
-                rec[f"{s}_{prefix}fp"] = finite_int(r.get(f"fp_{when}"))
-                rec[f"{s}_{prefix}fn"] = finite_int(r.get(f"fn_{when}"))
-                rec[f"{s}_{prefix}total"] = finite_int(r.get(f"total_{when}"))
-                rec[f"{s}_{prefix}eps"] = finite_float(r.get(f"eps_{when}"))
-            rec[f"{s}_n_pred"] = finite_int(r.get("n_pred"))
-            rec[f"{s}_n_removed"] = finite_int(r.get("n_removed"))
-        records.append(rec)
+
+    def values(s: str, r: dict[str, Any]) -> dict[str, Any]:
+        out = {}
+        for prefix, when in stages:
+            out[f"{s}_{prefix}fp"] = finite_int(r.get(f"fp_{when}"))
+            out[f"{s}_{prefix}fn"] = finite_int(r.get(f"fn_{when}"))
+            out[f"{s}_{prefix}total"] = finite_int(r.get(f"total_{when}"))
+            out[f"{s}_{prefix}eps"] = finite_float(r.get(f"eps_{when}"))
+        return out | {f"{s}_n_pred": finite_int(r.get("n_pred")), f"{s}_n_removed": finite_int(r.get("n_removed"))}
+
+    multi, labels, records, rows, block_thresholds = _segment_eval_records(entries, "table2", values)
     df = pd.DataFrame.from_records(records)
-    _column_types(df, lambda c: not c.endswith("eps"))
+    _column_types(df, lambda c: not c.endswith("eps"), labels=("dataset", "t"))
 
     groups, columns = [], []
-    for e in entries:
-        label = str(e["label"])
+    for label in labels:
         for name in (label, f"{label} + Meta Classifier"):
             groups.append(Header(name, latex_escape(name), len(_ERROR_COLUMNS)))
             columns += [Header(a, b) for a, b in _ERROR_COLUMNS]
     layout = Layout(
-        index=[Header("Entropy threshold", r"$\bar{E} \geq t$")],
+        index=([_dataset_header()] if multi else []) + [Header("Entropy threshold", r"$\bar{E} \geq t$")],
         levels=[groups],
         columns=columns,
-        rules_before=_rules_before(thresholds, acceptable_from),
+        rules_before=_all_block_rules(block_thresholds, acceptable_from),
         title="Table 2: detection errors of OoD objects at entropy thresholds t" + _title_suffix(entries, "lostandfound"),
     )
-    if layout.rules_before and acceptable_from is not None:
-        layout.notes.append(f"From t = {acceptable_from:.2f} on (LaTeX: below the horizontal rule) the loss in "
+    if acceptable_from is not None and any(_rules_before(th, acceptable_from) for th in block_thresholds):
+        where = "below the horizontal rule within each dataset" if multi else "below the horizontal rule"
+        layout.notes.append(f"From t = {acceptable_from:.2f} on (LaTeX: {where}) the loss in "
                             "original performance is considered acceptable (paper section 6.3).")
-    sums: list[list[Cell]] = [[] for _ in range(2 * len(entries))]
-    for rec in records:
+    sums: dict[tuple[int, int], list[Cell]] = {}  # (block, column group) -> its Σ cells
+    for rec, (b, ds, t) in zip(records, rows):
         cells = []
-        for k, e in enumerate(entries):
-            s = slug(e["label"])
+        for k, label in enumerate(labels):
+            s = slug(label)
             for g, (prefix, _) in enumerate(stages):
                 total = fmt_count(rec[f"{s}_{prefix}total"])
                 cells += [fmt_count(rec[f"{s}_{prefix}fp"]), fmt_count(rec[f"{s}_{prefix}fn"]), total,
                           fmt_eps(rec[f"{s}_{prefix}eps"])]
-                sums[2 * k + g].append(total)
-        layout.rows.append(([_t_label(rec["t"])], cells))
-    for col in sums:
+                sums.setdefault((b, 2 * k + g), []).append(total)
+        layout.rows.append((([_dataset_label(ds)] if multi else []) + [_t_label(t)], cells))
+    for col in sums.values():
         bold_best(col, "min")
     write_table(df, layout, out_csv, out_md, out_tex)
     return df
@@ -307,54 +381,67 @@ def table3(
     depend on the protocol). Missing values are "–"; the best AUROC and AUPRC of each row and block
     are bold.
 
+    Entries of several datasets get one block of threshold rows per dataset, in order of first
+    appearance, under a first index column "Dataset" (the display name, as in table 1), with a
+    rule between the blocks; the column groups are shared. With one dataset (or none named) there
+    is no Dataset column.
+
     CSV columns: ``t`` and per label ``<slug>_msp_auroc``, ``_msp_auprc``, and per protocol p
-    ``<slug>_<p>_auroc``, ``_<p>_auprc``, ``_<p>_accuracy``; ``<slug>_n_segments``.
+    ``<slug>_<p>_auroc``, ``_<p>_auprc``, ``_<p>_accuracy``; ``<slug>_n_segments``; preceded by
+    ``dataset`` (the dataset key) with several datasets.
     """
     entries = check_entries(entries, ("label", "tag", "path"), "table3 entry")
+    blocks = _dataset_blocks(entries)
+    multi = len(blocks) > 1
     labels: list[str] = []
-    values: dict[tuple[str, float], dict[str, Any]] = {}
+    values: dict[tuple[str | None, str, float], dict[str, Any]] = {}
     protocols_seen: list[str] = []
-    for e in entries:
-        label, t = str(e["label"]), parse_tag(e["tag"], str(e["path"]))
-        if (label, t) in values:
-            raise InputError(f"table3: two entries for {label!r} at {e['tag']} ({e['path']})")
-        data = load_result(e["path"])
-        protocols = require(data, "protocols", e["path"], "(meta classification results per protocol)")
-        if not isinstance(protocols, Mapping):
-            raise InputError(f"{e['path']}: 'protocols' must be an object")
-        v: dict[str, Any] = {"n_segments": finite_int(data.get("n_segments"))}
-        msp_auroc = msp_auprc = None
-        for p, res in protocols.items():
-            if p not in protocols_seen:
-                protocols_seen.append(p)
-            res = res if isinstance(res, Mapping) else {}
-            v[f"{p}_auroc"], v[f"{p}_auprc"], v[f"{p}_accuracy"] = (finite_float(res.get(k)) for k in ("auroc", "auprc", "accuracy"))
-            if msp_auroc is None or p == "loo":
-                msp_auroc = finite_float(res.get("msp_auroc")) if finite_float(res.get("msp_auroc")) is not None else msp_auroc
-                msp_auprc = finite_float(res.get("msp_auprc")) if finite_float(res.get("msp_auprc")) is not None else msp_auprc
-        v["msp_auroc"], v["msp_auprc"] = msp_auroc, msp_auprc
-        values[(label, t)] = v
-        if label not in labels:
-            labels.append(label)
+    for ds, block in blocks:
+        for e in block:
+            label, t = str(e["label"]), parse_tag(e["tag"], str(e["path"]))
+            if (ds, label, t) in values:
+                on = f" on {ds!r}" if multi else ""
+                raise InputError(f"table3: two entries for {label!r} at {e['tag']}{on} ({e['path']})")
+            data = load_result(e["path"])
+            protocols = require(data, "protocols", e["path"], "(meta classification results per protocol)")
+            if not isinstance(protocols, Mapping):
+                raise InputError(f"{e['path']}: 'protocols' must be an object")
+            v: dict[str, Any] = {"n_segments": finite_int(data.get("n_segments"))}
+            msp_auroc = msp_auprc = None
+            for p, res in protocols.items():
+                if p not in protocols_seen:
+                    protocols_seen.append(p)
+                res = res if isinstance(res, Mapping) else {}
+                v[f"{p}_auroc"], v[f"{p}_auprc"], v[f"{p}_accuracy"] = (finite_float(res.get(k)) for k in ("auroc", "auprc", "accuracy"))
+                if msp_auroc is None or p == "loo":
+                    msp_auroc = finite_float(res.get("msp_auroc")) if finite_float(res.get("msp_auroc")) is not None else msp_auroc
+                    msp_auprc = finite_float(res.get("msp_auprc")) if finite_float(res.get("msp_auprc")) is not None else msp_auprc
+            v["msp_auroc"], v["msp_auprc"] = msp_auroc, msp_auprc
+            values[(ds, label, t)] = v
+            if label not in labels:
+                labels.append(label)
     order = {"loo": 0, "logo": 1}
     protocols_seen.sort(key=lambda p: (order.get(p, 2), p))
     if not protocols_seen:
         protocols_seen = ["loo"]
-    thresholds = sorted({t for _, t in values})
+    block_thresholds = [sorted({t for d, _, t in values if d == ds}) for ds, _ in blocks]
 
-    records = []
-    for t in thresholds:
-        rec: dict[str, Any] = {"t": t}
-        for label in labels:
-            s, v = slug(label), values.get((label, t), {})
-            rec[f"{s}_msp_auroc"], rec[f"{s}_msp_auprc"] = v.get("msp_auroc"), v.get("msp_auprc")
-            for p in protocols_seen:
-                for k in ("auroc", "auprc", "accuracy"):
-                    rec[f"{s}_{p}_{k}"] = v.get(f"{p}_{k}")
-            rec[f"{s}_n_segments"] = v.get("n_segments")
-        records.append(rec)
+    records: list[dict[str, Any]] = []
+    rows: list[tuple[str | None, float]] = []
+    for (ds, _), thresholds in zip(blocks, block_thresholds):
+        for t in thresholds:
+            rec: dict[str, Any] = ({"dataset": ds} if multi else {}) | {"t": t}
+            for label in labels:
+                s, v = slug(label), values.get((ds, label, t), {})
+                rec[f"{s}_msp_auroc"], rec[f"{s}_msp_auprc"] = v.get("msp_auroc"), v.get("msp_auprc")
+                for p in protocols_seen:
+                    for k in ("auroc", "auprc", "accuracy"):
+                        rec[f"{s}_{p}_{k}"] = v.get(f"{p}_{k}")
+                rec[f"{s}_n_segments"] = v.get("n_segments")
+            records.append(rec)
+            rows.append((ds, t))
     df = pd.DataFrame.from_records(records)
-    _column_types(df, lambda c: c.endswith("n_segments"))
+    _column_types(df, lambda c: c.endswith("n_segments"), labels=("dataset", "t"))
 
     # column plan: (protocol block, group title, csv key of AUROC, of AUPRC)
     plan: list[tuple[str, str, str, str]] = []
@@ -364,25 +451,25 @@ def table3(
             if p == protocols_seen[0]:
                 plan.append((p, f"{label} + MSP", f"{s}_msp_auroc", f"{s}_msp_auprc"))
             plan.append((p, f"{label} + Meta C.", f"{s}_{p}_auroc", f"{s}_{p}_auprc"))
-    blocks = []
+    protocol_blocks = []
     for p in protocols_seen:
         n = 2 * sum(1 for q, *_ in plan if q == p)
         title = PROTOCOL_TITLES.get(p, p) + (" (paper)" if p == "loo" else "")
-        blocks.append(Header(PROTOCOL_SHORT.get(p, p), latex_escape(title), n))
+        protocol_blocks.append(Header(PROTOCOL_SHORT.get(p, p), latex_escape(title), n))
     groups = [Header(g, latex_escape(g), 2) for _, g, _, _ in plan]
     columns = [Header(a, b) for _ in plan for a, b in (("AUROC ↑", r"AUROC $\uparrow$"), ("AUPRC ↑", r"AUPRC $\uparrow$"))]
     layout = Layout(
-        index=[Header("Entropy threshold", "Entropy threshold")],
-        levels=[blocks, groups],
+        index=([_dataset_header()] if multi else []) + [Header("Entropy threshold", "Entropy threshold")],
+        levels=[protocol_blocks, groups],
         columns=columns,
-        rules_before=_rules_before(thresholds, acceptable_from),
+        rules_before=_all_block_rules(block_thresholds, acceptable_from),
         title="Table 3: meta classification of OoD segments (FP vs TP) vs maximum softmax probability (MSP)"
               + _title_suffix(entries, "lostandfound"),
     )
     layout.notes.append("; ".join(f"{PROTOCOL_SHORT.get(p, p)} = {PROTOCOL_TITLES.get(p, p).lower()}"
                                   + (" (the paper's protocol)" if p == "loo" else "") for p in protocols_seen)
                         + ". The MSP baseline does not depend on the protocol.")
-    for rec in records:
+    for rec, (ds, t) in zip(records, rows):
         cells: list[Cell] = []
         for _, _, k_roc, k_prc in plan:
             cells += [fmt_float(rec.get(k_roc)), fmt_float(rec.get(k_prc))]
@@ -390,7 +477,7 @@ def table3(
             idx = [i for i, (q, *_) in enumerate(plan) if q == p]
             bold_best([cells[2 * i] for i in idx], "max")
             bold_best([cells[2 * i + 1] for i in idx], "max")
-        layout.rows.append(([_t_label(rec["t"])], cells))
+        layout.rows.append((([_dataset_label(ds)] if multi else []) + [_t_label(t)], cells))
     write_table(df, layout, out_csv, out_md, out_tex)
     return df
 
@@ -415,38 +502,37 @@ def table_components(
     one column group per label with sIoU (mean over ground-truth components), PPV (mean over
     predicted components) and the F1 averaged over the sIoU/PPV thresholds 0.25..0.75. A
     threshold without component metrics shows "–". The best value of each column is bold.
+    Entries of several datasets get one block of threshold rows per dataset under a "Dataset"
+    index column, as in :func:`table2` (the best values are then per block).
 
-    CSV columns: ``t`` and per label ``<slug>_siou``, ``_ppv``, ``_f1_mean``, ``_n_gt``, ``_n_pred``.
+    CSV columns: ``t`` and per label ``<slug>_siou``, ``_ppv``, ``_f1_mean``, ``_n_gt``, ``_n_pred``;
+    preceded by ``dataset`` (the dataset key) with several datasets.
     """
     entries = check_entries(entries, ("label", "path"), "table_components entry")
-    unique_labels(entries, "table_components")
-    per_entry, thresholds = load_segment_eval(entries)
-    records = []
-    for t in thresholds:
-        rec: dict[str, Any] = {"t": t}
-        for e, data in zip(entries, per_entry):
-            s = slug(e["label"])
-            for k, v in component_values(data.get(t, {}).get("components")).items():
-                rec[f"{s}_{k}"] = v
-        records.append(rec)
+
+    def values(s: str, r: dict[str, Any]) -> dict[str, Any]:
+        return {f"{s}_{k}": v for k, v in component_values(r.get("components")).items()}
+
+    multi, labels, records, rows, block_thresholds = _segment_eval_records(entries, "table_components", values)
     df = pd.DataFrame.from_records(records)
-    _column_types(df, lambda c: c.endswith(("_n_gt", "_n_pred")))
-    groups = [Header(str(e["label"]), latex_escape(str(e["label"])), len(_COMPONENT_COLUMNS)) for e in entries]
-    columns = [Header(a, b) for _ in entries for _, a, b in _COMPONENT_COLUMNS]
+    _column_types(df, lambda c: c.endswith(("_n_gt", "_n_pred")), labels=("dataset", "t"))
+    groups = [Header(label, latex_escape(label), len(_COMPONENT_COLUMNS)) for label in labels]
+    columns = [Header(a, b) for _ in labels for _, a, b in _COMPONENT_COLUMNS]
     layout = Layout(
-        index=[Header("Entropy threshold", r"$\bar{E} \geq t$")],
+        index=([_dataset_header()] if multi else []) + [Header("Entropy threshold", r"$\bar{E} \geq t$")],
         levels=[groups],
         columns=columns,
-        rules_before=_rules_before(thresholds, acceptable_from),
+        rules_before=_all_block_rules(block_thresholds, acceptable_from),
         title="Component-level metrics (SegmentMeIfYouCan) of the OoD segments at entropy thresholds t"
               + _title_suffix(entries, "lostandfound"),
     )
-    grid = []
-    for rec in records:
-        cells = [fmt_float(rec[f"{slug(e['label'])}_{k}"]) for e in entries for k, *_ in _COMPONENT_COLUMNS]
-        grid.append(cells)
-        layout.rows.append(([_t_label(rec["t"])], cells))
-    for j in range(len(columns)):
-        bold_best([cells[j] for cells in grid], "max")
+    grid: dict[int, list[list[Cell]]] = {}  # block -> its rows of cells
+    for rec, (b, ds, t) in zip(records, rows):
+        cells = [fmt_float(rec[f"{slug(label)}_{k}"]) for label in labels for k, *_ in _COMPONENT_COLUMNS]
+        grid.setdefault(b, []).append(cells)
+        layout.rows.append((([_dataset_label(ds)] if multi else []) + [_t_label(t)], cells))
+    for block_cells in grid.values():
+        for j in range(len(columns)):
+            bold_best([cells[j] for cells in block_cells], "max")
     write_table(df, layout, out_csv, out_md, out_tex)
     return df

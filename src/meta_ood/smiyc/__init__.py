@@ -14,7 +14,15 @@ module                                          contents
 
 from __future__ import annotations
 
-from meta_ood.smiyc.components import SIZE_FILTERS, TAU, FrameComponents, component_metrics, frame_components
+from meta_ood.smiyc.components import (
+    OFFICIAL_DATASET_TRACKS,
+    SIZE_FILTERS,
+    TAU,
+    FrameComponents,
+    component_metrics,
+    filter_track,
+    frame_components,
+)
 from meta_ood.smiyc.evaluate import FrameInput, array_frames, evaluate_frames, file_frames, smiyc_eval
 from meta_ood.smiyc.protocol import Curve, FrameBins, curve_metrics, merge_frames, percentile_bins, uniform_bins
 from meta_ood.smiyc.scorefiles import (
@@ -22,12 +30,14 @@ from meta_ood.smiyc.scorefiles import (
     paired_frames,
     read_label,
     read_scores,
+    unlabelled_ids,
     write_label,
     write_scores,
     write_submission_zip,
 )
 
 __all__ = [
+    "OFFICIAL_DATASET_TRACKS",
     "SIZE_FILTERS",
     "TAU",
     "Curve",
@@ -39,6 +49,7 @@ __all__ = [
     "curve_metrics",
     "evaluate_frames",
     "file_frames",
+    "filter_track",
     "frame_components",
     "merge_frames",
     "method_dir",
@@ -48,6 +59,7 @@ __all__ = [
     "read_scores",
     "smiyc_eval",
     "uniform_bins",
+    "unlabelled_ids",
     "write_label",
     "write_scores",
     "write_submission_zip",

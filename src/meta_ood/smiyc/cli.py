@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 
-from meta_ood.smiyc.components import SIZE_FILTERS
+from meta_ood.smiyc.components import OFFICIAL_DATASET_TRACKS, SIZE_FILTERS, track_names
 from meta_ood.smiyc.evaluate import EXACT_ENCODINGS, smiyc_eval
 
 __all__ = ["add_smiyc_eval_args", "cmd_smiyc_eval"]
@@ -21,7 +22,15 @@ def add_smiyc_eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--labels", required=True,
                    help="folder with <fid>_labels_semantic.png masks (0 / 1 / 255), "
                         "or its parent holding labels_masks/")
-    p.add_argument("--track", required=True, choices=sorted(SIZE_FILTERS), help="track: sets the size filters")
+    names = {track: [track, *(n for n, t in OFFICIAL_DATASET_TRACKS.items() if t == track)] for track in SIZE_FILTERS}
+    groups = "; ".join(f"{track} ({seg} / {inst}): {', '.join(names[track])}"
+                       for track, (seg, inst) in SIZE_FILTERS.items())
+    p.add_argument("--track", required=True, choices=track_names(), metavar="TRACK",
+                   help=f"track or official SegmentMeIfYouCan dataset name; sets the size filters "
+                        f"(segsize / instsize): {groups}")
+    p.add_argument("--strict", action="store_true",
+                   help="refuse score files without a label, the former behaviour (default: skip them, "
+                        "as the unlabelled test frames of an official anomaly_p/<method>/<dataset> folder)")
     p.add_argument("--out", required=True, help="output JSON")
     p.add_argument("--segsize", type=int, help="minimum predicted component size (default: by track, 500 or 50)")
     p.add_argument("--instsize", type=int, help="minimum ground-truth component size (default: by track, 100 or 10)")
@@ -42,7 +51,8 @@ def add_smiyc_eval_args(p: argparse.ArgumentParser) -> None:
 def cmd_smiyc_eval(args: argparse.Namespace) -> None:
     """Run :func:`~meta_ood.smiyc.evaluate.smiyc_eval` and write its JSON (and the details)."""
     details: dict[str, np.ndarray] | None = {} if args.details else None
-    res = smiyc_eval(args.scores, args.labels, args.track, segsize=args.segsize, instsize=args.instsize,
+    res = smiyc_eval(args.scores, args.labels, args.track, strict=args.strict,
+                     segsize=args.segsize, instsize=args.instsize,
                      pixel_thresholds=args.pixel_thresholds or (), n_boot=args.n_boot, seed=args.seed, alpha=args.alpha,
                      exact_encoding=args.exact_encoding, exact_bits=args.exact_bits,
                      details=details)
@@ -52,6 +62,10 @@ def cmd_smiyc_eval(args: argparse.Namespace) -> None:
     if details is not None:
         Path(args.details).parent.mkdir(parents=True, exist_ok=True)
         np.savez_compressed(args.details, **details)
+    skipped = res["skipped_unlabelled"]
+    if skipped:
+        print(f"smiyc-eval: skipped {len(skipped)} score files without a label in {args.labels} "
+              "(unlabelled test frames); --strict refuses them", file=sys.stderr)
     ex = res["exact"]
     print(f"SMIYC {args.track}: AP {res['AP']:.4f} FPR95 {res['FPR95']:.4f} mean F1 {res['F1_mean']:.4f} "
           f"(exact AP {ex['AP']:.4f} FPR95 {ex['FPR95']:.4f}) -> {out}")

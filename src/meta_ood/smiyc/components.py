@@ -20,21 +20,55 @@ from scipy import ndimage
 from meta_ood.errors import InputError
 from meta_ood.smiyc.protocol import VOID, roi_scores
 
-__all__ = ["SIZE_FILTERS", "TAU", "FrameComponents", "component_metrics", "frame_components", "size_filters"]
+__all__ = [
+    "OFFICIAL_DATASET_TRACKS",
+    "SIZE_FILTERS",
+    "TAU",
+    "FrameComponents",
+    "component_metrics",
+    "filter_track",
+    "frame_components",
+    "size_filters",
+    "track_names",
+]
 
 #: Official tau grid of the component F1 (float64, note 0.6000000000000001).
 TAU = np.linspace(0.25, 0.75, 11)
 #: (thresh_segsize, thresh_instsize) by track: SegEval-AnomalyTrack 500 / 100, SegEval-ObstacleTrack
 #: 50 / 10 (ObstacleTrack and LostAndFound-testNoKnown).
 SIZE_FILTERS: dict[str, tuple[int, int]] = {"anomaly": (500, 100), "obstacle": (50, 10), "lostandfound": (50, 10)}
+#: Official SegmentMeIfYouCan dataset names (``anomaly_p/<method>/<dataset>/`` folders) -> the track
+#: of :data:`SIZE_FILTERS` whose size filters the benchmark applies to them.
+OFFICIAL_DATASET_TRACKS: dict[str, str] = {
+    "AnomalyTrack-all": "anomaly",
+    "AnomalyTrack-validation": "anomaly",
+    "AnomalyTrack-test": "anomaly",
+    "FishyLAFAnomaly-val": "anomaly",
+    "ObstacleTrack-all": "obstacle",
+    "ObstacleTrack-validation": "obstacle",
+    "ObstacleTrack-test": "obstacle",
+    "LostAndFound-test": "lostandfound",
+    "LostAndFound-testNoKnown": "lostandfound",
+}
 _EIGHT = np.ones((3, 3), dtype=bool)
 
 
+def track_names() -> list[str]:
+    """Every accepted ``track``: the tracks of :data:`SIZE_FILTERS`, then the official dataset names."""
+    return sorted(SIZE_FILTERS) + list(OFFICIAL_DATASET_TRACKS)
+
+
+def filter_track(track: str) -> str:
+    """The :data:`SIZE_FILTERS` track of ``track``, a track or an official dataset name (``ObstacleTrack-all``)."""
+    name = OFFICIAL_DATASET_TRACKS.get(track, track)
+    if name not in SIZE_FILTERS:
+        raise InputError(f"track {track!r}: expected one of {track_names()}")
+    return name
+
+
 def size_filters(track: str, segsize: int | None = None, instsize: int | None = None) -> tuple[int, int]:
-    """(segsize, instsize) of ``track``, each overridable; sizes must be >= 0."""
-    if track not in SIZE_FILTERS:
-        raise InputError(f"track {track!r}: expected one of {sorted(SIZE_FILTERS)}")
-    default_seg, default_inst = SIZE_FILTERS[track]
+    """(segsize, instsize) of ``track`` (a track or an official dataset name), each overridable; sizes must be >= 0."""
+    default_seg, default_inst = SIZE_FILTERS[filter_track(track)]
     seg = default_seg if segsize is None else int(segsize)
     inst = default_inst if instsize is None else int(instsize)
     if seg < 0 or inst < 0:

@@ -20,7 +20,7 @@ from meta_ood.errors import InputError
 from meta_ood.pixel_eval import PooledHistogram, bootstrap
 from meta_ood.smiyc.components import TAU, FrameComponents, component_metrics, frame_components, size_filters
 from meta_ood.smiyc.protocol import VOID, FrameBins, curve_metrics, merge_frames, percentile_bins, uniform_bins
-from meta_ood.smiyc.scorefiles import paired_frames, read_label, read_scores, score_dtype
+from meta_ood.smiyc.scorefiles import paired_frames, read_label, read_scores, score_dtype, unlabelled_ids
 
 __all__ = ["EXACT_ENCODINGS", "FrameInput", "array_frames", "evaluate_frames", "file_frames", "smiyc_eval"]
 
@@ -39,12 +39,15 @@ class FrameInput:
     load: Callable[[], tuple[np.ndarray, np.ndarray]]
 
 
-def file_frames(scores_dir: str | os.PathLike, labels_dir: str | os.PathLike) -> list[FrameInput]:
+def file_frames(
+    scores_dir: str | os.PathLike, labels_dir: str | os.PathLike, strict: bool = False
+) -> list[FrameInput]:
     """Frames of ``<fid>.hdf5`` score files and ``<fid>_labels_semantic.png`` masks (see
-    :func:`~meta_ood.smiyc.scorefiles.paired_frames` for the missing / extra checks)."""
+    :func:`~meta_ood.smiyc.scorefiles.paired_frames` for the skipped unlabelled frames, ``strict``
+    and the missing-score check)."""
     return [
         FrameInput(fid, score_dtype(s), lambda s=s, lab=lab: (read_scores(s), read_label(lab)))
-        for fid, s, lab in paired_frames(scores_dir, labels_dir)
+        for fid, s, lab in paired_frames(scores_dir, labels_dir, strict=strict)
     ]
 
 
@@ -184,13 +187,16 @@ def evaluate_frames(
 
 
 def smiyc_eval(
-    scores_dir: str | os.PathLike, labels_dir: str | os.PathLike, track: str, **kwargs: Any
+    scores_dir: str | os.PathLike, labels_dir: str | os.PathLike, track: str, *, strict: bool = False,
+    **kwargs: Any,
 ) -> dict[str, Any]:
     """Evaluate the ``<fid>.hdf5`` score maps of ``scores_dir`` against the label masks of ``labels_dir``.
 
     ``track``: "anomaly", "obstacle" or "lostandfound" (size filters 500 / 100, 50 / 10, 50 / 10,
-    overridable with ``segsize`` / ``instsize``). Other keyword arguments: see
-    :func:`evaluate_frames`.
+    overridable with ``segsize`` / ``instsize``), or an official dataset name of
+    :data:`~meta_ood.smiyc.components.OFFICIAL_DATASET_TRACKS` (``ObstacleTrack-all``, ...).
+    Score files without a label (the benchmark's unlabelled test frames) are skipped, or refused
+    with ``strict``. Other keyword arguments: see :func:`evaluate_frames`.
 
     Result: the official protocol's ``AP``, ``FPR95`` (+ ``FPR95_threshold``), ``AUROC``,
     ``best_F1``, ``best_F1_threshold``, ``recall50_threshold`` and its component metrics at the
@@ -198,6 +204,12 @@ def smiyc_eval(
     ...); ``uniform``: the 4096-uniform-bin variant; ``exact``: the same metrics from the exact
     pooled histogram (equal to scikit-learn on the histogram's score grid), component metrics at
     its best-F1 threshold, ``ci`` bootstrap intervals; ``at_threshold``: component metrics at
-    each extra pixel threshold.
+    each extra pixel threshold; ``n_frames`` / ``frame_ids`` / ``frames`` (sorted): the frames
+    evaluated; ``skipped_unlabelled``: the sorted ids of the skipped score files without a label.
     """
-    return evaluate_frames(file_frames(scores_dir, labels_dir), track, **kwargs)
+    frames = file_frames(scores_dir, labels_dir, strict=strict)
+    skipped = [] if strict else unlabelled_ids(scores_dir, labels_dir)
+    result = evaluate_frames(frames, track, **kwargs)
+    result["frames"] = sorted(result["frame_ids"])
+    result["skipped_unlabelled"] = skipped
+    return result

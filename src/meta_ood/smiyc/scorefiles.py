@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import h5py
@@ -32,6 +33,7 @@ __all__ = [
     "read_scores",
     "score_dtype",
     "score_ids",
+    "unlabelled_ids",
     "write_label",
     "write_scores",
     "write_submission_zip",
@@ -135,10 +137,22 @@ def label_ids(folder: str | os.PathLike) -> dict[str, Path]:
     return {p.name[: -len(LABEL_SUFFIX)]: p for p in sorted(folder.glob(f"*{LABEL_SUFFIX}"))}
 
 
-def write_submission_zip(root: str | os.PathLike, out: str | os.PathLike) -> Path:
-    """Zip every ``anomaly_p/<method>/<dataset>/<fid>.hdf5`` under ``root``, paths relative to it."""
+def write_submission_zip(root: str | os.PathLike, out: str | os.PathLike,
+                         folders: Sequence[str | os.PathLike] | None = None) -> Path:
+    """Zip the ``<fid>.hdf5`` files of ``anomaly_p/<method>/<folder>/`` under ``root``, paths relative to it.
+
+    ``folders``: the score folders to submit (default: every ``anomaly_p/*/*`` folder); each must lie
+    below ``root/anomaly_p`` and hold score files.
+    """
     root = Path(root)
-    files = sorted((root / "anomaly_p").glob(f"*/*/*{SCORE_SUFFIX}"))
+    if folders is None:
+        files = sorted((root / "anomaly_p").glob(f"*/*/*{SCORE_SUFFIX}"))
+    else:
+        files = []
+        for folder in map(Path, folders):
+            if root / "anomaly_p" not in folder.parents or not sorted(folder.glob(f"*{SCORE_SUFFIX}")):
+                raise InputError(f"{folder}: expected a folder of <fid>{SCORE_SUFFIX} score files below {root / 'anomaly_p'}")
+            files += sorted(folder.glob(f"*{SCORE_SUFFIX}"))
     if not files:
         raise InputError(f"{root}: no anomaly_p/<method>/<dataset>/<fid>{SCORE_SUFFIX} files to submit")
     out = Path(out)
@@ -148,19 +162,45 @@ def write_submission_zip(root: str | os.PathLike, out: str | os.PathLike) -> Pat
     return out
 
 
-def paired_frames(scores_dir: str | os.PathLike, labels_dir: str | os.PathLike) -> list[tuple[str, Path, Path]]:
-    """(fid, score file, label mask) of every frame, sorted by fid.
+def _preview(ids: list[str]) -> str:
+    return f"{ids[:5]}{' ...' if len(ids) > 5 else ''}"
 
-    Raises :class:`InputError` when a labelled frame has no score file (missing), a score file
-    has no label (extra), or there is no frame at all.
+
+def unlabelled_ids(scores_dir: str | os.PathLike, labels_dir: str | os.PathLike) -> list[str]:
+    """Sorted ids of the score files in ``scores_dir`` without a label mask in ``labels_dir``.
+
+    In the benchmark layout a method's folder holds every frame, so these are its unlabelled
+    (test) frames, which :func:`paired_frames` skips unless ``strict``.
+    """
+    return sorted(set(score_ids(scores_dir)) - set(label_ids(labels_dir)))
+
+
+def paired_frames(
+    scores_dir: str | os.PathLike, labels_dir: str | os.PathLike, strict: bool = False
+) -> list[tuple[str, Path, Path]]:
+    """(fid, score file, label mask) of every labelled frame, sorted by fid.
+
+    Score files without a label (the benchmark's unlabelled test frames, see
+    :func:`unlabelled_ids`) are skipped, or refused with ``strict``. Raises :class:`InputError`
+    when a labelled frame has no score file or there is no label mask at all.
     """
     scores, labels = score_ids(scores_dir), label_ids(labels_dir)
     missing = sorted(set(labels) - set(scores))
+    if missing:
+        raise InputError(
+            f"{len(missing)} labelled frames without {SCORE_SUFFIX} score file in {scores_dir}: {_preview(missing)}; "
+            f"write a <fid>{SCORE_SUFFIX} score map for every labelled frame"
+        )
     extra = sorted(set(scores) - set(labels))
-    for ids, what in ((missing, f"labelled frames without {SCORE_SUFFIX} score file in {scores_dir}"),
-                      (extra, f"score files without {LABEL_SUFFIX} label in {labels_dir}")):
-        if ids:
-            raise InputError(f"{len(ids)} {what}: {ids[:5]}{' ...' if len(ids) > 5 else ''}")
+    if strict and extra:
+        raise InputError(
+            f"{len(extra)} score files without {LABEL_SUFFIX} label in {labels_dir}: {_preview(extra)}; "
+            "strict mode refuses them (evaluate without strict / --strict to skip these unlabelled frames)"
+        )
     if not labels:
-        raise InputError(f"{labels_dir}: no <fid>{LABEL_SUFFIX} label masks found")
+        found = f" ({len(scores)} score files in {scores_dir})" if scores else ""
+        raise InputError(
+            f"{labels_dir}: no <fid>{LABEL_SUFFIX} label masks found{found}; expected the dataset's "
+            "labels_masks/ folder or its parent"
+        )
     return [(fid, scores[fid], labels[fid]) for fid in sorted(labels)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -13,6 +14,7 @@ from meta_ood.errors import InputError
 from meta_ood.io import read_parquet, write_json, write_parquet
 from meta_ood.meta import meta_classify
 from meta_ood.segments import feature_names
+from meta_ood.stages.layout import SEGMENT_IMAGES
 
 
 def meta_classify_stage(
@@ -39,10 +41,14 @@ def meta_classify_stage(
         raise InputError("meta classification needs at least one protocol ('loo' or 'logo')")
     seg = read_parquet(segments_parquet)
     names = feature_names(features)
+    images = Path(segments_parquet).with_name(SEGMENT_IMAGES)
     out = pd.DataFrame({"image": seg.get("image", pd.Series(dtype=int)), "segment": seg.get("segment", pd.Series(dtype=int)),
                         "iou0": seg.get("iou0", pd.Series(dtype=float))})
     summary: dict[str, Any] = {"segments": str(segments_parquet), "features": features, "n_features": len(names),
                                "n_segments": int(len(seg)), "protocols": {}}
+    frames = read_parquet(images) if images.is_file() else None
+    if frames is not None and "name" in frames:  # the frames whose segments were classified (the labelled ones)
+        summary["frames"] = frames["name"].astype(str).tolist()
     for k, protocol in enumerate(protocols):
         if len(seg) == 0:
             summary["protocols"][protocol] = {"fallback": "no_segments", "fallback_reason": "no segments at this threshold",

@@ -47,24 +47,27 @@ def pixel_eval_stage(
     extra OoD class for normalized entropy >= t (paper fig. 5, whatever the scorer); ``out_npz``
     then holds the confusion matrices.
 
-    Only the score plane (and, for the mIoU, the entropy and argmax planes) and the labels are
-    read: the stored codes are the histogram's bins, so the metrics equal those of the score
+    Only the labelled images are evaluated (``frames`` lists them; a benchmark's unlabelled test
+    frames are skipped and counted). Only the score plane (and, for the mIoU, the entropy and
+    argmax planes) and the labels are read: the stored codes are the histogram's bins, so the metrics equal those of the score
     maps the dump computed. Stores that lack the plane compute it from their probabilities.
     """
     reader = StoreReader(store_dir)
     encoding = pe.score_encoding(scorer)
     conv = reader.convention
+    indices = reader.labelled_or_raise()
     result: dict[str, Any] = {
-        "store": str(store_dir), "model": reader.model, "dataset": reader.dataset_kind, "n_images": len(reader),
-        "scorer": scorer,
+        "store": str(store_dir), "model": reader.model, "dataset": reader.dataset_kind, "n_images": len(indices),
+        "scorer": scorer, "frames": [reader.names[k] for k in indices],
+        "n_unlabelled_skipped": len(reader) - len(indices),
     }
     if not reader.can_score(scorer):
         raise InputError(f"{store_dir}: the store has no {scorer!r} score plane and no "
                          f"{'logits' if scorer in LOGIT_SCORERS else 'probabilities'} to compute it from; "
                          "run dump_softmax with this scorer in the configuration")
     wanted = {"scores": ("entropy",), "argmax": True} if conv is None else {"scores": (scorer,)}
-    images = reader.iter(probs=False, logits=False, **wanted)
-    bar = tqdm(images, total=len(reader), desc="pixel eval", disable=not progress, mininterval=1.0)
+    images = reader.iter(indices, probs=False, logits=False, **wanted)
+    bar = tqdm(images, total=len(indices), desc="pixel eval", disable=not progress, mininterval=1.0)
     if conv is None:
         acc = pe.MiouAccumulator(num_classes=reader.num_classes, thresholds=tuple(miou_thresholds))
         for img in bar:

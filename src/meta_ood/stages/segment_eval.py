@@ -34,7 +34,8 @@ def segment_eval_stage(
     images = read_parquet(segments_dir / SEGMENT_IMAGES)
     n_gt_in_total = int(images["n_gt_in"].sum()) if len(images) else 0
     components = read_json(segments_dir / SEGMENT_COMPONENTS) if (segments_dir / SEGMENT_COMPONENTS).is_file() else {}
-    result: dict[str, Any] = {"n_images": int(len(images)), "n_gt_in_total": n_gt_in_total,
+    frames = images["name"].astype(str).tolist() if "name" in images else []
+    result: dict[str, Any] = {"n_images": int(len(images)), "frames": frames, "n_gt_in_total": n_gt_in_total,
                               "meta_threshold": meta_threshold, "reference_fp_after": reference_fp_after,
                               "thresholds": {}}
     for t in sorted({float(x) for x in thresholds}):

@@ -37,7 +37,8 @@ def segment_features_stage(
     per ground-truth OoD component) and ``<tag>.overlaps.parquet`` (pixel overlaps of predicted and
     ground-truth segments, for FN counting after meta classification); plus ``images.parquet``
     (per image: in/OoD pixel counts) and ``components.json`` (SegmentMeIfYouCan component metrics
-    per threshold). With ``shard=(i, n)`` only that image range is processed and the files go to
+    per threshold). Only the labelled images are used (``image`` is the store position, so
+    unlabelled test frames leave gaps). With ``shard=(i, n)`` only that image range is processed and the files go to
     ``out_dir/shard-<i>-of-<n>/``; :func:`merge_segment_shards` combines them.
     """
     reader = StoreReader(store_dir)
@@ -45,7 +46,8 @@ def segment_features_stage(
     if conv is None:
         raise InputError(f"{store_dir}: segment features need an OoD dataset (LostAndFound, Fishyscapes); this store has no in/out convention")
     thresholds = sorted({float(t) for t in thresholds})
-    indices = range(len(reader)) if shard is None else shard_range(len(reader), *shard)
+    labelled = reader.labelled_or_raise()  # unlabelled test frames enter no table
+    indices = labelled if shard is None else [labelled[k] for k in shard_range(len(labelled), *shard)]
     out = Path(out_dir) if shard is None else Path(out_dir) / f"shard-{shard[0]}-of-{shard[1]}"
     parts: dict[float, tuple[list[pd.DataFrame], ...]] = {t: ([], [], []) for t in thresholds}
     comps = {t: ([], []) for t in thresholds} if component_metrics else {}

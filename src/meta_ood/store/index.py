@@ -150,8 +150,9 @@ def image_file(index: int) -> str:
     return f"{IMAGES_DIR}/{index:06d}.h5"
 
 
-def image_entry(index: int, name: str, path: str, h: int, w: int, has_label_ids: bool) -> dict[str, Any]:
-    """The index entry of one image file."""
+def image_entry(index: int, name: str, path: str, h: int, w: int, has_label_ids: bool,
+                labelled: bool = True) -> dict[str, Any]:
+    """The index entry of one image file; ``labelled`` False marks a frame without ground truth (no metric uses it)."""
     return {
         "index": index,
         "name": name,
@@ -160,6 +161,7 @@ def image_entry(index: int, name: str, path: str, h: int, w: int, has_label_ids:
         "height": int(h),
         "width": int(w),
         "has_label_ids": bool(has_label_ids),
+        "labelled": bool(labelled),
     }
 
 

@@ -54,6 +54,7 @@ class StoredImage:
     index: int = -1
     scores: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
     argmax: np.ndarray | None = None
+    labelled: bool = True
 
 
 class StoreReader(Sequence[StoredImage]):
@@ -156,6 +157,24 @@ class StoreReader(Sequence[StoredImage]):
         return [e["path"] for e in self._images]
 
     @property
+    def labelled(self) -> list[bool]:
+        """Whether each image has ground truth (False: a benchmark's unlabelled test frame, all void)."""
+        return [bool(e.get("labelled", True)) for e in self._images]
+
+    @property
+    def labelled_indices(self) -> list[int]:
+        """Positions of the labelled images: the frames every evaluation uses."""
+        return [k for k, e in enumerate(self._images) if e.get("labelled", True)]
+
+    def labelled_or_raise(self) -> list[int]:
+        """:attr:`labelled_indices`, or an InputError when the store has no labelled image to evaluate."""
+        indices = self.labelled_indices
+        if not indices:
+            raise InputError(f"{self.folder}: none of its {len(self)} images has a label (a test split without "
+                             "distributed ground truth): it gets score files but cannot be evaluated")
+        return indices
+
+    @property
     def shapes(self) -> list[tuple[int, int]]:
         """(H, W) of every image."""
         return [(int(e["height"]), int(e["width"])) for e in self._images]
@@ -186,17 +205,19 @@ class StoreReader(Sequence[StoredImage]):
     def __iter__(self) -> Iterator[StoredImage]:
         return self.iter()
 
-    def iter(self, **read_kwargs: Any) -> Iterator[StoredImage]:
-        """All images in order, reading the next one in the background while the current one is used."""
-        n = len(self)
+    def iter(self, indices: Sequence[int] | None = None, **read_kwargs: Any) -> Iterator[StoredImage]:
+        """The images ``indices`` (default: all) in order, reading the next one in the background while
+        the current one is used."""
+        order = list(range(len(self))) if indices is None else [int(k) for k in indices]
+        n = len(order)
         if n == 0:
             return
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="meta-ood-store-prefetch") as ex:
-            fut = ex.submit(self.read, 0, **read_kwargs)
+            fut = ex.submit(self.read, order[0], **read_kwargs)
             for k in range(n):
                 item = fut.result()
                 if k + 1 < n:
-                    fut = ex.submit(self.read, k + 1, **read_kwargs)
+                    fut = ex.submit(self.read, order[k + 1], **read_kwargs)
                 yield item
 
     def read(
@@ -303,6 +324,7 @@ class StoreReader(Sequence[StoredImage]):
             index=index,
             scores={k: codes[k] for k in scores},
             argmax=amax,
+            labelled=bool(entry.get("labelled", True)),
         )
 
     # -- internals ---------------------------------------------------------------------------

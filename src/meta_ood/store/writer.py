@@ -239,6 +239,7 @@ class StoreWriter:
         logits: np.ndarray | None = None,
         *,
         planes: ImagePlanes | None = None,
+        labelled: bool = True,
     ) -> dict[str, Any]:
         """Validate and write image ``index`` (its global position in the dataset); return its index entry.
 
@@ -247,7 +248,9 @@ class StoreWriter:
         ``planes``, finished in the store's representation (a dump computes them on the device,
         :func:`meta_ood.device_planes.device_planes`). ``label`` and ``label_ids`` are (H, W)
         with values 0..255. NaN/inf, negative probabilities or per-pixel sums off 1 by more
-        than 1e-3 raise an InputError naming the image, and nothing is written.
+        than 1e-3 raise an InputError naming the image, and nothing is written. ``labelled`` False
+        marks a frame whose ground truth is not distributed (its label is all void): readers list
+        it, the evaluations skip it.
         """
         index = self._check_index(index)
         where = f"image {index} ({name!r})"
@@ -305,6 +308,7 @@ class StoreWriter:
                     "codec": self.codec,
                     "scores": json.dumps(list(self.scorers)),
                     "settings": self._settings,
+                    "labelled": bool(labelled),
                 }
                 for k, v in attrs.items():
                     f.attrs[k] = v
@@ -319,7 +323,7 @@ class StoreWriter:
                 for key in ("label", "label_ids"):
                     if key in chunks:
                         self._put_planes(f, key, np.dtype(np.uint8), (h, w), chunks[key])
-        entry = image_entry(index, str(name), str(path), h, w, label_ids is not None)
+        entry = image_entry(index, str(name), str(path), h, w, label_ids is not None, labelled)
         with self._lock:
             self._entries[index] = entry
         return entry
@@ -500,4 +504,5 @@ class StoreWriter:
             has_ids = "label_ids" in f
             if has_ids and f["label_ids"].shape != (h, w):
                 return None
-            return image_entry(index, attr_value(a["name"]), attr_value(a["path"]), h, w, has_ids)
+            labelled = bool(attr_value(a["labelled"])) if "labelled" in a else True
+            return image_entry(index, attr_value(a["name"]), attr_value(a["path"]), h, w, has_ids, labelled)
