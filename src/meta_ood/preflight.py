@@ -32,7 +32,6 @@ from meta_ood.datasets import DATASET_KINDS, open_dataset
 from meta_ood.datasets.base import require_dir
 from meta_ood.errors import InputError
 from meta_ood.io import read_rgb
-from meta_ood.stages.layout import smiyc_folder
 from meta_ood.models import build
 from meta_ood.models.checkpoint import (
     _allow_safe_globals,
@@ -40,6 +39,7 @@ from meta_ood.models.checkpoint import (
     compare_state_dicts,
     read_checkpoint,
 )
+from meta_ood.stages.layout import smiyc_folder
 
 __all__ = [
     "check_checkpoint",
