@@ -6,11 +6,9 @@ min_version("9.0")
 
 
 # No --configfile: the embedded demo (config.yaml). With --configfile: exactly the user's files on top
-# of the schema's defaults; nothing of the demo leaks in.
-if not workflow.overwrite_configfiles:
-
-    configfile: f"{workflow.basedir}/config.yaml"
-
+# of the schema's defaults; nothing of the demo leaks in. common.smk reads the files itself, strictly
+# (duplicated keys and syntax errors name file and line, 1e-3 is a number), puts --config on top and
+# validates, before any rule is defined: no `configfile:` directive, whose reading is lax.
 
 report: "workflow/report/workflow.rst"
 

@@ -11,7 +11,9 @@
 #  5. the failing rule must fail its run with Slurm's state (FAILED) in the message, the run with
 #     the controller down must end with a clear error, not hang
 #  6. stop the cluster and check that none of its daemons is left
-# Every Snakemake and Slurm call runs under a timeout. Needs root and apt-get (or Slurm installed):
+# Prints the time of each phase and of each of the four runs, also when a check fails or the test is
+# interrupted (the phase under way is marked unfinished). Every Snakemake and Slurm call runs under a
+# timeout: safety limits against hangs, far above the usual times. Needs root and apt-get (or Slurm installed):
 # `ci/slurm-cluster.sh check` says whether this machine can run it.
 set -euo pipefail
 shopt -s inherit_errexit
@@ -28,7 +30,9 @@ the cluster. Prints the time of each phase. Exit status 0 when every check passe
   --keep    keep the work folder (runs, logs) instead of deleting it
 
 Environment:
-  META_OOD_TEST_SLURM_TIMEOUT   seconds allowed for the Slurm run of the smoke config (default 270)
+  META_OOD_TEST_SLURM_TIMEOUT   seconds allowed for the Slurm run and for the local run of the config
+                                (default 1800: a safety limit against hangs; both take about 3 minutes
+                                on 2 idle cores, and much longer on a loaded machine)
   META_OOD_TEST_SLURM_TARGETS   targets of both runs, space-separated (default: the workflow's default target)
   META_OOD_TEST_SLURM_CONFIG    config file of both runs, used as is (default: config/smoke.yaml
                                 with one fine-tuning epoch, no per-epoch evaluation, one threshold and
@@ -47,7 +51,10 @@ done
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
-RUN_TIMEOUT="${META_OOD_TEST_SLURM_TIMEOUT:-270}"
+RUN_TIMEOUT="${META_OOD_TEST_SLURM_TIMEOUT:-1800}"
+case "$RUN_TIMEOUT" in
+  '' | *[!0-9]* | 0) echo "test-slurm: META_OOD_TEST_SLURM_TIMEOUT must be a positive number of seconds, not '$RUN_TIMEOUT'" >&2; exit 2 ;;
+esac
 read -r -a TARGETS <<<"${META_OOD_TEST_SLURM_TARGETS:-}"
 PROFILES=(--profile profiles/slurm --profile profiles/slurm-ci)
 
@@ -64,41 +71,74 @@ fi
 # shellcheck disable=SC1091
 . "$REPO/.venv/bin/activate"
 
+# The test's own output, restored in cleanup: a command with a redirection that fails under `set -e`
+# would otherwise leave stdout pointing into its file, and the timings would go there.
+exec 3>&1 4>&2
 WORK="$(mktemp -d /tmp/meta-ood-test-slurm.XXXXXX)"
 CLUSTER_UP=0
 declare -a PHASES=()
 declare -a BG_PIDS=()
+T_START=$SECONDS
+PHASE=""    # the phase under way (its time is printed as unfinished when the test stops in it)
+PHASE_T0=0
+
+# phase_line <name> <seconds> [note]: one line of the timings table.
+phase_line() {
+  printf '%-30s %5d s%s' "$1" "$2" "${3:+  ($3)}"
+}
 
 cleanup() {
   local rc=$?
-  local pid
+  local pid t_stop
+  exec 1>&3 2>&4
+  if [ -n "$PHASE" ]; then
+    PHASES+=("$(phase_line "$PHASE" $((SECONDS - PHASE_T0)) "unfinished: the test stopped here")")
+  fi
   for pid in "${BG_PIDS[@]}"; do
     # The subshell's child is `timeout`, which passes the signal on to Snakemake.
     pkill -TERM -P "$pid" 2>/dev/null || true
     kill "$pid" 2>/dev/null || true
   done
   if [ "$CLUSTER_UP" = 1 ]; then
+    t_stop=$SECONDS
     timeout -k 10 120 bash "$REPO/ci/slurm-cluster.sh" stop || echo "[test-slurm] warning: stopping the cluster failed" >&2
+    PHASES+=("$(phase_line "stop cluster (clean-up)" $((SECONDS - t_stop)))")
   fi
   if [ "$KEEP" = 1 ] || [ "$rc" -ne 0 ]; then
     echo "[test-slurm] work folder kept: $WORK"
   else
     rm -rf "$WORK"
   fi
-  if [ "${#PHASES[@]}" -gt 0 ]; then
-    echo "[test-slurm] phase timings:"
-    printf '  %s\n' "${PHASES[@]}"
-  fi
+  PHASES+=("$(phase_line "total" $((SECONDS - T_START)) "exit status $rc")")
+  echo "[test-slurm] phase timings:"
+  printf '  %s\n' "${PHASES[@]}"
   exit "$rc"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-T_START=$SECONDS
+# begin <name>: a phase starts now; record: the phase begun last is done (its time goes to the table).
+begin() {
+  PHASE="$1"
+  PHASE_T0=$SECONDS
+  say "phase '$PHASE' ..."
+}
 record() {
-  # record <name> <start seconds>
-  PHASES+=("$(printf '%-26s %4d s' "$1" $((SECONDS - $2)))")
-  say "phase '$1' done after $((SECONDS - $2)) s"
+  PHASES+=("$(phase_line "$PHASE" $((SECONDS - PHASE_T0)))")
+  say "phase '$PHASE' done after $((SECONDS - PHASE_T0)) s"
+  PHASE=""
+}
+
+# run_time <NAME> <label> <limit>: the time of one of the parallel runs, printed now and kept for the table.
+run_time() {
+  local rc_var="$1_RC" s_var="$1_S"
+  local note="exit status ${!rc_var}, limit $3 s"
+  case "${!rc_var}" in
+    124 | 137) note="timed out: killed after $3 s" ;;
+    999) note="no exit status recorded" ;;
+  esac
+  PHASES+=("$(phase_line "  $2" "${!s_var}" "$note")")
+  say "$2: ended after ${!s_var} s ($note)"
 }
 
 # Runs snakemake under a timeout, output to a log; sets RC (124/137 = timed out).
@@ -127,13 +167,13 @@ show_tail() {
 # ---------------------------------------------------------------------------------------------
 say "work folder $WORK, $(nproc) cores, $(python -c 'import importlib.metadata as m; print(", ".join(f"{p} {m.version(p)}" for p in ("snakemake", "snakemake-executor-plugin-slurm")))')"
 
-t=$SECONDS
+begin "start cluster"
 CLUSTER_UP=1
 timeout -k 10 300 bash "$REPO/ci/slurm-cluster.sh" start || fail "the test cluster did not start (see above)"
-record "start cluster" "$t"
+record
 
 # --- the smoke config, identical for both runs -----------------------------------------------
-t=$SECONDS
+begin "prepare"
 mkdir -p "$WORK/slurm" "$WORK/local" "$WORK/failing" "$WORK/down"
 if [ -n "${META_OOD_TEST_SLURM_CONFIG:-}" ]; then
   [ -f "$META_OOD_TEST_SLURM_CONFIG" ] || fail "config file $META_OOD_TEST_SLURM_CONFIG not found"
@@ -150,7 +190,10 @@ import sys
 
 import yaml
 
-config = yaml.safe_load(open(sys.argv[1])) or {}
+sys.path.insert(0, "src")
+from meta_ood.config import read_config_file  # as the workflow reads it: 1e-3 is a number
+
+config = read_config_file(sys.argv[1]).data
 evaluation = config.setdefault("evaluation", {})
 evaluation["every_epoch"] = False
 evaluation["ood_epoch"] = None
@@ -167,7 +210,23 @@ with open(sys.argv[2], "w") as f:
 PY
   say "config: config/smoke.yaml with one fine-tuning epoch, no per-epoch evaluation, one threshold, LostAndFound only, no mIoU"
 fi
-# The Snakefile reads config.yaml from the working directory. The local run processes every store in
+# The run name as the workflow resolves it (the schema's default when the file has none); a config the
+# workflow would refuse stops the test here, with the workflow's messages.
+RUN_NAME="$(
+  python - "$WORK/config.yaml" <<'PY'
+import sys
+
+sys.path.insert(0, "src")
+from meta_ood.config import load_config
+from meta_ood.errors import InputError
+
+try:
+    print(load_config(sys.argv[1])["run"])
+except InputError as exc:
+    sys.exit(str(exc))
+PY
+)" || fail "the config of the runs is not valid (see above)"
+# Each run reads its own copy of the config (--configfile). The local run processes every store in
 # one job; the Slurm run splits softmax dumps and segment metrics into 2 image shards each, so equal
 # tables also show that sharding changes nothing.
 cp "$WORK/config.yaml" "$WORK/local/config.yaml"
@@ -176,7 +235,10 @@ import sys
 
 import yaml
 
-config = yaml.safe_load(open(sys.argv[1])) or {}
+sys.path.insert(0, "src")
+from meta_ood.config import read_config_file  # as the workflow reads it: 1e-3 is a number
+
+config = read_config_file(sys.argv[1]).data
 config.setdefault("inference", {})["shards"] = 2
 config.setdefault("segments", {})["shards"] = 2
 with open(sys.argv[2], "w") as f:
@@ -184,14 +246,13 @@ with open(sys.argv[2], "w") as f:
     yaml.safe_dump(config, f, sort_keys=False)
 PY
 say "Slurm run: 2 image shards per softmax dump and per segment computation; local run: 1"
-RUN_NAME="$(python -c 'import sys, yaml; print((yaml.safe_load(open(sys.argv[1])) or {}).get("run", "demo"))' "$WORK/config.yaml")"
-record "prepare" "$t"
+record
 
 # --- Slurm run, local reference run, failing job and cluster-down run, at the same time ------
 # The Slurm run spends much of its time waiting between status checks, so the local run, the
 # failing job (one more Slurm job) and the cluster-down run fit into its gaps.
 say "Slurm run of the smoke config (timeout ${RUN_TIMEOUT}s), local run, failing job and cluster-down run in parallel"
-t_par=$SECONDS
+begin "runs (wall, together)"
 (
   t0=$SECONDS
   smk "$WORK/slurm.log" "$RUN_TIMEOUT" "${TARGETS[@]}" "${PROFILES[@]}" \
@@ -208,6 +269,7 @@ SLURM_PID=$!
 ) &
 BG_PIDS+=($!)
 LOCAL_PID=$!
+FAILING_LIMIT=120
 cat >"$WORK/failing/Snakefile" <<'EOF'
 # One rule that always fails: the Slurm run must end non-zero with Slurm's state in the message.
 rule deliberately_failing:
@@ -218,7 +280,7 @@ rule deliberately_failing:
 EOF
 (
   t0=$SECONDS
-  smk "$WORK/failing.log" 120 "${PROFILES[@]}" --snakefile "$WORK/failing/Snakefile" --directory "$WORK/failing"
+  smk "$WORK/failing.log" "$FAILING_LIMIT" "${PROFILES[@]}" --snakefile "$WORK/failing/Snakefile" --directory "$WORK/failing"
   echo "$RC $((SECONDS - t0))" >"$WORK/failing.rc"
 ) &
 BG_PIDS+=($!)
@@ -235,6 +297,7 @@ rule while_cluster_down:
         "touch {output}"
 EOF
 DEAD_PORT="$(python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')"
+[ -r /etc/slurm/slurm.conf ] || fail "/etc/slurm/slurm.conf of the test cluster is missing (did ci/slurm-cluster.sh start write it?)"
 { cat /etc/slurm/slurm.conf; echo "SlurmctldPort=$DEAD_PORT"; } >"$WORK/down/slurm.conf"
 DOWN_LIMIT=90
 (
@@ -248,21 +311,21 @@ DOWN_PID=$!
 
 wait "$DOWN_PID" || true
 read_rc DOWN "$WORK/down.rc"
-PHASES+=("$(printf '%-26s %4d s' "cluster-down run (parallel)" "$DOWN_S")")
+run_time DOWN "cluster-down run" "$DOWN_LIMIT"
 wait "$FAILING_PID" || true
 read_rc FAILING "$WORK/failing.rc"
-PHASES+=("$(printf '%-26s %4d s' "failing job (parallel)" "$FAILING_S")")
+run_time FAILING "failing job" "$FAILING_LIMIT"
 wait "$LOCAL_PID" || true
 read_rc LOCAL "$WORK/local.rc"
-PHASES+=("$(printf '%-26s %4d s' "local run (parallel)" "$LOCAL_S")")
+run_time LOCAL "local run" "$RUN_TIMEOUT"
 wait "$SLURM_PID" || true
 read_rc SLURM "$WORK/slurm.rc"
-PHASES+=("$(printf '%-26s %4d s' "Slurm run (parallel)" "$SLURM_S")")
+run_time SLURM "Slurm run" "$RUN_TIMEOUT"
 BG_PIDS=()
-record "runs (wall, together)" "$t_par"
+record
 
 # --- checks of the four runs -----------------------------------------------------------------
-t=$SECONDS
+begin "checks"
 case "$SLURM_RC" in
   0) ;;
   124 | 137) show_tail "$WORK/slurm.log"; fail "the Slurm run of the smoke config did not finish within ${RUN_TIMEOUT}s" ;;
@@ -417,7 +480,7 @@ say "$COMPARE: all $N_FILES files identical in the Slurm and the local run"
 # The failing job: non-zero exit, Slurm's state in the message, no hang.
 case "$FAILING_RC" in
   0) show_tail "$WORK/failing.log"; fail "a rule that exits 1 did not fail the Slurm run" ;;
-  124 | 137) show_tail "$WORK/failing.log"; fail "the run with a failing job hung (killed after 120 s)" ;;
+  124 | 137) show_tail "$WORK/failing.log"; fail "the run with a failing job hung (killed after ${FAILING_LIMIT} s)" ;;
 esac
 if ! grep -q "SLURM status is: 'FAILED'" "$WORK/failing.log"; then
   show_tail "$WORK/failing.log"
@@ -435,10 +498,10 @@ if ! grep -q "Unable to contact slurm controller" "$WORK/down.log"; then
   fail "with the Slurm controller down, the error message does not say that the controller is unreachable"
 fi
 say "cluster down: run ended after ${DOWN_S}s with exit status $DOWN_RC: $(grep -o "Job submission failed.*" "$WORK/down.log" | head -n 1)"
-record "checks" "$t"
+record
 
 # --- stop: the daemons go, nothing is left running --------------------------------------------
-t=$SECONDS
+begin "stop cluster"
 timeout -k 10 120 bash "$REPO/ci/slurm-cluster.sh" stop || fail "stopping the cluster failed"
 CLUSTER_UP=0
 STATUS_RC=0
@@ -447,7 +510,5 @@ if [ "$STATUS_RC" != 3 ] || grep -Eq "(slurmctld|slurmd): *running" "$WORK/statu
   cat "$WORK/status.log" >&2
   fail "after stop, ci/slurm-cluster.sh status does not report the cluster as stopped (exit status $STATUS_RC)"
 fi
-record "stop cluster" "$t"
-
-PHASES+=("$(printf '%-26s %4d s' "total" $((SECONDS - T_START)))")
+record
 say "all checks passed"

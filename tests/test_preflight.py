@@ -495,12 +495,16 @@ def test_third_party_smiyc_methods_need_their_score_folders(tree, tmp_path):
         f"smiyc.methods.other: {method / 'ObstacleTrack-all'}: no <fid>.hdf5 score files (expected one per frame of "
         "smiyc_obstacle, in the benchmark's folder ObstacleTrack-all/ or in smiyc_obstacle/)"
     ]
-    (method / "smiyc_obstacle" / "a.hdf5").write_bytes(b"")
+    from meta_ood.datasets import open_dataset
+    from meta_ood.smiyc.scorefiles import write_scores
+
+    track = open_dataset("smiyc_obstacle", str(tree / "smiyc"))
+    for sample in track.samples:  # a score map of the frame size for every frame, labelled or not
+        width, height = Image.open(sample.image).size
+        write_scores(method / "smiyc_obstacle" / f"{sample.name}.hdf5", np.zeros((height, width), np.float32))
     assert preflight(config, raw) is None
     # the benchmark's own folder name (what the official inference writes) is found as well
-    (method / "smiyc_obstacle" / "a.hdf5").rename(method / "a.hdf5")
-    (method / "ObstacleTrack-all").mkdir()
-    (method / "a.hdf5").rename(method / "ObstacleTrack-all" / "a.hdf5")
+    (method / "smiyc_obstacle").rename(method / "ObstacleTrack-all")
     assert preflight(config, raw) is None
     config, raw = make_config(tree, evaluation={"smiyc_datasets": ["smiyc_obstacle"]})
     assert problems_of(config, raw) == ["datasets.smiyc_obstacle.root is not set, but the run uses dataset "

@@ -26,7 +26,7 @@ def snakemake(workdir: Path, *args: str, config: dict | None = None, timeout: in
 def user_tree(tmp_path_factory):
     """A read-only-by-contract dataset tree in the real layouts and a trained `tiny` checkpoint outside it."""
     base = tmp_path_factory.mktemp("user")
-    roots = make_real_tree(base / "datasets")
+    roots = make_real_tree(base / "datasets", coco_min_size=480, coco_size_range=(96, 640))  # images the default min_size keeps
     from meta_ood.stages.training import train_baseline_stage
 
     torch.set_num_threads(1)

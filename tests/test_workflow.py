@@ -156,7 +156,8 @@ def test_killed_runs_resume_to_identical_tables(smoke_run, tmp_path):
 def test_paper_config_plans_full_dag_on_real_layouts(tmp_path):
     """A dry run of config/paper.yaml (roots and checkpoints filled in) plans exactly the paper's models and jobs."""
     cfg = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
-    roots = make_real_tree(tmp_path / "data")
+    # COCO images that the paper's min_size of 480 keeps (start-up counts them)
+    roots = make_real_tree(tmp_path / "data", coco_min_size=480, coco_size_range=(96, 640))
     cfg["datasets"] = {
         "cityscapes": {"root": str(roots["cityscapes"])},
         "coco": {"root": str(roots["coco"]), "split": "train2017"},

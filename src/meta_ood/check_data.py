@@ -4,14 +4,18 @@ The readers of :mod:`meta_ood.datasets` stop at the first bad file, when a job r
 opt-in check lists the files the way the readers do, but goes on past problems, and collects one
 row per problem: an image that cannot be decoded (missing, truncated, not an image), a missing
 label file, label values outside the label table (which values, how many pixels), an image and
-label of different sizes. :func:`format_report` turns the result into Markdown;
+label of different sizes, a label of another size than the dataset's ROI mask. Every kind of
+:data:`meta_ood.datasets.DATASET_KINDS` is listed as its reader lists it (LostAndFound-NoKnown:
+the LostAndFound frames of the sequences it keeps, those without annotation included). :func:`format_report` turns the result into Markdown;
 :func:`check_data_stage` is the entry point of the workflow rule ``check_data``.
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 from collections.abc import Mapping
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +27,7 @@ from meta_ood import labels as L
 from meta_ood.datasets import (
     DATASET_KINDS,
     Cityscapes,
+    CityscapesVoid,
     CocoImages,
     FishyscapesLostAndFound,
     FishyscapesStatic,
@@ -35,6 +40,7 @@ from meta_ood.datasets import (
     SmiycObstacleTrack,
     open_dataset,
 )
+from meta_ood.datasets.smiyc import NOKNOWN_EXCLUDED, read_roi
 from meta_ood.errors import InputError
 from meta_ood.io import read_label, read_rgb, write_text_atomic
 
@@ -42,6 +48,7 @@ __all__ = ["DataProblem", "DataReport", "check_data", "check_data_stage", "forma
 
 _READERS: dict[str, type[SegmentationDataset]] = {
     "cityscapes": Cityscapes,
+    "cityscapes_void": CityscapesVoid,
     "lostandfound": LostAndFound,
     "fishyscapes_static": FishyscapesStatic,
     "fishyscapes_lostandfound": FishyscapesLostAndFound,
@@ -52,9 +59,12 @@ _READERS: dict[str, type[SegmentationDataset]] = {
     "road_anomaly": RoadAnomaly,
 }
 # Kinds whose reader's own listing is used (their layouts need no per-file listing problems beyond it).
-_LISTED_BY_READER = ("smiyc_anomaly", "smiyc_obstacle", "lostandfound_noknown", "road_anomaly")
+_LISTED_BY_READER = ("smiyc_anomaly", "smiyc_obstacle", "road_anomaly")
+# Kinds that take a region-of-interest mask (``roi``): every label must have its size.
+_ROI_KINDS = ("lostandfound", "lostandfound_noknown")
 _DEFAULT_SPLITS = {
     "cityscapes": "val",
+    "cityscapes_void": "val",
     "lostandfound": "test",
     "fishyscapes_static": "Static",
     "fishyscapes_lostandfound": "LostAndFound",
@@ -64,14 +74,19 @@ _DEFAULT_SPLITS = {
     "lostandfound_noknown": "test",
     "road_anomaly": "all",
 }
-# (annotation folder, label suffixes) of the layouts that pair <base>_leftImg8bit.png with label files
+# (annotation folder, label suffixes) of the layouts that pair <base>_leftImg8bit.png with label files; the void-as-OoD
+# evaluation reads the label ids only (the train-id files merge the void classes), LostAndFound-NoKnown is LostAndFound
 _PAIRED = {
     "cityscapes": ("gtFine", {"train_ids": "_gtFine_labelTrainIds.png", "label_ids": "_gtFine_labelIds.png"}),
+    "cityscapes_void": ("gtFine", {"label_ids": "_gtFine_labelIds.png"}),
     "lostandfound": ("gtCoarse", {"train_ids": "_gtCoarse_labelTrainIds.png", "label_ids": "_gtCoarse_labelIds.png"}),
+    "lostandfound_noknown": ("gtCoarse", {"train_ids": "_gtCoarse_labelTrainIds.png",
+                                          "label_ids": "_gtCoarse_labelIds.png"}),
 }
 _IMAGE_SUFFIX = "_leftImg8bit.png"
 _ROOT_WHAT = {
     "cityscapes": "Cityscapes root",
+    "cityscapes_void": "Cityscapes root",
     "lostandfound": "LostAndFound root",
     "fishyscapes_static": "Fishyscapes root",
     "fishyscapes_lostandfound": "Fishyscapes root",
@@ -126,6 +141,8 @@ class _Listing:
     samples: list[Sample] = field(default_factory=list)
     problems: Rows = field(default_factory=list)
     coco: Any = None
+    roi: np.ndarray | None = None
+    roi_path: Path | None = None
 
 
 def _message(exc: InputError, path: object) -> str:
@@ -136,7 +153,9 @@ def _message(exc: InputError, path: object) -> str:
 
 def _list_paired(kind: str, root: Path, split: str, out: _Listing) -> None:
     folder, suffixes = _PAIRED[kind]
-    name = "Cityscapes" if kind == "cityscapes" else "LostAndFound"
+    name = "Cityscapes" if kind.startswith("cityscapes") else "LostAndFound"
+    if name == "LostAndFound" and not (root / "leftImg8bit").is_dir():  # the unpacked archive's folder, as the reader
+        root = next((root / f for f in LostAndFound.archive_folders if (root / f / "leftImg8bit").is_dir()), root)
     image_dir, label_dir = root / "leftImg8bit" / split, root / folder / split
     for path, what in ((image_dir, "images"), (label_dir, "annotations")):
         if not path.is_dir():
@@ -152,6 +171,19 @@ def _list_paired(kind: str, root: Path, split: str, out: _Listing) -> None:
         if not any(p.is_file() for p in paths.values()):
             out.problems.append((str(img), f"label not found (expected {' or '.join(str(p) for p in paths.values())})"))
         out.samples.append(Sample(name=base, image=img, **{f: (p if p.is_file() else None) for f, p in paths.items()}))
+
+
+def _noknown_excluded(name: str) -> bool:
+    """Whether LostAndFound-NoKnown leaves the frame out for its sequence (:data:`NOKNOWN_EXCLUDED`, as its reader)."""
+    return any(name == prefix or name.startswith(prefix + "_") for prefix in NOKNOWN_EXCLUDED)
+
+
+def _list_roi(roi: Any, out: _Listing) -> None:
+    """Read a dataset's ROI mask once; every label is compared with its size (a bad mask is a listing problem)."""
+    try:
+        out.roi, out.roi_path = read_roi(roi), Path(roi)
+    except InputError as exc:
+        out.problems.append((str(roi), _message(exc, roi)))
 
 
 def _list_fishyscapes_static(root: Path, split: str, out: _Listing) -> None:
@@ -244,19 +276,25 @@ def _list(kind: str, spec: Mapping[str, Any]) -> _Listing:
     if not root.is_dir():
         out.problems.append((str(root), f"{_ROOT_WHAT[kind]} not found (expected a directory)"))
         return out
+    if kind in _ROI_KINDS and spec.get("roi"):
+        _list_roi(spec["roi"], out)
     if kind in _PAIRED:
         _list_paired(kind, root, split, out)
+        if kind == "lostandfound_noknown":  # its frames without annotation are checked too: they are files of it
+            out.samples = [s for s in out.samples if not _noknown_excluded(s.name)]
     elif kind == "fishyscapes_static":
         _list_fishyscapes_static(root, split, out)
     elif kind == "fishyscapes_lostandfound":
         _list_fishyscapes_laf(root, split, spec.get("laf_root"), out)
     elif kind in _LISTED_BY_READER:
         try:
-            out.samples = open_dataset(kind, str(root), split, roi=spec.get("roi")).samples
+            out.samples = open_dataset(kind, str(root), split).samples
         except InputError as exc:
             out.problems.append((str(root), str(exc)))
-    else:
+    elif kind == "coco":
         _list_coco(root, split, spec.get("masks_dir"), out)
+    else:  # a kind of DATASET_KINDS without a listing here
+        out.problems.append((str(root), f"dataset kind {kind!r} cannot be checked file by file yet"))
     return out
 
 
@@ -284,9 +322,11 @@ def _label_problem(reader: type[SegmentationDataset], label: np.ndarray, is_ids:
     return f"undefined train ids {bad}: expected values in {allowed}" if bad else None
 
 
-def _check_sample(reader: type[SegmentationDataset], sample: Sample, coco: Any,
+def _check_sample(reader: type[SegmentationDataset], sample: Sample, listing: _Listing,
                   train_values: np.ndarray) -> tuple[Rows, int]:
-    """Problems (file, problem) of one image and its labels, and the number of label files read."""
+    """Problems (file, problem) of one image and its labels (values, sizes, the ROI mask's size), and the number
+    of label files read."""
+    coco = listing.coco
     problems: Rows = []
     try:
         image = read_rgb(sample.image)
@@ -315,6 +355,10 @@ def _check_sample(reader: type[SegmentationDataset], sample: Sample, coco: Any,
             labels.append((sample.image, ood_mask(coco, int(sample.name))))
         except InputError as exc:
             problems.append((str(sample.image), f"annotations: {exc}"))
+    if listing.roi is not None:
+        roi = listing.roi
+        problems += [(str(path), f"label size {_size(label)} does not match the ROI mask {listing.roi_path} size "
+                                 f"{_size(roi)} (width x height)") for path, label in labels if label.shape != roi.shape]
     if image is not None:
         for path, label in labels:
             if label.shape != image.shape[:2]:
@@ -327,7 +371,7 @@ def _check_sample(reader: type[SegmentationDataset], sample: Sample, coco: Any,
     return problems, n_labels
 
 
-def check_data(datasets: Mapping[str, Mapping[str, Any]], progress: bool = True) -> DataReport:
+def check_data(datasets: Mapping[str, Mapping[str, Any]], progress: bool = True, workers: int = 1) -> DataReport:
     """Read every image and label file of the given datasets once; collect every problem, do not stop.
 
     Parameters
@@ -335,10 +379,13 @@ def check_data(datasets: Mapping[str, Mapping[str, Any]], progress: bool = True)
     datasets
         ``{name: {"kind": ..., "root": ..., "split": ...}}`` with ``kind`` one of
         :data:`meta_ood.datasets.DATASET_KINDS` and the reader options ``laf_root``
-        (fishyscapes_lostandfound) and ``masks_dir`` (coco: the filtered selection; without it
-        every image of the annotation file is checked against the mask rasterised from it).
+        (fishyscapes_lostandfound), ``roi`` (lostandfound, lostandfound_noknown: the mask is read
+        once and every label must have its size) and ``masks_dir`` (coco: the filtered selection;
+        without it every image of the annotation file is checked against the mask rasterised from it).
     progress
         Show a tqdm progress bar over the files.
+    workers
+        Processes reading the files (decoding dominates; the report is the same for any number).
 
     Returns
     -------
@@ -346,7 +393,11 @@ def check_data(datasets: Mapping[str, Mapping[str, Any]], progress: bool = True)
         One :class:`DataProblem` per problem (listing problems first, then per file in reading
         order) and the numbers of image and label files read per dataset.
     """
-    report = DataReport(specs={name: dict(spec) for name, spec in datasets.items()})
+    return check_listings(datasets, list_datasets(datasets), progress, workers)
+
+
+def list_datasets(datasets: Mapping[str, Mapping[str, Any]]) -> dict[str, _Listing]:
+    """The listing of every dataset spec (its samples as the reader pairs them, and the listing problems)."""
     listings: dict[str, _Listing] = {}
     for name, spec in datasets.items():
         kind = spec.get("kind")
@@ -358,21 +409,56 @@ def check_data(datasets: Mapping[str, Mapping[str, Any]], progress: bool = True)
             listings[name] = _list(kind, spec)
         except OSError as exc:
             listings[name] = _Listing(problems=[(str(spec.get("root")), f"cannot list the dataset folder ({exc})")])
+    return listings
+
+
+#: What the worker processes of :func:`check_listings` check: dataset name -> (reader, listing, label values).
+_WORK: dict[str, tuple[type[SegmentationDataset], _Listing, np.ndarray]] = {}
+#: Samples per task of a worker process.
+_CHUNK = 8
+
+
+def _check_range(name: str, start: int, stop: int) -> list[tuple[Rows, int]]:
+    """:func:`_check_sample` of samples ``start:stop`` of dataset ``name`` (in a worker process)."""
+    reader, listing, values = _WORK[name]
+    return [_check_sample(reader, sample, listing, values) for sample in listing.samples[start:stop]]
+
+
+def check_listings(datasets: Mapping[str, Mapping[str, Any]], listings: Mapping[str, _Listing],
+                   progress: bool = True, workers: int = 1) -> DataReport:
+    """Check every sample of ``listings`` (from :func:`list_datasets`), in ``workers`` processes; the report."""
+    report = DataReport(specs={name: dict(datasets[name]) for name in listings})
+    _WORK.clear()
+    for name, listing in listings.items():
+        reader = _READERS.get(datasets[name].get("kind"), SegmentationDataset)  # unknown kinds list nothing
+        values = reader.train_values
+        if datasets[name].get("kind") == "coco":  # masks hold background and the configured OoD id
+            values = np.array([L.COCO_BACKGROUND_ID, int(datasets[name].get("ood_id", L.COCO_OOD_ID))])
+        _WORK[name] = (reader, listing, values)
+    tasks = [(name, start, min(start + _CHUNK, len(listing.samples)))
+             for name, listing in listings.items() for start in range(0, len(listing.samples), _CHUNK)]
     total = sum(len(listing.samples) for listing in listings.values())
+    parallel = workers > 1 and len(tasks) > 1 and "fork" in multiprocessing.get_all_start_methods()
     with tqdm(total=total, desc="check data", unit="img", disable=not progress) as bar:
-        for name, listing in listings.items():
-            report.problems += [DataProblem(name, f, p) for f, p in listing.problems]
-            report.images[name] = report.labels[name] = 0
-            reader = _READERS.get(datasets[name].get("kind"), SegmentationDataset)  # unknown kinds list nothing
-            values = reader.train_values
-            if datasets[name].get("kind") == "coco":  # masks hold background and the configured OoD id
-                values = np.array([L.COCO_BACKGROUND_ID, int(datasets[name].get("ood_id", L.COCO_OOD_ID))])
-            for sample in listing.samples:
-                problems, n_labels = _check_sample(reader, sample, listing.coco, values)
-                report.problems += [DataProblem(name, f, p) for f, p in problems]
-                report.images[name] += 1
-                report.labels[name] += n_labels
-                bar.update(1)
+        if parallel:  # forked workers see _WORK (and a COCO index) without pickling it
+            pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"))
+            results = (f.result() for f in [pool.submit(_check_range, *task) for task in tasks])
+        else:
+            pool, results = None, (_check_range(*task) for task in tasks)
+        try:
+            for name, listing in listings.items():
+                report.problems += [DataProblem(name, f, p) for f, p in listing.problems]
+                report.images[name] = report.labels[name] = 0
+            for (name, start, stop), rows in zip(tasks, results):
+                for problems, n_labels in rows:
+                    report.problems += [DataProblem(name, f, p) for f, p in problems]
+                    report.labels[name] += n_labels
+                report.images[name] += stop - start
+                bar.update(stop - start)
+        finally:
+            if pool is not None:
+                pool.shutdown(cancel_futures=True)
+            _WORK.clear()
     return report
 
 

@@ -85,18 +85,17 @@ def _progress(args: argparse.Namespace) -> bool:
 
 
 def _load_mapping(path: str | None, what: str) -> dict[str, Any]:
-    """A YAML/JSON file holding a mapping (``what`` names it in errors), or {} for None."""
+    """A YAML/JSON file holding a mapping (``what`` names it in errors), or {} for None.
+
+    Read as config files are (``meta_ood.config.read_yaml``): duplicated keys and syntax errors name the line,
+    ``lr: 1e-5`` is a number.
+    """
     if path is None:
         return {}
-    import yaml
+    from meta_ood.config import read_yaml
 
     p = Path(path)
-    if not p.is_file():
-        raise InputError(f"{p}: {what} file not found")
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise InputError(f"{p}: not valid YAML/JSON ({exc})") from None
+    data = read_yaml(p, what)[0] or {}
     if not isinstance(data, dict):
         raise InputError(f"{p}: expected a mapping of {what}, got {type(data).__name__}")
     return data

@@ -101,7 +101,11 @@ def load_coco(annotation_file: str | os.PathLike) -> COCO:
         with open(path, encoding="utf-8") as fh:
             dataset = json.load(fh)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: not a valid JSON file ({exc})") from None
+        raise InputError(f"{path}: not a valid JSON file ({exc}; the file is damaged or truncated: "
+                         "unpack the COCO annotations again)") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read the COCO annotation file ({exc.strerror or exc}; "
+                         "check its permissions)") from None
     if not isinstance(dataset, dict):
         raise InputError(f"{path}: expected a COCO instances JSON object, got a {type(dataset).__name__}")
     missing = [key for key in ("images", "annotations", "categories") if not isinstance(dataset.get(key), list)]
@@ -127,7 +131,9 @@ def load_coco(annotation_file: str | os.PathLike) -> COCO:
 
 
 @dataclass(frozen=True)
-class _Selection:
+class Selection:
+    """The images that pass the filters (``ids``), of ``n_in_json`` listed and ``n_on_disk`` of those with a file."""
+
     ids: list[int]
     n_in_json: int
     n_on_disk: int
@@ -169,7 +175,7 @@ def _select(
     exclude_names: tuple[str, ...],
     min_size: int,
     source: str,
-) -> _Selection:
+) -> Selection:
     if not images_dir.is_dir():
         raise InputError(f"{images_dir}: COCO image folder not found (expected <image_id:012d>.jpg files)")
 
@@ -215,7 +221,36 @@ def _select(
         ", ".join(exclude_names) or "none",
         min_size,
     )
-    return _Selection(ids=kept, n_in_json=len(json_ids), n_on_disk=len(json_ids) - len(missing))
+    return Selection(ids=kept, n_in_json=len(json_ids), n_on_disk=len(json_ids) - len(missing))
+
+
+def usable_images(
+    coco: COCO,
+    images_dir: str | os.PathLike,
+    exclude_names: Sequence[str] = DEFAULT_EXCLUDE,
+    min_size: int = DEFAULT_MIN_SIZE,
+    source: str = "COCO annotation file",
+) -> Selection:
+    """The selection of :func:`filter_coco` on a loaded annotation index; the start-up checks count it the same way.
+
+    Raises
+    ------
+    InputError
+        For the reasons of :func:`select_images`, or when no image passes the filters (the message
+        names ``source``, the filters and how many images were considered).
+    """
+    names = _normalize_exclude(exclude_names)
+    size = _check_min_size(min_size)
+    selection = _select(coco, Path(images_dir), names, size, source)
+    if not selection.ids:
+        raise InputError(
+            f"{source}: no COCO image passes the filters (exclude classes: "
+            f"{', '.join(names) or 'none'}; min size {size} px for height and width; "
+            f"{selection.n_on_disk} image(s) considered, i.e. listed in the file with a file in {images_dir}, "
+            f"of {selection.n_in_json} listed; lower coco_filter.min_size, exclude fewer classes or check the "
+            "image folder)"
+        )
+    return selection
 
 
 def select_images(
@@ -376,14 +411,7 @@ def filter_coco(
     size = _check_min_size(min_size)
     _check_ood_id(ood_id)
     coco = load_coco(annotation_file)
-    selection = _select(coco, Path(images_dir), names, size, str(annotation_file))
-    if not selection.ids:
-        raise InputError(
-            f"{annotation_file}: no COCO image passes the filters (exclude classes: "
-            f"{', '.join(names) or 'none'}; min size {size} px for height and width; "
-            f"{selection.n_on_disk} image(s) considered, i.e. listed in the file with a file in {images_dir}, "
-            f"of {selection.n_in_json} listed)"
-        )
+    selection = usable_images(coco, images_dir, names, size, str(annotation_file))
 
     out = Path(out_dir)
     masks_dir = out / "masks"

@@ -1,43 +1,56 @@
-"""Start-up checks of a run configuration: every input it names is there and fits, within seconds.
+"""Start-up checks of a run configuration: every input it names is there and fits, before any job.
 
 A missing label file, an undefined label id, a wrong COCO category name or a checkpoint with the
 wrong keys would otherwise surface hours later, in the job that reads the file. The checks here
 are cheap by design, so the workflow and the CLI can run them before anything is scheduled:
 
+* the config's lists: no value given twice;
 * datasets: the root and split folders exist, the reader's file listing pairs every image with
   its ground truth, and the *first* pair loads through the reader's checked loader (label values,
-  sizes). COCO: the annotation file and the image folder exist and the first image is readable;
-  the category names are read from the end of the annotation file, without parsing all of it.
+  sizes); ROI masks are binary and of the label size. COCO: the annotation file and the image
+  folder exist and the first image is readable; the category names are read from the end of the
+  annotation file, or (``parse_coco``) the file is parsed once and the usable images counted.
 * checkpoints: keys and shapes match the architecture, compared on a model built on the ``meta``
-  device (no memory, no initialisation) against a memory-mapped read of the file.
+  device (no memory, no initialisation) against a memory-mapped read of the file; class counts
+  against the Cityscapes train ids and ``coco_filter.ood_id``.
+* third-party SMIYC score files: one per labelled frame, of the label's size (headers only).
 * consistency of keys that refer to each other, and the requested compute devices.
 
 Every problem is collected; :func:`raise_problems` turns them into one
-:class:`~meta_ood.errors.InputError` with one line each. The opt-in whole-dataset check that
-reads every file is :mod:`meta_ood.check_data`.
+:class:`~meta_ood.errors.InputError` with one line each. The checks of single files live in
+:mod:`meta_ood.preflight_inputs`. The opt-in whole-dataset check that reads every file is
+:mod:`meta_ood.check_data`.
 """
 
 from __future__ import annotations
 
-import difflib
-import json
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from meta_ood.datasets import DATASET_KINDS, open_dataset
-from meta_ood.datasets.base import require_dir
+from meta_ood.datasets import DATASET_KINDS, SegmentationDataset, open_dataset
 from meta_ood.errors import InputError
-from meta_ood.io import read_rgb
 from meta_ood.models import build
 from meta_ood.models.checkpoint import (
     _allow_safe_globals,
     _split_container,
     compare_state_dicts,
     read_checkpoint,
+)
+from meta_ood.preflight_inputs import (
+    check_coco_names,
+    check_coco_tree,
+    check_roi,
+    checkpoint_class_count,
+    class_count_problems,
+    coco_category_names,
+    coco_problems,
+    duplicate_problems,
+    labelled_frames,
+    smiyc_score_problems,
 )
 from meta_ood.stages.layout import smiyc_folder
 
@@ -54,10 +67,6 @@ __all__ = [
 
 #: Architectures that need a trained checkpoint (training them from scratch is not the paper's setting).
 SCRATCH_ARCHS = ("tiny",)
-#: How many bytes at the end of a COCO annotation file are searched for its ``categories`` list.
-_TAIL_BYTES = 1 << 20
-#: How many valid names an unknown-name message shows.
-_SHOW_NAMES = 8
 
 
 # ------------------------------------------------------------------------------------ reporting
@@ -83,35 +92,6 @@ def raise_problems(problems: Sequence[str], what: str = "preflight") -> None:
 # ------------------------------------------------------------------------------------ datasets
 
 
-def _first_jpeg(folder: Path) -> Path | None:
-    """The alphabetically first ``*.jpg`` directly in ``folder`` (one directory scan, no sort of paths)."""
-    with os.scandir(folder) as entries:
-        names = [e.name for e in entries if e.name.endswith(".jpg") and e.is_file()]
-    return folder / min(names) if names else None
-
-
-def _check_coco_tree(root: Path, split: str) -> list[str]:
-    """Root, image folder, annotation file and a readable first image of a COCO tree (json not parsed)."""
-    try:
-        require_dir(root, "COCO root")
-        images = require_dir(root / split, f"COCO '{split}' images")
-    except InputError as exc:
-        return [str(exc)]
-    problems = []
-    annotations = root / "annotations" / f"instances_{split}.json"
-    if not annotations.is_file():
-        problems.append(f"{annotations}: COCO annotation file not found (expected annotations/instances_<split>.json)")
-    first = _first_jpeg(images)
-    if first is None:
-        problems.append(f"{images}: no '*.jpg' images found (expected <image_id:012d>.jpg files)")
-    else:
-        try:
-            read_rgb(first)
-        except InputError as exc:
-            problems.append(str(exc))
-    return problems
-
-
 def check_dataset(kind: str, root: str | os.PathLike | None, split: str | None = None, **kw: Any) -> list[str]:
     """Problems of one dataset found by its file listing and by loading its first image/label pair.
 
@@ -134,94 +114,26 @@ def check_dataset(kind: str, root: str | os.PathLike | None, split: str | None =
     list of str
         One message per problem, empty when the dataset looks usable.
     """
+    return _open_checked(kind, root, split, kw)[0]
+
+
+def _open_checked(kind: str, root: str | os.PathLike | None, split: str | None,
+                  kw: dict[str, Any]) -> tuple[list[str], SegmentationDataset | None]:
+    """:func:`check_dataset`'s problems and the opened reader (None for COCO without masks or on a problem)."""
     if kind not in DATASET_KINDS:
-        return [f"unknown dataset kind {kind!r}; expected one of {', '.join(DATASET_KINDS)}"]
+        return [f"unknown dataset kind {kind!r}; expected one of {', '.join(DATASET_KINDS)}"], None
     if root is None or str(root) == "":
-        return [f"dataset {kind}: no root folder given"]
+        return [f"dataset {kind}: no root folder given"], None
     if kind == "coco" and kw.get("masks_dir") is None:
-        return _check_coco_tree(Path(root), split or "train2017")
+        return check_coco_tree(Path(root), split or "train2017"), None
     try:
         dataset = open_dataset(kind, str(root), split, **kw)
         dataset[0]
     except InputError as exc:
-        return [str(exc)]
+        return [str(exc)], None
     except OSError as exc:
-        return [f"{root}: cannot read the dataset folder ({exc})"]
-    return []
-
-
-def _categories_from_tail(path: Path) -> list | None:
-    """The top-level ``categories`` list when it is the last key of the file (as in official COCO), else None."""
-    size = path.stat().st_size
-    with open(path, "rb") as fh:
-        fh.seek(max(0, size - _TAIL_BYTES))
-        tail = fh.read().decode("utf-8", errors="replace")
-    at = tail.rfind('"categories"')
-    if at < 0:
-        return None
-    rest = tail[at + len('"categories"'):].lstrip()
-    if not rest.startswith(":"):
-        return None
-    try:
-        value, end = json.JSONDecoder().raw_decode(rest[1:].lstrip())
-    except ValueError:
-        return None
-    remainder = rest[1:].lstrip()[end:]
-    # only the closing brace of the top-level object may follow, else the key was nested or not last
-    if remainder.strip() != "}" or not isinstance(value, list):
-        return None
-    return value
-
-
-def coco_category_names(annotation_file: str | os.PathLike) -> list[str]:
-    """Category names of a COCO instances file, read cheaply.
-
-    Official COCO files end with their ``categories`` list; it is decoded from the last MiB of the
-    file, so the 450 MB ``instances_train2017.json`` costs milliseconds. Any other layout falls
-    back to parsing the whole file.
-
-    Raises
-    ------
-    InputError
-        If the file is missing, is not valid JSON or has no ``categories`` list of objects.
-    """
-    path = Path(annotation_file)
-    if not path.is_file():
-        raise InputError(f"{path}: COCO annotation file not found (expected an instances_<split>.json file)")
-    categories = _categories_from_tail(path)
-    if categories is None:
-        try:
-            with open(path, encoding="utf-8") as fh:
-                data = json.load(fh)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise InputError(f"{path}: not a valid JSON file ({exc})") from None
-        categories = data.get("categories") if isinstance(data, dict) else None
-    if not isinstance(categories, list) or not all(isinstance(c, dict) and "name" in c for c in categories):
-        raise InputError(f"{path}: not a COCO instances file; expected a 'categories' list of objects with a 'name'")
-    return [str(c["name"]) for c in categories]
-
-
-def check_coco_names(annotation_file: str | os.PathLike, names: Iterable[str]) -> list[str]:
-    """Problems if any of ``names`` is not a category name of the COCO annotation file.
-
-    The message lists the unknown names, the closest valid names and a few others.
-    """
-    try:
-        valid = coco_category_names(annotation_file)
-    except InputError as exc:
-        return [str(exc)]
-    unknown = [n for n in names if n not in set(valid)]
-    if not unknown:
-        return []
-    hints = []
-    for name in unknown:
-        close = difflib.get_close_matches(str(name), valid, n=2)
-        hints.append(f"{name!r}" + (f" (did you mean {' or '.join(map(repr, close))}?)" if close else ""))
-    shown = ", ".join(repr(v) for v in valid[:_SHOW_NAMES]) + (", ..." if len(valid) > _SHOW_NAMES else "")
-    return [
-        f"{annotation_file}: {', '.join(hints)} not among the {len(valid)} category names of this file "
-        f"(valid names: {shown})"
-    ]
+        return [f"{root}: cannot read the dataset folder ({exc})"], None
+    return [], dataset
 
 
 # ------------------------------------------------------------------------------------ checkpoints
@@ -256,13 +168,16 @@ def _state_dict_shapes(path: Path) -> dict[str, torch.Tensor]:
     return _split_container(obj, path)[0]
 
 
-def check_checkpoint(arch: str, num_classes: int, path: str | os.PathLike) -> list[str]:
+def check_checkpoint(arch: str, num_classes: int, path: str | os.PathLike,
+                     classes_key: str = "num_classes") -> list[str]:
     """Problems if the checkpoint file is missing, unreadable, or its keys/shapes do not fit ``arch``.
 
     The comparison is the one :func:`meta_ood.models.load_checkpoint` makes (wrapper prefixes such
     as ``module.`` removed on either side, ``num_batches_tracked`` optional), against a model
     built on the ``meta`` device, so even the 137M-parameter DeepLabV3+ costs no memory. The
-    tensor values are not read (non-finite weights are found when the checkpoint is loaded).
+    tensor values are not read (non-finite weights are found when the checkpoint is loaded). When
+    the file fits the network with another class count, the message says so and names
+    ``classes_key`` (the config key of the class count).
     """
     path = Path(path)
     if not path.is_file():
@@ -279,7 +194,22 @@ def check_checkpoint(arch: str, num_classes: int, path: str | os.PathLike) -> li
     return [
         f"{path}: checkpoint does not match the model {type(model).__name__} (arch {arch!r}, "
         f"{num_classes} classes; {len(model_sd)} keys in the model, {len(ckpt)} in the file): " + "; ".join(parts)
+        + _class_count_hint(arch, num_classes, model_sd, ckpt, classes_key)
     ]
+
+
+def _class_count_hint(arch: str, num_classes: int, model_sd: Mapping[str, torch.Tensor],
+                      ckpt: Mapping[str, torch.Tensor], classes_key: str) -> str:
+    """`` (... set <classes_key> to N ...)`` when the checkpoint is exactly the network with N classes, else ''."""
+    other = checkpoint_class_count(model_sd, ckpt, num_classes)
+    if other is None:
+        return ""
+    try:
+        fits = not compare_state_dicts(_meta_model(arch, other).state_dict(), ckpt)[1]
+    except InputError:
+        fits = False
+    return (f" (its output layer has {other} classes: set {classes_key} to {other}, or give a checkpoint "
+            f"with {num_classes} classes)") if fits else ""
 
 
 # ------------------------------------------------------------------------------------ devices
@@ -362,18 +292,22 @@ def _inside(path: str | os.PathLike, folder: str | os.PathLike) -> bool:
     return p == f or f in p.parents
 
 
-def _dataset_problems(config: Mapping) -> list[str]:
+def _dataset_problems(config: Mapping, opened: dict[str, SegmentationDataset], parse_coco: bool = False) -> list[str]:
+    """Problems of every dataset the run uses; the readers opened without problem go into ``opened`` by name."""
     demo = config.get("demo") or {}
     demo_on = bool(demo.get("enabled"))
     demo_root = demo.get("root", "data/demo")
     problems: list[str] = []
     for name, spec in dataset_specs(config).items():
-        key = f"datasets.{spec['kind']}"  # e.g. datasets.cityscapes for cityscapes_val
+        block = "cityscapes" if spec["kind"].startswith("cityscapes") else spec["kind"]
+        key = f"datasets.{block}"  # e.g. datasets.cityscapes for cityscapes_val and cityscapes_void
         paths = {k: spec[k] for k in ("root", "laf_root") if k in spec}
         unset = [k for k, v in paths.items() if v is None or str(v) == ""]
         if unset:
             problems += [f"{key}.{k} is not set, but the run uses dataset {name}; give the folder" for k in unset]
             continue
+        if spec.get("roi"):  # the user's file, also in a demo run (its size once the demo data exists)
+            problems += check_roi(f"{key}.roi", spec["roi"], spec["root"], spec["split"])
         if demo_on:
             problems += [
                 f"demo.enabled is true but {key}.{k}={v} is outside demo.root={demo_root}: "
@@ -385,12 +319,12 @@ def _dataset_problems(config: Mapping) -> list[str]:
         kw = {"laf_root": spec["laf_root"]} if "laf_root" in spec else {}
         split_of_root = spec["kind"] == "cityscapes" and Path(spec["root"]).is_dir()  # a missing root once
         where = f"{key} ({spec['split']} split)" if split_of_root else key
-        problems += [f"{where}: {p}" for p in check_dataset(spec["kind"], spec["root"], spec["split"], **kw)]
+        found, dataset = _open_checked(spec["kind"], spec["root"], spec["split"], kw)
+        problems += [f"{where}: {p}" for p in found]
+        if dataset is not None:
+            opened[name] = dataset
         if name == "coco":
-            annotations = Path(spec["root"]) / "annotations" / f"instances_{spec['split']}.json"
-            exclude = (config.get("coco_filter") or {}).get("exclude") or []
-            if annotations.is_file() and exclude:
-                problems += [f"coco_filter.exclude: {p}" for p in check_coco_names(annotations, exclude)]
+            problems += coco_problems(spec["root"], spec["split"], config.get("coco_filter") or {}, parse_coco)
     return problems
 
 
@@ -431,7 +365,7 @@ def _model_problems(config: Mapping, raw_config: Mapping | None) -> list[str]:
                     f"explicitly to train it from scratch here"
                 )
         else:
-            problems += [f"{key}.checkpoint: {p}" for p in check_checkpoint(arch, classes, ckpt)]
+            problems += [f"{key}.checkpoint: {p}" for p in check_checkpoint(arch, classes, ckpt, f"{key}.num_classes")]
         epochs = (model.get("finetune") or {}).get("epochs")
         if ood_epoch is not None and epochs is not None and ood_epoch > epochs:
             problems.append(
@@ -467,10 +401,11 @@ def _consistency_problems(config: Mapping) -> list[str]:
     return problems
 
 
-def _smiyc_method_problems(config: Mapping) -> list[str]:
+def _smiyc_method_problems(config: Mapping, opened: Mapping[str, SegmentationDataset]) -> list[str]:
     """Third-party SMIYC methods: a folder with score files for every SMIYC dataset of the run, in the folder
     the benchmark reads them from (``AnomalyTrack-all/`` ..., :func:`~meta_ood.stages.layout.smiyc_folder`) or in
-    ``<dataset>/``."""
+    ``<dataset>/``; for a dataset whose reader ``opened`` holds, one readable score file of the label size per
+    labelled frame (:func:`~meta_ood.preflight_inputs.smiyc_score_problems`)."""
     datasets = (config.get("evaluation") or {}).get("smiyc_datasets") or []
     blocks = config.get("datasets") or {}
     problems = []
@@ -481,6 +416,8 @@ def _smiyc_method_problems(config: Mapping) -> list[str]:
             if not sub.is_dir() or not any(sub.glob("*.hdf5")):
                 problems.append(f"smiyc.methods.{method}: {official}: no <fid>.hdf5 score files (expected one per "
                                 f"frame of {ds}, in the benchmark's folder {official.name}/ or in {ds}/)")
+            elif ds in opened:  # else the dataset check reported it, or the demo writes it later
+                problems += smiyc_score_problems(f"smiyc.methods.{method}", sub, ds, labelled_frames(opened[ds]))
     return problems
 
 
@@ -508,14 +445,18 @@ def check_device_config(config: Mapping, training: bool = True, inference: bool 
     raise_problems(_device_problems(config, training, inference), "device check")
 
 
-def preflight(config: Mapping, raw_config: Mapping | None = None, *, check_devices: bool = True) -> None:
+def preflight(config: Mapping, raw_config: Mapping | None = None, *, check_devices: bool = True,
+              parse_coco: bool = False) -> None:
     """Check a validated run configuration in seconds; one :class:`InputError` listing every problem.
 
-    Checks the datasets the run uses (folders, image/label pairing, the first pair; skipped for
-    roots inside ``demo.root`` while the demo is enabled, since the demo writes them), the COCO
-    exclude names, every configured checkpoint against its architecture, the keys that refer to
-    each other (``report.example_threshold``, ``report.main_model``, ``evaluation.ood_epoch``), a
-    paper architecture without checkpoint, and the requested compute devices.
+    Checks values listed twice in the config's lists, the datasets the run uses (folders,
+    image/label pairing, the first pair, ROI masks; skipped for roots inside ``demo.root`` while
+    the demo is enabled, since the demo writes them), the COCO annotation file, every configured
+    checkpoint against its architecture and class count, the class counts against the Cityscapes
+    train ids and ``coco_filter.ood_id``, the keys that refer to each other
+    (``report.example_threshold``, ``report.main_model``, ``evaluation.ood_epoch``), a paper
+    architecture without checkpoint, third-party SMIYC score files (headers of every file), and
+    the requested compute devices.
 
     Parameters
     ----------
@@ -527,16 +468,24 @@ def preflight(config: Mapping, raw_config: Mapping | None = None, *, check_devic
     check_devices
         Check that ``cuda``/``cuda:N`` devices exist on this machine. Turn off where the jobs
         run on other machines (e.g. submitted to a cluster from a login node without GPU).
+    parse_coco
+        Parse the whole COCO annotation file and count the images that pass ``coco_filter``
+        (printed on stderr; none is a problem). Seconds and a few GB for the 450 MB
+        ``instances_train2017.json``: the workflow asks for it while the selection is still to be
+        made. Without it only the ``exclude`` names are looked up, in the file's last MiB.
 
     Raises
     ------
     InputError
         Listing every problem found, one line each.
     """
-    problems = _dataset_problems(config)
+    opened: dict[str, SegmentationDataset] = {}
+    problems = duplicate_problems(config)
+    problems += _dataset_problems(config, opened, parse_coco)
     problems += _model_problems(config, raw_config)
+    problems += class_count_problems(config)
     problems += _consistency_problems(config)
-    problems += _smiyc_method_problems(config)
+    problems += _smiyc_method_problems(config, opened)
     if check_devices:
         problems += _device_problems(config)
     raise_problems(problems, "preflight")
