@@ -727,15 +727,25 @@ def test_checkpoint_extra_python_objects(tmp_path, tiny_pair):
     torch.save({"state_dict": source.state_dict(), "ratio": fractions.Fraction(1, 3)}, unusual)
     with pytest.raises(InputError) as info:
         load_checkpoint(target, unusual)
-    assert "fractions.Fraction" in str(info.value) and "trusted=True" in str(info.value)
+    hint = f"meta-ood convert-checkpoint {unusual} --out {tmp_path / 'unusual.weights.pt'}"
+    assert "fractions.Fraction" in str(info.value) and hint in str(info.value)
     assert load_checkpoint(target, unusual, trusted=True)["ratio"] == fractions.Fraction(1, 3)
 
     whole = tmp_path / "whole_model.pt"
     torch.save(source, whole)
-    with pytest.raises(InputError, match="trusted=True"):
+    with pytest.raises(InputError, match="meta-ood convert-checkpoint"):
         load_checkpoint(target, whole)
     load_checkpoint(target, whole, trusted=True)
     _assert_same_state(source, target)
+    # the command the message names: afterwards the file loads safely, with the same weights
+    from meta_ood.cli import main
+
+    for path in (unusual, whole):
+        converted = path.with_suffix(".weights.pt")
+        assert main(["convert-checkpoint", str(path), "--out", str(converted)]) in (0, None)
+        torch.nn.init.zeros_(next(target.parameters()))
+        load_checkpoint(target, converted)
+        _assert_same_state(source, target)
 
 
 def test_checkpoint_resume_restores_optimizer(tmp_path):

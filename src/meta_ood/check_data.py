@@ -446,15 +446,17 @@ def check_listings(datasets: Mapping[str, Mapping[str, Any]], listings: Mapping[
         else:
             pool, results = None, (_check_range(*task) for task in tasks)
         try:
+            done = iter(zip(tasks, results))  # in dataset order: each dataset's listing problems, then its files
             for name, listing in listings.items():
                 report.problems += [DataProblem(name, f, p) for f, p in listing.problems]
                 report.images[name] = report.labels[name] = 0
-            for (name, start, stop), rows in zip(tasks, results):
-                for problems, n_labels in rows:
-                    report.problems += [DataProblem(name, f, p) for f, p in problems]
-                    report.labels[name] += n_labels
-                report.images[name] += stop - start
-                bar.update(stop - start)
+                for _ in range(0, len(listing.samples), _CHUNK):
+                    (_, start, stop), rows = next(done)
+                    for problems, n_labels in rows:
+                        report.problems += [DataProblem(name, f, p) for f, p in problems]
+                        report.labels[name] += n_labels
+                    report.images[name] += stop - start
+                    bar.update(stop - start)
         finally:
             if pool is not None:
                 pool.shutdown(cancel_futures=True)

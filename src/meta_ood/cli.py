@@ -305,6 +305,13 @@ def _cmd_render(args: argparse.Namespace) -> None:
     print(f"{args.name}: {', '.join(str(p) for p in outputs.values())}")
 
 
+def _cmd_convert_checkpoint(args: argparse.Namespace) -> None:
+    from meta_ood.models.checkpoint import convert_trusted_checkpoint
+
+    out = convert_trusted_checkpoint(args.checkpoint, args.out)
+    print(f"{args.checkpoint}: weights written to {out}; configure that file as the checkpoint")
+
+
 def _cmd_check_data(args: argparse.Namespace) -> int:
     from meta_ood.check_data import check_data, format_report, write_report
 
@@ -519,6 +526,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ood-id", dest="ood_id", type=int, default=COCO_OOD_ID,
                    help="coco: value of OoD pixels in those masks (coco-filter --ood-id)")
     p.add_argument("--out", help="write the report (Markdown) here (default: print it)")
+
+    p = add("convert-checkpoint", "rewrite a trusted checkpoint that only full unpickling reads (a pickled model, "
+            "foreign Python objects) as plain weights that load safely", _cmd_convert_checkpoint)
+    p.add_argument("checkpoint", help="the checkpoint; only for files from a source you trust: reading it this way "
+                                      "can execute code")
+    p.add_argument("--out", required=True, help="the plain state dict to write (a .pt file)")
     return parser
 
 

@@ -50,7 +50,8 @@ from meta_ood.errors import InputError
 from meta_ood.io import atomic_path
 
 __all__ = [
-    "load_checkpoint", "read_checkpoint", "read_checkpoint_metadata", "save_checkpoint", "config_hash", "unwrap_model",
+    "convert_trusted_checkpoint", "load_checkpoint", "read_checkpoint", "read_checkpoint_metadata", "save_checkpoint",
+    "config_hash", "unwrap_model",
 ]
 
 log = logging.getLogger(__name__)
@@ -128,8 +129,10 @@ def _torch_load(path: Path, trusted: bool, mmap: bool = False) -> Any:
         detail = str(restricted).strip().splitlines()[-1] if str(restricted).strip() else ""
         raise InputError(
             f"{path}: the checkpoint contains Python objects beyond tensors{what}, or is corrupt, "
-            f"so it cannot be loaded safely with weights_only=True. If the file comes from a source "
-            f"you trust, load it with trusted=True (full unpickling can execute code). [{detail[:300]}]"
+            f"so it cannot be loaded safely with weights_only=True. If the file comes from a source you trust, "
+            f"convert it once to plain weights and configure the new file: meta-ood convert-checkpoint {path} "
+            f"--out {path.with_suffix('')}.weights.pt (that reads it with full unpickling, which can execute "
+            f"code). [{detail[:300]}]"
         ) from None
     log.warning("%s: loading with weights_only=False because trusted=True was given", path)
     try:
@@ -190,6 +193,17 @@ def read_checkpoint(path: str | os.PathLike, trusted: bool = False) -> tuple[dic
     if not path.is_file():
         raise InputError(f"{path}: checkpoint file not found")
     return _split_container(_torch_load(path, trusted), path)
+
+
+def convert_trusted_checkpoint(path: str | os.PathLike, out: str | os.PathLike) -> Path:
+    """Write the weights of a checkpoint that only full unpickling reads (a pickled module, foreign objects) as a
+    plain state dict that loads safely; for files from a source the user trusts (unpickling can execute code)."""
+    state, _ = read_checkpoint(path, trusted=True)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out) as tmp:
+        torch.save({k: v.detach().cpu() for k, v in state.items()}, tmp)
+    return out
 
 
 def read_checkpoint_metadata(path: str | os.PathLike, trusted: bool = False) -> dict[str, Any]:
