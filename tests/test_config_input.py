@@ -383,3 +383,17 @@ def test_every_planned_output_lies_in_the_run_folders(tmp_path):
     for path in paths:
         resolved = (tmp_path / path).resolve()
         assert any(resolved.is_relative_to(folder) for folder in allowed), path
+
+
+@pytest.mark.parametrize("key", ["models", "smiyc.methods"])
+@pytest.mark.parametrize("name", ["..", ".", ".hidden", "a/b", "", "-x"])
+def test_model_and_method_names_are_plain_folder_names(name, key):
+    """Model and SMIYC method names become folders of the run (models/<name>/, smiyc/eval/<method>/)."""
+    from meta_ood.config import validate_config
+
+    value = {"arch": "tiny"} if key == "models" else "/some/folder"
+    config = {"models": {name: value}} if key == "models" else {"smiyc": {"methods": {name: value}}}
+    with pytest.raises(InputError, match=re.escape(key)):
+        validate_config(config)
+    ok = {"models": {"net_1.b": value}} if key == "models" else {"smiyc": {"methods": {"net_1.b": value}}}
+    validate_config(ok)

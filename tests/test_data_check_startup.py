@@ -124,3 +124,23 @@ def test_a_bad_file_deep_in_a_dataset_stops_the_run_before_any_job(tree, tmp_pat
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0 and "data check skipped (skip_data_check: true)" in out
     assert (work / "logs" / "mine" / "dump_softmax").exists()  # the job started, and met the bad label
+
+
+@pytest.mark.slow
+def test_demo_check_data_target_reads_every_dataset_of_the_run(tmp_path):
+    """`snakemake results/<run>/check_data.md` on the demo layouts (the smoke config, which also evaluates
+    cityscapes_void-free sets): every dataset of the run is listed with its files, and no problem is found."""
+    from conftest import REPO
+
+    import yaml
+
+    config = yaml.safe_load((REPO / "config" / "smoke.yaml").read_text())
+    config["evaluation"]["ood_datasets"] = config["evaluation"]["ood_datasets"] + ["cityscapes_void"]
+    proc = run_snakemake(tmp_path, f"results/{config['run']}/check_data.md", config=config, timeout=1200)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    report = (tmp_path / "results" / config["run"] / "check_data.md").read_text()
+    assert "No problems found." in report
+    for name in ("cityscapes_train", "cityscapes_val", "coco", "lostandfound", "fishyscapes_static",
+                 "fishyscapes_lostandfound", "cityscapes_void"):
+        row = next(line for line in report.splitlines() if line.startswith(f"| {name} |"))
+        assert int(row.split("|")[5]) > 0, row  # images read
