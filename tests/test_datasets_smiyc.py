@@ -346,6 +346,13 @@ def test_roots_accept_the_unpacked_folder_and_its_parent(demo, tmp_path):
     shutil.copytree(demo / "lostandfound_noknown", tmp_path / "bench" / "dataset_LostAndFound")
     assert len(open_dataset("lostandfound_noknown", str(tmp_path / "bench"))) == 3
     assert len(LostAndFound(tmp_path / "bench")) == 6
+    # Fishyscapes LostAndFound finds its images below laf_root's dataset_LostAndFound/ too
+    shutil.copytree(demo / "lostandfound", tmp_path / "laf_parent" / "dataset_LostAndFound")
+    from meta_ood.datasets import FishyscapesLostAndFound
+
+    direct = FishyscapesLostAndFound(demo / "fishyscapes", demo / "lostandfound")
+    below = FishyscapesLostAndFound(demo / "fishyscapes", tmp_path / "laf_parent")
+    assert len(direct) > 0 and [s.image.name for s in below.samples] == [s.image.name for s in direct.samples]
     # a wrong root names the folders looked at and what they should hold
     with pytest.raises(InputError, match=r"not a SMIYC AnomalyTrack folder: expected .*images/.* in "
                                          rf"{re.escape(str(tmp_path))} or {re.escape(str(tmp_path / 'dataset_AnomalyTrack'))}"):

@@ -1,7 +1,8 @@
 """Whole-dataset check: read every image and label file once and report every problem.
 
 The readers of :mod:`meta_ood.datasets` stop at the first bad file, when a job reaches it. This
-opt-in check lists the files the way the readers do, but goes on past problems, and collects one
+check (run by itself before a run's first training or dump job, see :mod:`meta_ood.check_data_cache`,
+and as the ``check_data`` report) lists the files the way the readers do, but goes on past problems, and collects one
 row per problem: an image that cannot be decoded (missing, truncated, not an image), a missing
 label file, label values outside the label table (which values, how many pixels), an image and
 label of different sizes, a label of another size than the dataset's ROI mask. Every kind of
@@ -16,6 +17,7 @@ import multiprocessing
 import os
 from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +43,7 @@ from meta_ood.datasets import (
     open_dataset,
 )
 from meta_ood.datasets.smiyc import NOKNOWN_EXCLUDED, read_roi
+from meta_ood.datasets.lostandfound import laf_folder
 from meta_ood.errors import InputError
 from meta_ood.io import read_label, read_rgb, write_text_atomic
 
@@ -154,8 +157,8 @@ def _message(exc: InputError, path: object) -> str:
 def _list_paired(kind: str, root: Path, split: str, out: _Listing) -> None:
     folder, suffixes = _PAIRED[kind]
     name = "Cityscapes" if kind.startswith("cityscapes") else "LostAndFound"
-    if name == "LostAndFound" and not (root / "leftImg8bit").is_dir():  # the unpacked archive's folder, as the reader
-        root = next((root / f for f in LostAndFound.archive_folders if (root / f / "leftImg8bit").is_dir()), root)
+    if name == "LostAndFound":  # the unpacked archive's folder, as the reader
+        root = laf_folder(root)
     image_dir, label_dir = root / "leftImg8bit" / split, root / folder / split
     for path, what in ((image_dir, "images"), (label_dir, "annotations")):
         if not path.is_dir():
@@ -215,7 +218,7 @@ def _list_fishyscapes_laf(root: Path, split: str, laf_root: Any, out: _Listing) 
     if not laf_root:
         out.problems.append((str(root), "laf_root not given (the LostAndFound root whose leftImg8bit/ has the images)"))
         return
-    laf_images = Path(laf_root) / "leftImg8bit"
+    laf_images = laf_folder(laf_root) / "leftImg8bit"
     if not laf_images.is_dir():
         out.problems.append((str(laf_images), "LostAndFound images (leftImg8bit) not found (expected a directory)"))
         return
@@ -457,6 +460,9 @@ def check_listings(datasets: Mapping[str, Mapping[str, Any]], listings: Mapping[
                         report.labels[name] += n_labels
                     report.images[name] += stop - start
                     bar.update(stop - start)
+        except BrokenProcessPool:
+            raise InputError(f"the data check's {workers} worker processes ended unexpectedly (out of memory?): run "
+                             "with fewer --cores, or skip the check with --config skip_data_check=true") from None
         finally:
             if pool is not None:
                 pool.shutdown(cancel_futures=True)

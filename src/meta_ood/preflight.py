@@ -18,8 +18,8 @@ are cheap by design, so the workflow and the CLI can run them before anything is
 
 Every problem is collected; :func:`raise_problems` turns them into one
 :class:`~meta_ood.errors.InputError` with one line each. The checks of single files live in
-:mod:`meta_ood.preflight_inputs`. The opt-in whole-dataset check that reads every file is
-:mod:`meta_ood.check_data`.
+:mod:`meta_ood.preflight_inputs`. The whole-dataset check that reads every file, before the first
+training or dump job, is :mod:`meta_ood.check_data_cache` (over :mod:`meta_ood.check_data`).
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ import sys
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
@@ -198,9 +199,13 @@ def coco_problems(root: str | os.PathLike, split: str, options: Mapping[str, Any
     # not kept by the long-running Snakemake process that calls the start-up checks
     min_size = options.get("min_size", DEFAULT_MIN_SIZE)
     context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
-    with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
-        problems, count = pool.submit(_parsed_coco_problems, str(annotations), str(Path(root) / split), exclude,
-                                      min_size).result()
+    try:
+        with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+            problems, count = pool.submit(_parsed_coco_problems, str(annotations), str(Path(root) / split), exclude,
+                                          min_size).result()
+    except BrokenProcessPool:
+        return [f"datasets.coco: {annotations}: parsing it ended the checking process (out of memory? it needs a few "
+                "GB for instances_train2017.json; free memory and run again)"]
     if count:
         print(count, file=sys.stderr)
     return problems

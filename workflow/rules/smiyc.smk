@@ -6,8 +6,10 @@ import re
 SMIYC_ENTRIES = smiyc_entries()
 SMIYC_SCENE_ENTRIES = smiyc_entries(["smiyc_obstacle"]) if "smiyc_obstacle" in SMIYC_EVALUATED else []
 SMIYC_OWN_SCORES = [smiyc_scores_dir(m, ds) for ds in SMIYC_DATASETS for m in smiyc_own_methods(ds)]
-# what a participant submits: the own methods' folders of the benchmark's inference splits (not Road Anomaly)
-SMIYC_SUBMITTED = [d for d in SMIYC_OWN_SCORES if Path(d).name in SUBMISSION_FOLDERS]
+# what a participant submits: the own methods' folders of the benchmark's inference splits (not Road Anomaly), of
+# datasets holding the test frames (a track's split all or test: its validation split alone is no submission)
+SMIYC_SUBMITTED = [smiyc_scores_dir(m, ds) for ds in SMIYC_DATASETS for m in smiyc_own_methods(ds)
+                   if SMIYC_FOLDER[ds] in SUBMISSION_FOLDERS and DATASETS[ds]["split"] != "validation"]
 
 
 wildcard_constraints:

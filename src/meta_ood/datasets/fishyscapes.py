@@ -8,6 +8,7 @@ from pathlib import Path
 
 from meta_ood import labels as L
 from meta_ood.datasets.base import SegmentationDataset, label_samples, require_dir
+from meta_ood.datasets.lostandfound import laf_folder
 from meta_ood.errors import InputError
 
 
@@ -57,7 +58,7 @@ class FishyscapesLostAndFound(_FishyscapesDataset):
     def __init__(self, root: str | os.PathLike, laf_root: str | os.PathLike, split: str = "LostAndFound") -> None:
         super().__init__()
         folder = self._open_folder(root, split)
-        laf_images = require_dir(Path(laf_root) / "leftImg8bit", "LostAndFound images (leftImg8bit)")
+        laf_images = require_dir(laf_folder(laf_root) / "leftImg8bit", "LostAndFound images (leftImg8bit)")
         index = {p.name[: -len("_leftImg8bit.png")]: p for p in laf_images.rglob("*_leftImg8bit.png")}
 
         def image_of(lab: Path) -> tuple[str, Path]:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 from meta_ood import labels as L
 from meta_ood.datasets.base import PairedDataset
 
@@ -22,3 +25,12 @@ class LostAndFound(PairedDataset):
     label_folder = "gtCoarse"
     default_split = "test"
     archive_folders = ("dataset_LostAndFound",)  # the folder name SegmentMeIfYouCan's code expects
+
+
+def laf_folder(root: str | os.PathLike) -> Path:
+    """The LostAndFound folder of ``root``: itself when it holds ``leftImg8bit/``, else its ``dataset_LostAndFound/``
+    holding it (``root`` itself when neither does, so that the caller's message names it)."""
+    root = Path(root)
+    if (root / "leftImg8bit").is_dir():
+        return root
+    return next((root / f for f in LostAndFound.archive_folders if (root / f / "leftImg8bit").is_dir()), root)
