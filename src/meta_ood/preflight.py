@@ -52,7 +52,7 @@ from meta_ood.preflight_inputs import (
     labelled_frames,
     smiyc_score_problems,
 )
-from meta_ood.stages.layout import smiyc_folder
+from meta_ood.stages.layout import method_scores_folder, smiyc_folder
 
 __all__ = [
     "check_checkpoint",
@@ -411,8 +411,8 @@ def _smiyc_method_problems(config: Mapping, opened: Mapping[str, SegmentationDat
     problems = []
     for method, folder in ((config.get("smiyc") or {}).get("methods") or {}).items():
         for ds in datasets:
-            official = Path(folder) / smiyc_folder(ds, (blocks.get(ds) or {}).get("split"))
-            sub = official if official.is_dir() else Path(folder) / ds
+            split = (blocks.get(ds) or {}).get("split")
+            official, sub = Path(folder) / smiyc_folder(ds, split), Path(method_scores_folder(str(folder), ds, split))
             if not sub.is_dir() or not any(sub.glob("*.hdf5")):
                 problems.append(f"smiyc.methods.{method}: {official}: no <fid>.hdf5 score files (expected one per "
                                 f"frame of {ds}, in the benchmark's folder {official.name}/ or in {ds}/)")

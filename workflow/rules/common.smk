@@ -8,7 +8,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 from meta_ood.config import resolve_config
 from meta_ood.errors import InputError
 from meta_ood.options import TRAIN_RUNTIME_OPTIONS
-from meta_ood.stages.layout import SUBMISSION_FOLDERS, smiyc_folder, threshold_tag
+from meta_ood.stages.layout import SUBMISSION_FOLDERS, method_scores_folder, smiyc_folder, threshold_tag
 
 
 def _read_config():
@@ -430,8 +430,7 @@ def smiyc_scores_dir(method, dataset):
     """Folder of a method's ``<fid>.hdf5`` files, named as the benchmark names it: written by the run, or in the
     configured third-party folder (its ``<benchmark folder>/``, else a ``<dataset>/`` folder)."""
     if method in SMIYC_THIRD_PARTY:
-        official = f"{SMIYC_THIRD_PARTY[method]}/{SMIYC_FOLDER[dataset]}"
-        return official if Path(official).is_dir() else f"{SMIYC_THIRD_PARTY[method]}/{dataset}"
+        return method_scores_folder(SMIYC_THIRD_PARTY[method], dataset, DATASETS[dataset]["split"])
     return f"{SMIYC}/anomaly_p/{method}/{SMIYC_FOLDER[dataset]}"
 
 

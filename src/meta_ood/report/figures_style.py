@@ -12,7 +12,7 @@ kept for thresholds, random guessing and the road miss rate, as in the paper.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -21,6 +21,7 @@ from matplotlib.figure import Figure
 
 from meta_ood.errors import InputError
 from meta_ood.io import atomic_path
+from meta_ood.report.results import unique  # noqa: F401 - the figure modules import it from here
 
 __all__ = [
     "BLUE",
@@ -120,13 +121,6 @@ def label_colors(labels: Sequence[str]) -> dict[str, str]:
     return out
 
 
-def unique(seq: Iterable[Any]) -> list[Any]:
-    """The items of ``seq`` without repeats, in order of first appearance."""
-    out = []
-    for x in seq:
-        if x not in out:
-            out.append(x)
-    return out
 
 
 def result_array(data: Mapping[str, Any], keys: Sequence[str], path: Any) -> np.ndarray:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -212,3 +212,12 @@ def _weighted(pairs: Sequence[tuple[float | None, int | None]]) -> float | None:
             num += v * w
             den += w
     return num / den if den > 0 else None
+
+
+def unique(seq: Iterable[Any]) -> list[Any]:
+    """The items of ``seq`` without repeats, in order of first appearance (unhashable items too)."""
+    out = []
+    for x in seq:
+        if x not in out:
+            out.append(x)
+    return out

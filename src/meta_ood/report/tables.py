@@ -9,7 +9,7 @@ elsewhere. Every number is read from the result files (:mod:`meta_ood.report.res
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import pandas as pd
@@ -39,6 +39,7 @@ from meta_ood.report.results import (
     parse_tag,
     require,
     slug,
+    unique,
     unique_labels,
 )
 
@@ -83,15 +84,10 @@ def _title_suffix(entries: Sequence[Mapping[str, Any]], default_dataset: str | N
     """Title suffix " (<datasets>; <models>)" from the entries' optional keys ("" when both are unknown);
     the datasets in order of first appearance, the models sorted."""
     models = sorted({str(e["model"]) for e in entries if e.get("model")})
-    datasets = _unique(str(e["dataset"]) for e in entries if e.get("dataset")) or ([default_dataset] if default_dataset else [])
+    datasets = unique(str(e["dataset"]) for e in entries if e.get("dataset")) or ([default_dataset] if default_dataset else [])
     parts = [", ".join(dataset_title(d) for d in datasets), ", ".join(models)]
     parts = [p for p in parts if p]
     return f" ({'; '.join(parts)})" if parts else ""
-
-
-def _unique(items: Iterable[Any]) -> list[Any]:
-    """The items without repeats, in order of first appearance."""
-    return list(dict.fromkeys(items))
 
 
 def _dataset_blocks(entries: Sequence[dict[str, Any]]) -> list[tuple[str | None, list[dict[str, Any]]]]:
@@ -264,7 +260,7 @@ def _segment_eval_records(
     thresholds.
     """
     blocks = _dataset_blocks(entries)
-    labels = _unique(str(e["label"]) for e in entries)
+    labels = unique(str(e["label"]) for e in entries)
     records: list[dict[str, Any]] = []
     rows: list[tuple[int, str | None, float]] = []
     block_thresholds: list[list[float]] = []

@@ -6,6 +6,7 @@ Free of third-party imports, so that Snakemake can read it while parsing the wor
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
 
 #: Per-threshold tables of a segments folder, ``<tag><suffix>``: predicted segments, ground-truth
 #: segments and their pixel overlaps.
@@ -43,3 +44,10 @@ def smiyc_folder(dataset: str, split: str | None = None) -> str:
         return SMIYC_FOLDERS[dataset].format(split=split or "test")
     except KeyError:
         raise KeyError(f"dataset {dataset!r} has no SegmentMeIfYouCan folder; expected one of {sorted(SMIYC_FOLDERS)}") from None
+
+
+def method_scores_folder(method_folder: str, dataset: str, split: str | None = None) -> str:
+    """The score folder of a dataset in a third-party method's folder: the benchmark's (``AnomalyTrack-all/`` ...)
+    when it exists, else ``<dataset>/``."""
+    official = f"{method_folder}/{smiyc_folder(dataset, split)}"
+    return official if Path(official).is_dir() else f"{method_folder}/{dataset}"
