@@ -391,6 +391,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         return p
 
+    add("run", "check the configuration, then run the workflow with Snakemake (meta-ood run --help)", None)
     p = add("coco-filter", "select COCO OoD proxies and write their masks", _cmd_coco_filter)
     p.add_argument("--annotations", required=True, help="COCO instances_<split>.json")
     p.add_argument("--images", required=True, help="folder with <id:012d>.jpg")
@@ -537,6 +538,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``meta-ood`` console script; bad input gives one message on stderr and exit code 2."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    lead = next((i for i, arg in enumerate(argv) if arg not in ("-q", "--quiet")), len(argv))
+    if argv[lead:lead + 1] == ["run"]:  # everything after it belongs to Snakemake, options first included
+        from meta_ood.runner import run
+
+        return run(argv[lead + 1:])
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
