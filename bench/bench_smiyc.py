@@ -1,115 +1,252 @@
-"""Benchmark: ``smiyc-eval`` (official SMIYC protocol + exact pooled histogram) vs scikit-learn.
+"""Benchmark: ``smiyc-eval`` against the official SegmentMeIfYouCan code and scikit-learn, same files.
 
-Synthetic road-scene frames: float32 anomaly scores in [0, 1] (smooth background plus noise,
-high-scored blobs), a void band at the bottom, a few anomaly blobs per frame. Per frame it times
-and measures (tracemalloc peak, numpy reports its buffers to it) the official percentile binning,
-the exact histogram update and the component instancer; then the whole evaluation
-(``evaluate_frames``, both protocols, bootstrap included) against scikit-learn's exact
-``average_precision_score`` on the same pooled ROI pixels (concatenation included).
+Writes synthetic frames in the benchmark's file format (``<fid>.hdf5`` float16 score maps,
+gzip level 9 as the official tooling writes them, ``<fid>_labels_semantic.png`` masks):
 
-    python bench/bench_smiyc.py                                  # 100 frames of 1024 x 2048
-    python bench/bench_smiyc.py --frames 10 --height 512 --width 1024
+* anomaly set: ``--frames`` frames of 1024 x 2048 plus a quarter as many of 720 x 1280, a void
+  band at the bottom, 1-3 anomaly blobs per frame;
+* obstacle set: ``--frames`` frames of 1080 x 1920, void outside a road trapezoid, small obstacles.
+
+Each side runs in its own process (peak memory = that process's maximum resident set):
+
+* this project: ``meta-ood smiyc-eval --n-boot 0 --jobs J`` (both protocols), plus its steps
+  timed on the same files (reading, one-pass summary, components);
+* the official code (``--official``, default when ``bench/official_smiyc/.venv`` exists; set it
+  up with ``bench/official_smiyc/setup.sh``): ``PixBinaryClass``, ``PixBinaryClass-uniThr`` and
+  ``SegEval`` on the same files through ``bench/official_smiyc/driver.py``;
+* scikit-learn: ``average_precision_score`` and ``roc_auc_score`` on the pooled ROI pixels
+  (reading and concatenation included) against this project's exact metrics alone.
+
+Prints per track the whole-evaluation ratio official / project, per-step ratios, peak memory and
+the metric values of both sides.
+
+    python bench/bench_smiyc.py                       # 24 + 6 anomaly frames, 24 obstacle frames
+    python bench/bench_smiyc.py --frames 8 --tracks obstacle --no-official
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
 import time
-import tracemalloc
-from collections.abc import Callable
-from typing import Any
+from pathlib import Path
 
+import h5py
 import numpy as np
-from sklearn.metrics import average_precision_score
-
-from meta_ood.pixel_eval import PooledHistogram
-from meta_ood.smiyc import array_frames, evaluate_frames, frame_components, percentile_bins
+from PIL import Image
 
 VOID = 255
+HERE = Path(__file__).resolve().parent
+OFFICIAL_PYTHON = HERE / "official_smiyc" / ".venv" / "bin" / "python"
+OFFICIAL_DRIVER = HERE / "official_smiyc" / "driver.py"
 
 
-def make_frames(n: int, h: int, w: int, seed: int) -> list[tuple[str, np.ndarray, np.ndarray]]:
-    """``n`` (fid, scores, labels) frames with 0 / 1 / 255 labels."""
-    rng = np.random.default_rng(seed)
+def _scores(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    frames = []
-    for k in range(n):
-        lab = np.zeros((h, w), np.uint8)
-        lab[int(0.85 * h):] = VOID
-        s = 0.25 + 0.1 * np.sin(xx / w * rng.uniform(2, 6) + rng.uniform(0, 6)) * np.cos(yy / h * rng.uniform(2, 6))
-        for _ in range(rng.integers(1, 4)):
-            cy, cx = rng.uniform(0.4 * h, 0.8 * h), rng.uniform(0.1 * w, 0.9 * w)
-            ry, rx = rng.uniform(0.02, 0.08) * h, rng.uniform(0.02, 0.08) * w
-            blob = ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 < 1
-            lab[blob & (lab != VOID)] = 1
-            s = s + blob * rng.uniform(0.2, 0.5)
-        s = np.clip(s + rng.normal(0, 0.08, (h, w)), 0, 1).astype(np.float32)
-        frames.append((f"{k:05d}", s, lab))
-    return frames
+    s = 0.25 + 0.1 * np.sin(xx / w * rng.uniform(2, 6) + rng.uniform(0, 6)) * np.cos(yy / h * rng.uniform(2, 6))
+    return s + rng.normal(0, 0.08, (h, w)).astype(np.float32)
 
 
-def per_frame(fn: Callable[[str, np.ndarray, np.ndarray], Any], frames) -> tuple[float, float]:
-    """(mean seconds, max tracemalloc peak in MiB) of ``fn`` over the frames."""
-    times, peaks = [], []
-    for fid, s, lab in frames:
-        tracemalloc.reset_peak()
-        base = tracemalloc.get_traced_memory()[0]
-        t0 = time.perf_counter()
-        fn(fid, s, lab)
-        times.append(time.perf_counter() - t0)
-        peaks.append((tracemalloc.get_traced_memory()[1] - base) / 2**20)
-    return float(np.mean(times)), float(np.max(peaks))
+def _blob(rng: np.random.Generator, h: int, w: int, lo: float, hi: float, rows: tuple[float, float]) -> np.ndarray:
+    yy, xx = np.ogrid[0:h, 0:w]
+    cy, cx = rng.uniform(rows[0] * h, rows[1] * h), rng.uniform(0.15 * w, 0.85 * w)
+    ry, rx = rng.uniform(lo, hi) * h, rng.uniform(lo, hi) * w
+    return ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 < 1
 
 
-def timed(fn: Callable[[], Any]) -> tuple[Any, float, float]:
-    """(result, seconds, tracemalloc peak in MiB) of one call."""
-    tracemalloc.reset_peak()
-    base = tracemalloc.get_traced_memory()[0]
+def anomaly_frame(rng: np.random.Generator, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """Street-like scores with 1-3 high-scored anomaly blobs, a void band at the bottom."""
+    s, lab = _scores(rng, h, w), np.zeros((h, w), np.uint8)
+    for _ in range(rng.integers(1, 4)):
+        blob = _blob(rng, h, w, 0.03, 0.09, (0.35, 0.8))
+        lab[blob] = 1
+        s = s + blob * rng.uniform(0.2, 0.5)
+    lab[int(0.88 * h):] = VOID
+    return np.clip(s, 0, 1).astype(np.float16), lab
+
+
+def obstacle_frame(rng: np.random.Generator, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """Void outside a road trapezoid (high off-road scores), a few small obstacles on the road."""
+    s, lab = _scores(rng, h, w), np.zeros((h, w), np.uint8)
+    yy, xx = np.ogrid[0:h, 0:w]
+    half = (0.05 + 0.45 * np.clip((yy - 0.45 * h) / (0.55 * h), 0, 1)) * w
+    road = (yy > 0.45 * h) & (np.abs(xx - w / 2) < half)
+    for _ in range(rng.integers(1, 5)):
+        blob = _blob(rng, h, w, 0.005, 0.02, (0.6, 0.9)) & road
+        lab[blob] = 1
+        s = s + blob * rng.uniform(0.3, 0.6)
+    lab[~road] = VOID
+    s[~road] += 0.4
+    return np.clip(s, 0, 1).astype(np.float16), lab
+
+
+def write_set(root: Path, track: str, n: int, seed: int) -> tuple[Path, Path, int]:
+    """Score and label folders of one synthetic set; returns (scores, labels, pixels)."""
+    rng = np.random.default_rng(seed)
+    sizes = [(1024, 2048)] * n + [(720, 1280)] * (n // 4) if track == "anomaly" else [(1080, 1920)] * n
+    make = anomaly_frame if track == "anomaly" else obstacle_frame
+    scores, labels = root / track / "scores", root / track / "labels"
+    scores.mkdir(parents=True)
+    labels.mkdir(parents=True)
+    for k, (h, w) in enumerate(sizes):
+        s, lab = make(rng, h, w)
+        with h5py.File(scores / f"frame{k:04d}.hdf5", "w") as fh:
+            fh.create_dataset("value", data=s, compression=9)
+        Image.fromarray(lab).save(labels / f"frame{k:04d}_labels_semantic.png")
+    return scores, labels, sum(h * w for h, w in sizes)
+
+
+def run_project(scores: str, labels: str, track: str, jobs: int) -> dict:
+    """(in a child process) The whole evaluation, then its steps on the same files, timed."""
+    from meta_ood.smiyc.components import FrameTruth, size_filters
+    from meta_ood.smiyc.evaluate import smiyc_eval
+    from meta_ood.smiyc.scorefiles import paired_frames, read_label, read_scores
+    from meta_ood.smiyc.summary import comparison_threshold, summarize
+
     t0 = time.perf_counter()
-    out = fn()
-    return out, time.perf_counter() - t0, (tracemalloc.get_traced_memory()[1] - base) / 2**20
+    res = smiyc_eval(scores, labels, track, n_boot=0, jobs=jobs)
+    whole = time.perf_counter() - t0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    seg, inst = size_filters(track)
+    steps = {"read": 0.0, "summary": 0.0, "components": 0.0}
+    for fid, s_path, l_path in paired_frames(scores, labels):
+        t = time.perf_counter()
+        s, lab = read_scores(s_path), read_label(l_path)
+        steps["read"] += time.perf_counter() - t
+        t = time.perf_counter()
+        summarize(s, lab)
+        steps["summary"] += time.perf_counter() - t
+        t = time.perf_counter()
+        FrameTruth(lab, inst).components(s, comparison_threshold(res["best_F1_threshold"], s.dtype), seg)
+        steps["components"] += time.perf_counter() - t
+    return {"seconds": whole, "peak_mib": peak, "steps_one_thread": steps, "AP": res["AP"], "FPR95": res["FPR95"],
+            "F1_mean": res["F1_mean"], "sIoU_gt": res["sIoU_gt"], "exact_AP": res["exact"]["AP"],
+            "exact_AUROC": res["exact"]["AUROC"], "AP_tie_range": res["AP_tie_range"]}
 
 
-def sklearn_ap(frames) -> float:
-    """scikit-learn's exact AP on the pooled ROI pixels."""
-    y = np.concatenate([lab[lab != VOID] == 1 for _, _, lab in frames])
-    s = np.concatenate([sc[lab != VOID] for _, sc, lab in frames])
-    return float(average_precision_score(y, s))
+def run_exact(scores: str, labels: str, jobs: int) -> dict:
+    """(in a child process) This project's exact pooled metrics alone: summaries and histogram."""
+    from meta_ood.pixel_eval import PooledHistogram
+    from meta_ood.smiyc.evaluate import _ordered_map, file_frames
+    from meta_ood.smiyc.summary import summarize
+
+    t0 = time.perf_counter()
+    frames = file_frames(scores, labels)
+    hist = PooledHistogram(16, 12, "float16")
+    for f, counts in zip(frames, _ordered_map(lambda f: summarize(*f.load()).codes(16, "float16"), frames, jobs)):
+        hist.update_counts(*counts, image_id=f.fid)
+    m = hist.metrics()
+    return {"seconds": time.perf_counter() - t0, "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "AP": float(m["auprc"]), "AUROC": float(m["auroc"])}
+
+
+def run_sklearn(scores: str, labels: str) -> dict:
+    """(in a child process) scikit-learn on the pooled ROI pixels, reading and concatenation included."""
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    from meta_ood.smiyc.scorefiles import paired_frames, read_label, read_scores
+
+    t0 = time.perf_counter()
+    ys, ss = [], []
+    for _, s_path, l_path in paired_frames(scores, labels):
+        s, lab = read_scores(s_path), read_label(l_path)
+        ys.append(lab[lab != VOID] == 1)
+        ss.append(s[lab != VOID])
+    y, s = np.concatenate(ys), np.concatenate(ss)
+    ap, auroc = float(average_precision_score(y, s)), float(roc_auc_score(y, s))
+    return {"seconds": time.perf_counter() - t0, "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "AP": ap, "AUROC": auroc}
+
+
+def child(kind: str, *args: str) -> dict:
+    """Run ``kind`` in a fresh Python process of this interpreter; its JSON result."""
+    out = subprocess.run([sys.executable, __file__, "--child", kind, *args], check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def official(scores: Path, labels: Path, track: str, workdir: Path) -> dict:
+    """The official code on the same files, through bench/official_smiyc/driver.py (its own venv)."""
+    out = workdir / f"official_{track}.json"
+    cmd = [str(OFFICIAL_PYTHON), str(OFFICIAL_DRIVER), "--scores", str(scores), "--labels", str(labels),
+           "--track", track, "--out", str(out)]
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True, capture_output=True, text=True)
+    res = json.loads(out.read_text())
+    res.setdefault("wall_seconds", time.perf_counter() - t0)
+    return res
+
+
+def _get(d: dict, *keys: str, default=float("nan")):
+    for key in keys:
+        cur = d
+        for part in key.split("."):
+            if not isinstance(cur, dict) or part not in cur:
+                break
+            cur = cur[part]
+        else:
+            return cur
+    return default
 
 
 def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        kind, args = sys.argv[2], sys.argv[3:]
+        fn = {"project": lambda: run_project(args[0], args[1], args[2], int(args[3])),
+              "exact": lambda: run_exact(args[0], args[1], int(args[2])),
+              "sklearn": lambda: run_sklearn(args[0], args[1])}[kind]
+        print(json.dumps(fn()))
+        return
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--frames", type=int, default=100)
-    ap.add_argument("--height", type=int, default=1024)
-    ap.add_argument("--width", type=int, default=2048)
-    ap.add_argument("--track", default="anomaly", choices=["anomaly", "obstacle"])
-    ap.add_argument("--n-boot", type=int, default=1000)
+    ap.add_argument("--frames", type=int, default=24, help="1024x2048 anomaly / 1080x1920 obstacle frames per set")
+    ap.add_argument("--tracks", nargs="+", default=["anomaly", "obstacle"], choices=["anomaly", "obstacle"])
+    ap.add_argument("--jobs", type=int, default=None, help="threads of this project (default: every core)")
+    ap.add_argument("--official", dest="official", action="store_true", default=None,
+                    help="also run the official code (default: when bench/official_smiyc/.venv exists)")
+    ap.add_argument("--no-official", dest="official", action="store_false")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
+    from meta_ood.smiyc.evaluate import default_jobs
 
-    frames = make_frames(args.frames, args.height, args.width, args.seed)
-    n_pix = args.frames * args.height * args.width
-    print(f"{args.frames} frames of {args.height}x{args.width} = {n_pix / 1e6:.1f} M pixels, track {args.track}")
-    tracemalloc.start()
-    hist = PooledHistogram(bits=24, image_bits=12)
-    t_bins, m_bins = per_frame(lambda fid, s, lab: percentile_bins(s, lab), frames)
-    t_hist, m_hist = per_frame(lambda fid, s, lab: hist.update(s, lab, 0, 1, image_id=fid), frames)
-    t_comp, m_comp = per_frame(lambda fid, s, lab: frame_components(s, lab, 0.5, 500, 100, keep_mask=False), frames)
-    res, t_eval, m_eval = timed(lambda: evaluate_frames(array_frames(frames), args.track, n_boot=args.n_boot))
-    ap_sk, t_sk, m_sk = timed(lambda: sklearn_ap(frames))
-    tracemalloc.stop()
-
-    print(f"per frame, official percentile binning : {1e3 * t_bins:8.1f} ms  peak {m_bins:7.1f} MiB")
-    print(f"per frame, exact histogram update      : {1e3 * t_hist:8.1f} ms  peak {m_hist:7.1f} MiB")
-    print(f"per frame, component instancer         : {1e3 * t_comp:8.1f} ms  peak {m_comp:7.1f} MiB "
-          "(once per pixel threshold)")
-    print(f"smiyc-eval (both protocols, 2 passes, {args.n_boot} bootstrap resamples): {t_eval:.2f} s "
-          f"({1e3 * t_eval / args.frames:.1f} ms/frame), peak {m_eval:.1f} MiB")
-    print(f"sklearn average_precision_score on {n_pix / 1e6:.1f} M pooled pixels: {t_sk:.2f} s, peak {m_sk:.1f} MiB")
-    print(f"AP official {res['AP']:.6f}  exact {res['exact']['AP']:.6f}  sklearn {ap_sk:.6f}  "
-          f"exact - sklearn {res['exact']['AP'] - ap_sk:+.1e}")
-    print(f"bench_smiyc: {t_eval / t_sk:.2f}x the time of sklearn average_precision_score for both protocols "
-          f"({args.frames} frames of {args.height}x{args.width}; memory {m_eval / max(m_sk, 1e-9):.2f}x)")
+    jobs = args.jobs or default_jobs()
+    use_official = OFFICIAL_PYTHON.exists() if args.official is None else args.official
+    if use_official and not OFFICIAL_PYTHON.exists():
+        sys.exit(f"{OFFICIAL_PYTHON}: not found; run bench/official_smiyc/setup.sh first")
+    if not use_official:
+        print(f"official code: skipped ({OFFICIAL_PYTHON} absent; set it up with bench/official_smiyc/setup.sh)")
+    print(f"machine: {os.cpu_count()} cores; this project with --jobs {jobs}")
+    with tempfile.TemporaryDirectory(prefix="bench_smiyc_") as tmp:
+        root = Path(tmp)
+        for i, track in enumerate(args.tracks):
+            scores, labels, n_pix = write_set(root, track, args.frames, args.seed + i)
+            n = len(list(scores.glob("*.hdf5")))
+            print(f"\n== {track}: {n} frames, {n_pix / 1e6:.1f} M pixels, float16 hdf5 (gzip 9)")
+            mine = child("project", str(scores), str(labels), track, str(jobs))
+            print(f"project : {mine['seconds']:7.2f} s  peak {mine['peak_mib']:6.0f} MiB  AP {mine['AP']:.6f} "
+                  f"FPR95 {mine['FPR95']:.6f} mean F1 {mine['F1_mean']:.6f} sIoU {mine['sIoU_gt']:.6f}")
+            st = mine["steps_one_thread"]
+            print("          one thread per frame: " + ", ".join(f"{k} {1e3 * v / n:.1f} ms" for k, v in st.items()))
+            if use_official:
+                off = official(scores, labels, track, root)
+                t_off = float(_get(off, "timing.total", "seconds.total", "total_seconds", "wall_seconds"))
+                print(f"official: {t_off:7.2f} s  peak {float(_get(off, 'peak_rss_mib', 'peak_mib')):6.0f} MiB  "
+                      f"AP {float(_get(off, 'pixel.AP', 'AP', 'PixBinaryClass.area_PRC')):.6f}")
+                timing = _get(off, "timing", "seconds", default={})
+                if isinstance(timing, dict):
+                    print("          official steps: " + ", ".join(f"{k} {v:.2f} s" for k, v in timing.items()
+                                                                  if isinstance(v, (int, float))))
+                print(f"bench_smiyc {track}: official / project = {t_off / mine['seconds']:.1f}x "
+                      f"(goal >= 10x), memory {float(_get(off, 'peak_rss_mib', 'peak_mib')) / mine['peak_mib']:.2f}x")
+            exact = child("exact", str(scores), str(labels), str(jobs))
+            sk = child("sklearn", str(scores), str(labels))
+            print(f"exact metrics alone: {exact['seconds']:.2f} s, peak {exact['peak_mib']:.0f} MiB; scikit-learn "
+                  f"{sk['seconds']:.2f} s, peak {sk['peak_mib']:.0f} MiB; AP {exact['AP']:.10f} vs {sk['AP']:.10f}, "
+                  f"AUROC {exact['AUROC']:.10f} vs {sk['AUROC']:.10f}")
+            print(f"bench_smiyc {track}: scikit-learn / exact = {sk['seconds'] / exact['seconds']:.1f}x (goal >= 20x)")
 
 
 if __name__ == "__main__":

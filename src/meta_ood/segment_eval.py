@@ -36,10 +36,9 @@ from typing import Any, Hashable
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
-from scipy import ndimage
 
 from meta_ood.errors import InputError
+from meta_ood.smiyc.components import mask_components
 
 __all__ = [
     "detection_errors",
@@ -51,7 +50,6 @@ __all__ = [
 ]
 
 SMIYC_THRESHOLDS = np.linspace(0.25, 0.75, 11)
-_EIGHT = np.ones((3, 3), dtype=bool)
 
 
 # --------------------------------------------------------------------------------------------
@@ -265,32 +263,6 @@ def overlap_table(pred_components: np.ndarray, gt_components: np.ndarray, image:
 # --------------------------------------------------------------------------------------------
 
 
-def _component_scores(
-    pred_labels: np.ndarray, gt_labels: np.ndarray, n_pred: int, n_gt: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """sIoU of every gt component and PPV of every predicted component from flat label arrays
-    (already restricted to the region of interest)."""
-    size_p = np.bincount(pred_labels, minlength=n_pred + 1).astype(np.float64)
-    size_g = np.bincount(gt_labels, minlength=n_gt + 1).astype(np.float64)
-    both = (pred_labels > 0) & (gt_labels > 0)
-    codes, counts = np.unique(gt_labels[both] * (n_pred + 1) + pred_labels[both], return_counts=True)
-    rows, cols = codes // (n_pred + 1), codes % (n_pred + 1)
-    shape = (n_gt + 1, n_pred + 1)
-    overlap = sp.csr_matrix((counts.astype(np.float64), (rows, cols)), shape=shape)
-    touches = sp.csr_matrix((np.ones(codes.size), (rows, cols)), shape=shape)
-    inter_gt = np.asarray(overlap.sum(axis=1)).ravel()  # |k ∩ predicted OoD|
-    pred_in_gt = np.asarray(overlap.sum(axis=0)).ravel()  # |p ∩ any gt component|
-    # adjusted union of gt component k:
-    #   |K̂(k)| + |k| - |k ∩ K̂(k)| - |K̂(k) ∩ other gt components|
-    # = Σ_{p∈K̂(k)} |p| + |k| - Σ_{p∈K̂(k)} |p ∩ any gt|
-    union = touches @ size_p + size_g - touches @ pred_in_gt
-    gt_ids = np.flatnonzero(size_g[1:] > 0) + 1
-    pred_ids = np.flatnonzero(size_p[1:] > 0) + 1
-    siou = inter_gt[gt_ids] / union[gt_ids]
-    ppv = pred_in_gt[pred_ids] / size_p[pred_ids]
-    return siou, ppv
-
-
 class ComponentMetrics:
     """Component-level metrics of SegmentMeIfYouCan, pooled over a dataset.
 
@@ -343,18 +315,8 @@ class ComponentMetrics:
         if int(in_id) == int(out_id):
             raise InputError(f"in_id = out_id = {in_id}: expected different ids")
         roi = (gt_label == in_id) | (gt_label == out_id)
-        pred = pred_mask.astype(bool) & roi
-        pl, n_pred = ndimage.label(pred, structure=_EIGHT)
-        gl, n_gt = ndimage.label(gt_label == out_id, structure=_EIGHT)
-        if self.min_pred_size > 0 and n_pred:
-            small = np.bincount(pl.ravel(), minlength=n_pred + 1) < self.min_pred_size
-            small[0] = False
-            pl[small[pl]] = 0
-        if self.min_gt_size > 0 and n_gt:
-            small = np.bincount(gl.ravel(), minlength=n_gt + 1) < self.min_gt_size
-            small[0] = False
-            roi &= ~small[gl]
-        siou, ppv = _component_scores(pl[roi].astype(np.int64), gl[roi].astype(np.int64), n_pred, n_gt)
+        fc = mask_components(pred_mask.astype(bool), gt_label == out_id, roi, self.min_pred_size, self.min_gt_size)
+        siou, ppv = fc.sIoU_gt, fc.PPV
         self._siou.append(siou)
         self._ppv.append(ppv)
         return siou, ppv

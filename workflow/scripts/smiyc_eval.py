@@ -16,5 +16,6 @@ run_rule(
     dataset=snakemake.wildcards.dataset,
     out_json=snakemake.output.json,
     method=snakemake.wildcards.method,
+    jobs=snakemake.threads,
     **snakemake.params.options,
 )

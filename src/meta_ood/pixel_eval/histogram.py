@@ -137,6 +137,35 @@ class PooledHistogram:
             raise InputError(f"image id {name!r} was already added to this histogram: expected unique image ids")
         return name, where
 
+    def update_counts(self, bins: np.ndarray, pos: np.ndarray, neg: np.ndarray, image_id: str | int | None = None) -> None:
+        """Add one image given by its counts: strictly increasing ``bins`` of this histogram's
+        encoding with the OoD (``pos``) and in-distribution (``neg``) pixels of each. Equal to
+        :meth:`update` with the scores the counts stand for, without a per-image dense array."""
+        name = "" if image_id is None else str(image_id)
+        bins = np.asarray(bins, dtype=np.int64)
+        pos, neg = np.asarray(pos, dtype=np.int64), np.asarray(neg, dtype=np.int64)
+        if not (bins.ndim == 1 and bins.shape == pos.shape == neg.shape):
+            raise InputError(f"image {name!r}: bins {bins.shape}, pos {pos.shape}, neg {neg.shape}: expected equal 1-d shapes")
+        if bins.size and (bins[0] < 0 or bins[-1] >= 1 << self.bits or (np.diff(bins) <= 0).any()):
+            raise InputError(f"image {name!r}: expected strictly increasing bins in 0..{(1 << self.bits) - 1}")
+        if (pos < 0).any() or (neg < 0).any():
+            raise InputError(f"image {name!r}: negative pixel counts")
+        if name and name in self._id_set:
+            raise InputError(f"image id {name!r} was already added to this histogram: expected unique image ids")
+        self.pos[bins] += pos
+        self.neg[bins] += neg
+        coarse = bins >> (self.bits - self.image_bits)
+        codes, counts = [], []
+        for offset, n in ((0, neg), (1 << self.image_bits, pos)):
+            keep = n > 0
+            c, k = coarse[keep], n[keep]
+            start = np.flatnonzero(np.r_[True, c[1:] != c[:-1]]) if c.size else np.zeros(0, np.int64)
+            codes.append(c[start] + offset)
+            counts.append(np.add.reduceat(k, start) if c.size else k)
+        self._register_id(name)
+        self._codes.append(np.concatenate(codes).astype(np.uint32))
+        self._counts.append(np.concatenate(counts).astype(np.int32))
+
     def _add(self, bins: np.ndarray, labels: np.ndarray, in_id: int, out_id: int, name: str) -> None:
         """Count the binned pixels of one image by label: in-distribution, OoD, or ignored."""
         nb = 1 << self.bits
@@ -145,15 +174,9 @@ class PooledHistogram:
         is_out = lab == out_id
         code[is_out] += nb
         code[~(is_out | (lab == in_id))] = 2 * nb  # ignored pixels land in a dropped overflow bin
-        h = np.bincount(code, minlength=2 * nb + 1)[: 2 * nb]
-        self.neg += h[:nb]
-        self.pos += h[nb:]
-        shift = self.bits - self.image_bits
-        coarse = h.reshape(2, 1 << self.image_bits, 1 << shift).sum(axis=2).reshape(-1) if shift else h
-        nzc = np.flatnonzero(coarse)
-        self._register_id(name)
-        self._codes.append(nzc.astype(np.uint32))
-        self._counts.append(coarse[nzc].astype(np.int32))
+        h = np.bincount(code, minlength=2 * nb + 1)
+        nz = np.flatnonzero(h[:nb] | h[nb : 2 * nb])
+        self.update_counts(nz, h[nb:][nz], h[:nb][nz], name)
 
     def merge(self, other: "PooledHistogram") -> "PooledHistogram":
         """Add the counts and images of ``other`` to this histogram (in place); returns ``self``."""

@@ -12,7 +12,7 @@ import numpy as np
 
 from meta_ood.errors import InputError
 
-__all__ = ["RankState", "metrics_from_counts", "no_pixels_error"]
+__all__ = ["RankState", "metrics_from_counts", "no_pixels_error", "thin_indices"]
 
 
 class RankState:
@@ -94,7 +94,7 @@ def no_pixels_error(n_pos: int, n_neg: int, what: str = "dataset") -> InputError
     )
 
 
-def _thin_indices(n: int, max_points: int | None) -> np.ndarray:
+def thin_indices(n: int, max_points: int | None) -> np.ndarray:
     """Indices 0..n-1, or about ``max_points`` evenly spaced ones (first and last kept)."""
     if max_points is None or n <= max_points:
         return np.arange(n)
@@ -141,14 +141,14 @@ def metrics_from_counts(
     fpr = np.concatenate(([0.0], fps / n_neg))
     tpr = np.concatenate(([0.0], tps / n_pos))
     roc_thr = np.concatenate(([np.inf], thr))
-    keep = _thin_indices(fpr.size, curve_points)
+    keep = thin_indices(fpr.size, curve_points)
     out["roc"] = {"fpr": fpr[keep], "tpr": tpr[keep], "thresholds": roc_thr[keep]}
     # PR curve in scikit-learn's precision_recall_curve layout: increasing thresholds, a final
     # point (precision 1, recall 0) without threshold.
     precision = np.concatenate(((tps / (tps + fps))[::-1], [1.0]))
     recall = np.concatenate(((tps / n_pos)[::-1], [0.0]))
     pr_thr = thr[::-1]
-    keep = _thin_indices(precision.size, curve_points)
+    keep = thin_indices(precision.size, curve_points)
     out["pr"] = {
         "precision": precision[keep],
         "recall": recall[keep],

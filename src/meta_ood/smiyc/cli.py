@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from meta_ood.io import write_text_atomic
 from meta_ood.smiyc.components import OFFICIAL_DATASET_TRACKS, SIZE_FILTERS, track_names
 from meta_ood.smiyc.evaluate import EXACT_ENCODINGS, smiyc_eval
 
@@ -44,6 +45,9 @@ def add_smiyc_eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--exact-bits", type=int, default=24,
                    help="bits of the exact histogram with the unit encoding "
                         "(grid spacing 2**-bits; memory 2**(bits+4) bytes)")
+    p.add_argument("--jobs", type=int, default=None,
+                   help="threads working on frames in parallel; results are identical for any number "
+                        "(default: every core this process may use)")
     p.add_argument("--details",
                    help="also write per-frame bins, curves and component values to this .npz (default: none)")
 
@@ -54,11 +58,10 @@ def cmd_smiyc_eval(args: argparse.Namespace) -> None:
     res = smiyc_eval(args.scores, args.labels, args.track, strict=args.strict,
                      segsize=args.segsize, instsize=args.instsize,
                      pixel_thresholds=args.pixel_thresholds or (), n_boot=args.n_boot, seed=args.seed, alpha=args.alpha,
-                     exact_encoding=args.exact_encoding, exact_bits=args.exact_bits,
+                     exact_encoding=args.exact_encoding, exact_bits=args.exact_bits, jobs=args.jobs,
                      details=details)
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(res, indent=1), encoding="utf-8")
+    write_text_atomic(out, json.dumps(res, indent=1))
     if details is not None:
         Path(args.details).parent.mkdir(parents=True, exist_ok=True)
         np.savez_compressed(args.details, **details)

@@ -1,6 +1,7 @@
 """The official SegmentMeIfYouCan component metrics (``SegEval``) at one pixel threshold.
 
-Per frame: prediction = score > threshold (strict, in float64) outside void; 8-connected
+Per frame: prediction = score > threshold (strict, compared in the map's dtype as the official
+code does under its numpy 1.x) outside void; 8-connected
 components of the prediction and of the anomaly label; predicted components with fewer than
 ``segsize`` pixels are deleted, THEN ground-truth components with fewer than ``instsize`` pixels
 become void, and everything is counted inside that final region. sIoU uses the adjusted union
@@ -10,6 +11,7 @@ pixel precision of a predicted component; both are pooled over all components of
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -18,16 +20,21 @@ import scipy.sparse as sp
 from scipy import ndimage
 
 from meta_ood.errors import InputError
-from meta_ood.smiyc.protocol import VOID, roi_scores
+from meta_ood.smiyc.summary import VOID, comparison_threshold, roi_box, summarize
 
 __all__ = [
     "OFFICIAL_DATASET_TRACKS",
     "SIZE_FILTERS",
     "TAU",
     "FrameComponents",
+    "FrameTruth",
+    "GroundTruth",
     "component_metrics",
     "filter_track",
     "frame_components",
+    "ground_truth",
+    "mask_components",
+    "prediction_components",
     "size_filters",
     "track_names",
 ]
@@ -114,6 +121,111 @@ def _adjusted_siou(overlap: sp.csr_matrix, size_a: np.ndarray, size_b: np.ndarra
     return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 
+@dataclass(frozen=True)
+class GroundTruth:
+    """The threshold-independent part of a frame: ``roi`` (where predictions count before the
+    size filters), ``final`` (the ROI less the ground-truth components smaller than ``instsize``),
+    the labels ``gt`` of the kept components (0 elsewhere) and their sizes ``size_gt`` (index 0:
+    the rest of the final ROI)."""
+
+    roi: np.ndarray
+    final: np.ndarray
+    gt: np.ndarray
+    n_gt: int
+    size_gt: np.ndarray
+
+
+def ground_truth(anomaly: np.ndarray, roi: np.ndarray, instsize: int) -> GroundTruth:
+    """8-connected components of the ``anomaly`` mask; those under ``instsize`` pixels become void."""
+    gl, n_gt = ndimage.label(anomaly, structure=_EIGHT)
+    flat = gl.reshape(-1)
+    idx = np.flatnonzero(flat)
+    size = np.bincount(flat[idx], minlength=n_gt + 1).astype(np.float64)
+    small = size < instsize
+    small[0] = False
+    final = roi
+    if small.any():
+        final = roi.copy()
+        drop = idx[small[flat[idx]]]
+        final.reshape(-1)[drop] = False
+        flat[drop] = 0
+        size[small] = 0
+    size[0] = np.count_nonzero(final) - size[1:].sum()
+    return GroundTruth(roi, final, gl, n_gt, size)
+
+
+def prediction_components(pred: np.ndarray, truth: GroundTruth, segsize: int, keep_mask: bool = False) -> FrameComponents:
+    """sIoU / PPV of the 8-connected components of ``pred`` (restricted to ``truth.roi``; those
+    under ``segsize`` pixels dropped, before the small ground truth is voided) against ``truth``.
+
+    After the labelling only the predicted pixels are visited.
+    """
+    pl, n_pred = ndimage.label(pred & truth.roi, structure=_EIGHT)
+    flat = pl.reshape(-1)
+    idx = np.flatnonzero(flat)
+    labels = flat[idx].astype(np.int64)
+    keep = np.bincount(labels, minlength=n_pred + 1) >= segsize
+    keep[0] = False
+    kept = keep[labels]
+    idx, labels = idx[kept], labels[kept]
+    inside = truth.final.reshape(-1)[idx]
+    p, g = labels[inside], truth.gt.reshape(-1)[idx[inside]].astype(np.int64)
+    size_p = np.bincount(p, minlength=n_pred + 1).astype(np.float64)
+    both = g > 0
+    overlap = sp.csr_matrix((np.ones(int(both.sum())), (g[both], p[both])), shape=(truth.n_gt + 1, n_pred + 1))
+    overlap.sum_duplicates()
+    size_g = truth.size_gt
+    gt_ids = np.flatnonzero(size_g[1:] > 0) + 1
+    pred_ids = np.flatnonzero(size_p[1:] > 0) + 1
+    siou_gt = _adjusted_siou(overlap, size_g, size_p)
+    siou_pred = _adjusted_siou(overlap.T.tocsr(), size_p, size_g)
+    in_gt = np.asarray(overlap.sum(axis=0)).ravel()
+    mask = None
+    if keep_mask:
+        mask = np.zeros(pl.size, dtype=bool)
+        mask[idx] = True
+        mask = mask.reshape(pl.shape)
+    return FrameComponents(
+        sIoU_gt=siou_gt[gt_ids],
+        size_gt=size_g[gt_ids].astype(np.int64),
+        PPV=in_gt[pred_ids] / size_p[pred_ids],
+        sIoU_pred=siou_pred[pred_ids],
+        size_pred=size_p[pred_ids].astype(np.int64),
+        kept_pred_mask=mask,
+    )
+
+
+def mask_components(pred: np.ndarray, anomaly: np.ndarray, roi: np.ndarray, segsize: int, instsize: int,
+                    keep_mask: bool = False) -> FrameComponents:
+    """Component values of a binary prediction against an anomaly mask inside ``roi`` (the
+    official ``SegEval`` instancer and ``segment_metrics``)."""
+    return prediction_components(np.asarray(pred, dtype=bool), ground_truth(anomaly, roi, instsize), segsize,
+                                 keep_mask)
+
+
+class FrameTruth:
+    """One frame's labels, cropped to the bounding box of its ROI, with its ground truth
+    components, ready for the predictions of any number of thresholds."""
+
+    def __init__(self, labels: np.ndarray, instsize: int):
+        labels = np.asarray(labels)
+        self.shape = labels.shape
+        self.box = roi_box(labels)
+        crop = labels[self.box]
+        self.truth = ground_truth(crop == 1, crop != VOID, instsize)
+
+    def components(self, scores: np.ndarray, threshold: np.generic | float, segsize: int,
+                   keep_mask: bool = False) -> FrameComponents:
+        """Components of ``scores > threshold`` (compared in the type of ``threshold``; see
+        :func:`~meta_ood.smiyc.summary.comparison_threshold`)."""
+        fc = prediction_components(np.asarray(scores)[self.box] > threshold, self.truth, segsize, keep_mask)
+        if keep_mask:
+            full = np.zeros(self.shape, dtype=bool)
+            full[self.box] = fc.kept_pred_mask
+            fc = dataclasses.replace(fc, kept_pred_mask=full)
+        return fc
+
+
 def frame_components(
     scores: np.ndarray,
     labels: np.ndarray,
@@ -123,44 +235,15 @@ def frame_components(
     where: str = "frame",
     keep_mask: bool = True,
 ) -> FrameComponents:
-    """Instancer and sIoU / PPV of one frame (labels 0 / 1 / 255) at a pixel threshold.
+    """Instancer and sIoU / PPV of one frame (labels 0 / 1 / 255) at a pixel threshold, compared
+    in the map's dtype as the official code does (:func:`~meta_ood.smiyc.summary.comparison_threshold`).
 
     ``keep_mask=False`` drops the (H, W) ``kept_pred_mask`` to save memory.
     """
-    roi_scores(scores, labels, where)
-    labels = np.asarray(labels)
-    roi = labels != VOID
-    pred = (np.asarray(scores, dtype=np.float64) > float(threshold)) & roi
-    pl, n_pred = ndimage.label(pred, structure=_EIGHT)
-    gl, n_gt = ndimage.label(labels == 1, structure=_EIGHT)
-    small_p = np.bincount(pl.ravel(), minlength=n_pred + 1) < segsize
-    small_p[0] = True
-    pl[small_p[pl]] = 0
-    small_g = np.bincount(gl.ravel(), minlength=n_gt + 1) < instsize
-    small_g[0] = False
-    final = roi & ~small_g[gl]
-    gl[~final] = 0
-    p, g = pl[final].astype(np.int64), gl[final].astype(np.int64)
-    size_p = np.bincount(p, minlength=n_pred + 1).astype(np.float64)
-    size_g = np.bincount(g, minlength=n_gt + 1).astype(np.float64)
-    both = (p > 0) & (g > 0)
-    overlap = sp.csr_matrix(
-        (np.ones(int(both.sum())), (g[both], p[both])), shape=(n_gt + 1, n_pred + 1)
-    )
-    overlap.sum_duplicates()
-    gt_ids = np.flatnonzero(size_g[1:] > 0) + 1
-    pred_ids = np.flatnonzero(size_p[1:] > 0) + 1
-    siou_gt = _adjusted_siou(overlap, size_g, size_p)
-    siou_pred = _adjusted_siou(overlap.T.tocsr(), size_p, size_g)
-    in_gt = np.asarray(overlap.sum(axis=0)).ravel()
-    return FrameComponents(
-        sIoU_gt=siou_gt[gt_ids],
-        size_gt=size_g[gt_ids].astype(np.int64),
-        PPV=in_gt[pred_ids] / size_p[pred_ids],
-        sIoU_pred=siou_pred[pred_ids],
-        size_pred=size_p[pred_ids].astype(np.int64),
-        kept_pred_mask=pl > 0 if keep_mask else None,
-    )
+    summarize(scores, labels, where)
+    scores = np.asarray(scores)
+    thr = comparison_threshold(threshold, scores.dtype)
+    return FrameTruth(labels, instsize).components(scores, thr, segsize, keep_mask)
 
 
 def component_metrics(frames: Iterable[FrameComponents], tau: np.ndarray = TAU) -> dict[str, object]:

@@ -1,16 +1,19 @@
 """``smiyc_eval``: the official SegmentMeIfYouCan protocol and the exact pooled metrics of one method.
 
-Two passes over the frames: the first bins every frame (official percentile and uniform
-variants) and streams its pixels into a :class:`~meta_ood.pixel_eval.PooledHistogram` (exact
+Two passes over the frames, on threads: the first reduces every frame to its
+:class:`~meta_ood.smiyc.summary.FrameSummary`, from which follow its official bins (percentile
+and uniform variants) and its counts in a :class:`~meta_ood.pixel_eval.PooledHistogram` (exact
 ranking metrics and image-bootstrap intervals); the second computes the component metrics at the
 official best-F1 threshold, at the exact best-F1 threshold and at any extra pixel thresholds.
-Only per-frame histograms and component lists stay in memory.
+Only per-frame histograms and component lists stay in memory, and a few frames at a time.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,11 +21,23 @@ import numpy as np
 
 from meta_ood.errors import InputError
 from meta_ood.pixel_eval import PooledHistogram, bootstrap
-from meta_ood.smiyc.components import TAU, FrameComponents, component_metrics, frame_components, size_filters
-from meta_ood.smiyc.protocol import VOID, FrameBins, curve_metrics, merge_frames, percentile_bins, uniform_bins
+from meta_ood.pixel_eval.ranking import thin_indices
+from meta_ood.smiyc.components import TAU, FrameComponents, FrameTruth, component_metrics, size_filters
+from meta_ood.smiyc.protocol import (
+    Curve,
+    FrameBins,
+    bins_from_edges,
+    curve_metrics,
+    merge_frames,
+    sum_bins,
+    summary_percentile_bins,
+    tie_range,
+    uniform_edges,
+)
+from meta_ood.smiyc.summary import comparison_threshold, summarize
 from meta_ood.smiyc.scorefiles import paired_frames, read_label, read_scores, score_dtype, unlabelled_ids
 
-__all__ = ["EXACT_ENCODINGS", "FrameInput", "array_frames", "evaluate_frames", "file_frames", "smiyc_eval"]
+__all__ = ["EXACT_ENCODINGS", "FrameInput", "array_frames", "default_jobs", "evaluate_frames", "file_frames", "smiyc_eval"]
 
 #: Score encodings of the exact protocol's histogram ("auto": float16 when every map is stored
 #: as float16, else "unit" for scores in [0, 1]).
@@ -69,13 +84,57 @@ def _exact_histogram(frames: Sequence[FrameInput], encoding: str, bits: int) -> 
     return PooledHistogram(bits=16 if encoding == "float16" else bits, image_bits=12, encoding=encoding)
 
 
-def _check_unit(scores: np.ndarray, fid: str) -> None:
-    lo, hi = float(scores.min(initial=0.0)), float(scores.max(initial=1.0))
+def _check_unit(values: np.ndarray, fid: str) -> None:
+    lo, hi = (float(values[0]), float(values[-1])) if values.size else (0.0, 1.0)
     if lo < 0.0 or hi > 1.0:
         raise InputError(
             f"frame {fid!r}: scores in [{lo:g}, {hi:g}]: the exact protocol's 'unit' encoding needs scores in "
             "[0, 1]; use exact_encoding='float16' (--exact-encoding float16) for unbounded scores"
         )
+
+
+def default_jobs() -> int:
+    """The cores this process may use (the default of ``jobs``)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _ordered_map(fn: Callable[[Any], Any], items: Sequence[Any], jobs: int) -> Iterator[Any]:
+    """``map(fn, items)`` on ``jobs`` threads, in order, with at most ``2 jobs`` items in flight
+    (so memory stays that of a few frames, whatever the number of frames)."""
+    if jobs <= 1:
+        yield from map(fn, items)
+        return
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        pending: deque[Future] = deque()
+        for item in items:
+            pending.append(pool.submit(fn, item))
+            if len(pending) >= 2 * jobs:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
+@dataclass(frozen=True)
+class _FramePixels:
+    """What the pixel protocols need of one frame: its percentile and uniform bins and the
+    exact histogram's (bins, pos, neg)."""
+
+    dtype: np.dtype
+    pix: FrameBins | None
+    uni: FrameBins
+    counts: tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+def _pixels(frame: FrameInput, encoding: str, bits: int) -> _FramePixels:
+    scores, labels = frame.load()
+    summary = summarize(scores, labels, f"frame {frame.fid!r}")
+    if encoding == "unit":
+        _check_unit(summary.values, frame.fid)
+    return _FramePixels(summary.dtype, summary_percentile_bins(summary),
+                        bins_from_edges(summary, uniform_edges(summary.dtype)), summary.codes(bits, encoding))
 
 
 def _component_summary(frames: Sequence[FrameComponents]) -> dict[str, Any]:
@@ -93,8 +152,9 @@ def _frame_details(
             details[f"{prefix}_frame{i}_{key}"] = value
 
 
-def _curve_details(details: dict[str, np.ndarray], prefix: str, bins: Sequence[FrameBins | None]) -> None:
-    curve = merge_frames(bins)
+def _curve_details(
+    details: dict[str, np.ndarray], prefix: str, bins: Sequence[FrameBins | None], curve: Curve
+) -> None:
     for i, b in enumerate(bins):
         if b is None:
             continue
@@ -120,9 +180,18 @@ def evaluate_frames(
     alpha: float = 0.05,
     exact_encoding: str = "auto",
     exact_bits: int = 24,
+    jobs: int | None = None,
+    curve_points: int = 400,
     details: dict[str, np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """Both protocols on a list of frames (labels 0 / 1 / 255); see :func:`smiyc_eval` for the result.
+
+    Two passes over the frames, each frame read and checked once per pass: the first reduces it
+    to a :class:`~meta_ood.smiyc.summary.FrameSummary` (all pixel metrics follow from it), the
+    second computes its components at the thresholds the first pass chose, inside the bounding
+    box of its ROI. ``jobs`` threads (default: every core) work on frames in parallel; results
+    are identical for any ``jobs``. ``curve_points``: points of the thinned official ROC / PR
+    curve of the result's ``curve``.
 
     ``details``: a dict to fill with per-frame bins, merged curves and per-frame component values
     under the keys of the golden reference files (``pix_*``, ``pixuni_*``, ``inst_*`` at the
@@ -132,29 +201,49 @@ def evaluate_frames(
     if not frames:
         raise InputError("no frames to evaluate")
     seg, inst = size_filters(track, segsize, instsize)
+    jobs = default_jobs() if jobs is None else int(jobs)
+    if jobs < 1:
+        raise InputError(f"jobs={jobs}: expected at least 1 thread")
     hist = _exact_histogram(frames, exact_encoding, exact_bits)
     pix: list[FrameBins | None] = []
-    uni: list[FrameBins] = []
-    for f in frames:
-        scores, labels = f.load()
-        where = f"frame {f.fid!r}"
-        pix.append(percentile_bins(scores, labels, where))
-        uni.append(uniform_bins(scores, labels, where))
-        if hist.encoding == "unit":
-            _check_unit(scores[labels != VOID], f.fid)
-        hist.update(scores, labels, in_id=0, out_id=1, image_id=f.fid)
-    official = curve_metrics(merge_frames(pix))
+    uni: list[FrameBins] = []  # per frame, for ``details`` only
+    uni_sum: list[FrameBins] = []
+    for f, res in zip(frames, _ordered_map(lambda f: _pixels(f, hist.encoding, hist.bits), frames, jobs)):
+        pix.append(res.pix)
+        uni_sum = sum_bins(uni_sum + [res.uni])
+        if details is not None:
+            uni.append(res.uni)
+        hist.update_counts(*res.counts, image_id=f.fid)
+    curve = merge_frames(pix)
+    official = curve_metrics(curve)
+    official["AP_tie_range"] = list(tie_range(curve))
+    keep = thin_indices(curve.thresholds.size, curve_points)
+    official["curve"] = {"fpr": curve.fpr[keep].tolist(), "tpr": curve.tpr[keep].tolist(),
+                         "recall": curve.tpr[keep].tolist(), "precision": curve.precision[keep].tolist()}
     exact_m = hist.metrics()
     exact = {name: float(exact_m[key]) for key, name in _EXACT_KEYS.items()}
     exact["best_F1_threshold"] = float(exact_m["best_f1_threshold"])
 
     thresholds = {"inst": official["best_F1_threshold"], "exact": exact["best_F1_threshold"]}
     thresholds.update({f"inst{round(100 * float(t)):03d}": float(t) for t in pixel_thresholds})
-    comps: dict[str, list[FrameComponents]] = {k: [] for k in thresholds}
-    for f in frames:
+
+    def components(f: FrameInput) -> dict[str, FrameComponents]:
         scores, labels = f.load()
+        truth = FrameTruth(labels, inst)
+        done: dict[float, FrameComponents] = {}
+        out = {}
         for key, thr in thresholds.items():
-            comps[key].append(frame_components(scores, labels, thr, seg, inst, keep_mask=details is not None))
+            # the official code compares in the map's dtype; the exact protocol in float64
+            cmp = np.float64(thr) if key == "exact" else comparison_threshold(thr, scores.dtype)
+            if float(cmp) not in done:
+                done[float(cmp)] = truth.components(scores, cmp, seg, keep_mask=details is not None)
+            out[key] = done[float(cmp)]
+        return out
+
+    comps: dict[str, list[FrameComponents]] = {k: [] for k in thresholds}
+    for per_frame in _ordered_map(components, frames, jobs):
+        for key, fc in per_frame.items():
+            comps[key].append(fc)
 
     result: dict[str, Any] = {
         "track": track,
@@ -166,7 +255,7 @@ def evaluate_frames(
         "n_neg": hist.n_neg,
         **official,
         **_component_summary(comps["inst"]),
-        "uniform": curve_metrics(merge_frames(uni)),
+        "uniform": curve_metrics(merge_frames(uni_sum)),
         "exact": {**exact, **_component_summary(comps["exact"]), "encoding": hist.encoding, "bits": hist.bits},
         "at_threshold": {f"{thresholds[k]:g}": _component_summary(comps[k]) for k in thresholds
                          if k not in ("inst", "exact")},
@@ -177,8 +266,8 @@ def evaluate_frames(
         result["exact"].update({"n_boot": int(n_boot), "seed": int(seed), "alpha": float(alpha)})
     if details is not None:
         details["frame_ids"] = np.array(result["frame_ids"])
-        _curve_details(details, "pix", pix)
-        _curve_details(details, "pixuni", uni)
+        _curve_details(details, "pix", pix, curve)
+        _curve_details(details, "pixuni", uni, merge_frames(uni_sum))
         details["pixuni_bin_edges"] = uni[0].edges
         for key in thresholds:
             if key != "exact":
@@ -199,7 +288,10 @@ def smiyc_eval(
     with ``strict``. Other keyword arguments: see :func:`evaluate_frames`.
 
     Result: the official protocol's ``AP``, ``FPR95`` (+ ``FPR95_threshold``), ``AUROC``,
-    ``best_F1``, ``best_F1_threshold``, ``recall50_threshold`` and its component metrics at the
+    ``best_F1``, ``best_F1_threshold``, ``recall50_threshold``, ``AP_tie_range`` (the official AP's
+    range over the orders of frames tied at the top threshold, which the official code leaves to
+    numpy's unstable sort; see :func:`~meta_ood.smiyc.protocol.merge_frames`), ``curve`` (its ROC
+    and PR curve, thinned: ``fpr``, ``tpr``, ``recall``, ``precision``) and its component metrics at the
     best-F1 threshold (``sIoU_gt``, ``PPV``, ``F1_mean``, ``F1`` per tau, ``tp`` / ``fn`` / ``fp``,
     ...); ``uniform``: the 4096-uniform-bin variant; ``exact``: the same metrics from the exact
     pooled histogram (equal to scikit-learn on the histogram's score grid), component metrics at

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from meta_ood.errors import InputError
+from meta_ood.smiyc.summary import VOID, FrameSummary, official_quantiles, summarize
 
 __all__ = [
     "NUM_QUANTILES",
@@ -24,14 +25,16 @@ __all__ = [
     "FrameBins",
     "curve_metrics",
     "merge_frames",
+    "bins_from_edges",
     "percentile_bins",
-    "roi_scores",
+    "percentile_edges",
+    "sum_bins",
+    "summary_percentile_bins",
+    "tie_range",
     "uniform_bins",
     "uniform_edges",
 ]
 
-#: Label of void pixels (ignored everywhere); 0 = not anomaly, 1 = anomaly.
-VOID = 255
 #: Quantiles per class and frame of the percentile binning (official ``num_bins`` 768 / 2).
 NUM_QUANTILES = 384
 #: Number of bins of the uniform variant (``PixBinaryClass-uniThr``).
@@ -58,13 +61,16 @@ class FrameBins:
 
 @dataclass(frozen=True)
 class Curve:
-    """Merged curve points in descending-threshold order (``recall`` = ``tpr``)."""
+    """Merged curve points in descending-threshold order (``recall`` = ``tpr``); ``top_ties``:
+    the (tp, fp) each frame sharing the top threshold would give the first point (one row per
+    frame; the point depends on the order of tied thresholds, see :func:`merge_frames`)."""
 
     thresholds: np.ndarray
     tp: np.ndarray
     fp: np.ndarray
     n_pos: int
     n_neg: int
+    top_ties: np.ndarray | None = None
 
     @property
     def tpr(self) -> np.ndarray:
@@ -83,49 +89,46 @@ class Curve:
         return np.divide(self.tp, denom, out=np.ones(self.tp.shape), where=denom > 0)
 
 
-def roi_scores(scores: np.ndarray, labels: np.ndarray, where: str = "frame") -> tuple[np.ndarray, np.ndarray]:
-    """(anomaly scores, non-anomaly scores) of the ROI of one frame, after checking its inputs.
+def bins_from_edges(summary: FrameSummary, edges_asc: np.ndarray) -> FrameBins:
+    """The :class:`FrameBins` of a frame over ascending ``edges_asc`` (``np.histogram``'s bins)."""
+    tp, fp = summary.histogram(edges_asc)
+    return FrameBins(edges_asc[::-1].copy(), tp[::-1].copy(), fp[::-1].copy(), summary.num_pos, summary.num_neg)
 
-    ``labels`` must hold only 0, 1 and :data:`VOID`; ``scores`` must be a real (H, W) map of the
-    same shape without NaN.
+
+def percentile_edges(summary: FrameSummary) -> np.ndarray | None:
+    """Ascending official percentile edges of a frame; None for a frame without ROI pixel.
+
+    ``vmin - eps``, ``vmax + eps`` with ``eps = max(0.01 (vmax - vmin), 0.01)`` (the range taken in
+    the map's dtype, as the official code does), and the linear quantiles of each class at
+    ``linspace(0, 1, min(384, n_class))`` (:func:`~meta_ood.smiyc.summary.official_quantiles`),
+    deduplicated.
     """
-    scores, labels = np.asarray(scores), np.asarray(labels)
-    if scores.ndim != 2 or scores.shape != labels.shape:
-        raise InputError(f"{where}: scores {scores.shape} and labels {labels.shape}: expected equal (H, W) shapes")
-    if scores.dtype.kind != "f":
-        raise InputError(f"{where}: scores of dtype {scores.dtype}: expected floating point anomaly scores")
-    bad = ~np.isin(labels, (0, 1, VOID))
-    if bad.any():
-        raise InputError(f"{where}: labels contain {np.unique(labels[bad])[:5].tolist()}: expected 0, 1 or {VOID}")
-    if np.isnan(scores).any():
-        raise InputError(f"{where}: scores contain NaN: expected real anomaly scores")
-    return scores[labels == 1], scores[labels == 0]
-
-
-def _histograms(pos: np.ndarray, neg: np.ndarray, edges_asc: np.ndarray) -> FrameBins:
-    tp, _ = np.histogram(pos, bins=edges_asc)
-    fp, _ = np.histogram(neg, bins=edges_asc)
-    return FrameBins(edges_asc[::-1].copy(), tp[::-1].astype(np.int64), fp[::-1].astype(np.int64), pos.size, neg.size)
+    if summary.values.size == 0:
+        return None
+    dtype = summary.dtype
+    vmin, vmax = dtype.type(summary.values[0]), dtype.type(summary.values[-1])
+    with np.errstate(over="ignore", invalid="ignore"):
+        vrange = float(np.subtract(vmax, vmin))
+        eps = max(vrange * 1e-2, 1e-2)
+        parts = [np.array([float(vmin) - eps, float(vmax) + eps])]
+    for counts in (summary.pos, summary.neg):
+        n = int(counts.sum())
+        if n:
+            q = np.linspace(0.0, 1.0, min(NUM_QUANTILES, n))
+            parts.append(official_quantiles(summary.values, counts, q, dtype))
+    return np.unique(np.concatenate(parts))
 
 
 def percentile_bins(scores: np.ndarray, labels: np.ndarray, where: str = "frame") -> FrameBins | None:
-    """Official per-frame percentile histogram (``PixBinaryClass``); None for a frame without ROI pixel.
+    """Official per-frame percentile histogram (``PixBinaryClass``) of a score map; None for a
+    frame without ROI pixel (see :func:`percentile_edges`)."""
+    return summary_percentile_bins(summarize(scores, labels, where))
 
-    Edges: ``vmin - eps``, ``vmax + eps`` (``eps = max(0.01 (vmax - vmin), 0.01)``, float64) and
-    the linear quantiles of each class at ``linspace(0, 1, min(384, n_class))``, deduplicated.
-    """
-    pos, neg = roi_scores(scores, labels, where)
-    if pos.size + neg.size == 0:
-        return None
-    vmin = float(min(a.min() for a in (pos, neg) if a.size))
-    vmax = float(max(a.max() for a in (pos, neg) if a.size))
-    eps = max(0.01 * (vmax - vmin), 0.01)
-    parts = [np.array([vmin - eps, vmax + eps])]
-    for values in (pos, neg):
-        if values.size:
-            q = np.linspace(0.0, 1.0, min(NUM_QUANTILES, values.size))
-            parts.append(np.quantile(values.astype(np.float64), q))
-    return _histograms(pos, neg, np.unique(np.concatenate(parts)))
+
+def summary_percentile_bins(summary: FrameSummary) -> FrameBins | None:
+    """:func:`percentile_bins` of a frame's :class:`~meta_ood.smiyc.summary.FrameSummary`."""
+    edges = percentile_edges(summary)
+    return None if edges is None else bins_from_edges(summary, edges)
 
 
 def uniform_edges(dtype: np.dtype | type = np.float32) -> np.ndarray:
@@ -136,8 +139,20 @@ def uniform_edges(dtype: np.dtype | type = np.float32) -> np.ndarray:
 
 def uniform_bins(scores: np.ndarray, labels: np.ndarray, where: str = "frame") -> FrameBins:
     """Per-frame histogram over the uniform edges of :func:`uniform_edges` (score dtype)."""
-    pos, neg = roi_scores(scores, labels, where)
-    return _histograms(pos, neg, uniform_edges(np.asarray(scores).dtype))
+    summary = summarize(scores, labels, where)
+    return bins_from_edges(summary, uniform_edges(summary.dtype))
+
+
+def sum_bins(frames: Iterable[FrameBins]) -> list[FrameBins]:
+    """Frames with equal edges summed into one (``PixBinaryClass-uniThr`` sums its frames' fixed
+    bins); one entry per distinct edge set, in order of first appearance."""
+    groups: dict[bytes, FrameBins] = {}
+    for f in frames:
+        key = f.edges.tobytes()
+        g = groups.get(key)
+        groups[key] = f if g is None else FrameBins(
+            g.edges, g.tp_rel + f.tp_rel, g.fp_rel + f.fp_rel, g.num_pos + f.num_pos, g.num_neg + f.num_neg)
+    return list(groups.values())
 
 
 def merge_frames(frames: Iterable[FrameBins | None]) -> Curve:
@@ -146,15 +161,23 @@ def merge_frames(frames: Iterable[FrameBins | None]) -> Curve:
     Of each run of equal thresholds only the last entry is kept, and entry 0 always (so an
     unrepeated top point appears twice). A (0, 0) point at ``max + 1`` is put in front when the
     first point is not empty, a (P, N) point at ``max - 1`` appended when the last is not complete.
+
+    Only entry 0 depends on the order of equal thresholds: when several frames share the top
+    threshold it holds the counts of whichever comes first. The official code takes numpy's
+    default (unstable) ``argsort``, whose order of ties varies with the numpy version and the CPU;
+    here ties come last frame first (a stable ascending sort, reversed: what numpy 1.23's sort
+    gives for up to 16 thresholds), and ``Curve.top_ties`` lists every frame's candidate.
     """
     used = [f for f in frames if f is not None]
     if not used:
         raise InputError("no frame has a pixel outside void: nothing to evaluate")
     thr = np.concatenate([f.thresholds for f in used])
-    order = np.argsort(thr)[::-1]
+    order = np.argsort(thr, kind="stable")[::-1]
     thr = thr[order]
-    tp = np.cumsum(np.concatenate([f.tp_rel for f in used])[order])
-    fp = np.cumsum(np.concatenate([f.fp_rel for f in used])[order])
+    tp_rel = np.concatenate([f.tp_rel for f in used])[order]
+    fp_rel = np.concatenate([f.fp_rel for f in used])[order]
+    n_top = int(np.searchsorted(-thr, -thr[0], side="right"))
+    tp, fp = np.cumsum(tp_rel), np.cumsum(fp_rel)
     n_pos = int(sum(f.num_pos for f in used))
     n_neg = int(sum(f.num_neg for f in used))
     keep = np.concatenate(([0], np.flatnonzero(np.diff(thr)), [thr.size - 1]))
@@ -164,7 +187,24 @@ def merge_frames(frames: Iterable[FrameBins | None]) -> Curve:
         thr, tp, fp = np.r_[top + 1.0, thr], np.r_[0, tp], np.r_[0, fp]
     if tp[-1] != n_pos or fp[-1] != n_neg:
         thr, tp, fp = np.r_[thr, top - 1.0], np.r_[tp, n_pos], np.r_[fp, n_neg]
-    return Curve(thr, tp.astype(np.int64), fp.astype(np.int64), n_pos, n_neg)
+    ties = np.stack([tp_rel[:n_top], fp_rel[:n_top]], axis=1).astype(np.int64) if n_top > 1 else None
+    return Curve(thr, tp.astype(np.int64), fp.astype(np.int64), n_pos, n_neg, ties)
+
+
+def tie_range(curve: Curve) -> tuple[float, float]:
+    """(min, max) of the official AP over the orders of frames sharing the top threshold
+    (:func:`merge_frames`); both equal the AP when no frames tie there."""
+    ap = float(np.sum(np.diff(curve.tpr) * curve.precision[1:]))
+    if curve.top_ties is None:
+        return ap, ap
+    first = 1 if curve.thresholds[0] > curve.thresholds[1] and curve.tp[0] == 0 and curve.fp[0] == 0 else 0
+    values = []
+    for tp1, fp1 in curve.top_ties:
+        tp, fp = curve.tp.copy(), curve.fp.copy()
+        tp[first], fp[first] = tp1, fp1
+        values.append(float(np.sum(np.diff(tp / curve.n_pos) * Curve(curve.thresholds, tp, fp, curve.n_pos,
+                                                                      curve.n_neg).precision[1:])))
+    return min(values), max(values)
 
 
 def curve_metrics(curve: Curve, tpr_level: float = 0.95) -> dict[str, float]:

@@ -19,7 +19,7 @@ from meta_ood.io import read_parquet, write_json
 from meta_ood.labels import EvalConvention
 from meta_ood.scores import SCORERS
 from meta_ood.smiyc.evaluate import FrameInput, evaluate_frames, file_frames
-from meta_ood.smiyc.protocol import VOID, merge_frames, percentile_bins
+from meta_ood.smiyc.summary import VOID
 from meta_ood.smiyc.scorefiles import LABEL_SUFFIX, SCORE_SUFFIX, unlabelled_ids, write_label, write_scores
 from meta_ood.store import StoreReader, StoredImage, decode_scores
 
@@ -200,26 +200,10 @@ def smiyc_labels_stage(store_dir: str | os.PathLike, out_dir: str | os.PathLike)
             for img, conv in _frames(store_dir, labelled_only=True)]
 
 
-def _thin(n: int, points: int = CURVE_POINTS) -> np.ndarray:
-    return np.unique(np.linspace(0, n - 1, min(n, points)).round().astype(np.int64)) if n else np.zeros(0, np.int64)
-
-
-def _official_curve(frames: Sequence[FrameInput]) -> dict[str, list[float]]:
-    """The official merged curve (ROC: fpr / tpr, PR: recall / precision), thinned to :data:`CURVE_POINTS`."""
-    bins = []
-    for f in frames:
-        scores, labels = f.load()
-        bins.append(percentile_bins(scores, labels, f"frame {f.fid!r}"))
-    curve = merge_frames(bins)
-    keep = _thin(len(curve.thresholds))
-    return {"fpr": curve.fpr[keep].tolist(), "tpr": curve.tpr[keep].tolist(),
-            "recall": curve.tpr[keep].tolist(), "precision": curve.precision[keep].tolist()}
-
-
 _SCENE_KEYS = ("AP", "FPR95", "sIoU_gt", "PPV", "F1_mean")
 
 
-def _scenes(frames: Sequence[FrameInput], track: str) -> dict[str, dict[str, Any]]:
+def _scenes(frames: Sequence[FrameInput], track: str, jobs: int | None) -> dict[str, dict[str, Any]]:
     """Official metrics of each scene's frames (its own best-F1 threshold), no bootstrap."""
     from meta_ood.datasets.smiyc import scene_of
 
@@ -228,7 +212,7 @@ def _scenes(frames: Sequence[FrameInput], track: str) -> dict[str, dict[str, Any
         groups.setdefault(scene_of(f.fid), []).append(f)
     out = {}
     for scene, subset in sorted(groups.items()):
-        res = evaluate_frames(subset, track, n_boot=0)
+        res = evaluate_frames(subset, track, n_boot=0, jobs=jobs)
         out[scene] = {"n_frames": len(subset), **{k: res[k] for k in _SCENE_KEYS},
                       "exact": {k: res["exact"][k] for k in _SCENE_KEYS}}
     return out
@@ -244,15 +228,16 @@ def smiyc_eval_stage(
     seed: int = 0,
     segsize: int | None = None,
     instsize: int | None = None,
+    jobs: int | None = None,
 ) -> dict[str, Any]:
-    """Both SMIYC protocols of one method on one dataset, written as JSON.
+    """Both SMIYC protocols of one method on one dataset, written as JSON (``jobs`` threads).
 
     Score files without a label (a benchmark folder's unlabelled test frames) are skipped:
     ``frames`` lists the frames evaluated, ``skipped_unlabelled`` the others.
 
     The :func:`~meta_ood.smiyc.smiyc_eval` result at the dataset's track (:data:`TRACKS`; its size
     filters unless ``segsize`` / ``instsize`` are given) plus
-    ``method``, ``dataset``, ``curve`` (the official ROC / PR curve) and, for ObstacleTrack,
+    ``method``, ``dataset`` and, for ObstacleTrack,
     ``scenes`` (official and exact metrics of each scene's frames).
     """
     if dataset not in TRACKS:
@@ -260,11 +245,11 @@ def smiyc_eval_stage(
     frames = file_frames(scores_dir, labels_dir)
     result: dict[str, Any] = {"method": method, "dataset": dataset,
                               **evaluate_frames(frames, TRACKS[dataset], segsize=segsize, instsize=instsize,
-                                                n_boot=n_boot, seed=seed)}
+                                                n_boot=n_boot, seed=seed, curve_points=CURVE_POINTS,
+                                                jobs=jobs)}
     result["frames"] = sorted(f.fid for f in frames)
     result["skipped_unlabelled"] = unlabelled_ids(scores_dir, labels_dir)
-    result["curve"] = _official_curve(frames)
     if dataset in SCENE_DATASETS:
-        result["scenes"] = _scenes(frames, TRACKS[dataset])
+        result["scenes"] = _scenes(frames, TRACKS[dataset], jobs)
     write_json(out_json, result)
     return result

@@ -1,0 +1,204 @@
+"""One compact summary per frame: the distinct ROI scores and their anomaly / non-anomaly counts.
+
+Every pixel quantity of both protocols is a function of how many anomaly and non-anomaly pixels
+hold each score value, so one pass over a frame reduces it to a :class:`FrameSummary` (at most
+65,536 entries for float16 maps, the benchmark's file format: one ``np.bincount`` of the bit
+patterns, no sort; float32 maps: ``np.unique`` per class). From it follow, without touching the
+pixels again:
+
+* the official percentile edges (:func:`official_quantiles` reproduces ``np.quantile``'s linear
+  interpolation between order statistics as numpy 1.23, the official pin, computes it: the
+  difference of the two order statistics in the map's dtype, the rest in float64) and the
+  counts of ``np.histogram`` over any edges (:meth:`FrameSummary.histogram`);
+* the exact pooled counts (:meth:`FrameSummary.codes`).
+
+:func:`comparison_threshold` gives the value ``scores > threshold`` compares with under the
+official code's numpy 1.x promotion rules (in the map's dtype).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from meta_ood.errors import InputError
+from meta_ood.pixel_eval.encoding import quantize
+
+__all__ = ["VOID", "FrameSummary", "comparison_threshold", "official_quantiles", "roi_box", "summarize"]
+
+#: Label of void pixels (ignored everywhere); 0 = not anomaly, 1 = anomaly.
+VOID = 255
+_F16_SIGN = 0x8000
+_BLOCK = 1 << 18  # pixels per block of the float16 count
+_F16_CODES = np.arange(1 << 16, dtype=np.uint32)
+# The float16 bit pattern of every order code (code order = value order): code c < 0x8000 holds
+# pattern ~c (negative values), else c & 0x7FFF; and its value.
+_F16_PATTERN = np.where(_F16_CODES >= _F16_SIGN, _F16_CODES & 0x7FFF, ~_F16_CODES & 0xFFFF).astype(np.intp)
+_F16_BY_CODE = _F16_PATTERN.astype(np.uint16).view(np.float16).astype(np.float64)
+
+
+@dataclass(frozen=True)
+class FrameSummary:
+    """Distinct ROI score ``values`` (ascending, float64, exact copies of the map's values) with
+    the number of anomaly (``pos``) and non-anomaly (``neg``) pixels holding each; ``dtype`` is
+    the score map's dtype (the official code computes in it)."""
+
+    values: np.ndarray
+    pos: np.ndarray
+    neg: np.ndarray
+    dtype: np.dtype
+
+    @property
+    def num_pos(self) -> int:
+        """Anomaly pixels in the ROI."""
+        return int(self.pos.sum())
+
+    @property
+    def num_neg(self) -> int:
+        """Non-anomaly pixels in the ROI."""
+        return int(self.neg.sum())
+
+    def histogram(self, edges: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(anomaly, non-anomaly) counts of ``np.histogram(x, bins=edges)`` for ascending float64
+        ``edges``: bin j holds ``edges[j] <= x < edges[j + 1]``, the last bin also ``x == edges[-1]``."""
+        lo = np.searchsorted(self.values, edges[:-1], side="left")
+        hi = np.searchsorted(self.values, edges[-1:], side="right")
+        cut = np.concatenate((lo, hi))
+        out = []
+        for counts in (self.pos, self.neg):
+            cum = np.concatenate(([0], np.cumsum(counts)))
+            out.append(np.diff(cum[cut]).astype(np.int64))
+        return out[0], out[1]
+
+    def codes(self, bits: int, encoding: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(bins, pos, neg) of the exact protocol's histogram: the distinct bins of
+        :func:`~meta_ood.pixel_eval.encoding.quantize` of the values, with summed counts."""
+        bins = quantize(self.values, bits, encoding).astype(np.int64)
+        if bins.size == 0:
+            return bins, self.pos.copy(), self.neg.copy()
+        start = np.flatnonzero(np.r_[True, bins[1:] != bins[:-1]])  # quantize keeps the order
+        return bins[start], np.add.reduceat(self.pos, start), np.add.reduceat(self.neg, start)
+
+
+def roi_box(labels: np.ndarray) -> tuple[slice, slice]:
+    """Bounding box (rows, columns) of the non-void pixels of ``labels``; empty slices when all is void."""
+    roi = labels != VOID
+    rows, cols = np.flatnonzero(roi.any(axis=1)), np.flatnonzero(roi.any(axis=0))
+    if rows.size == 0:
+        return slice(0, 0), slice(0, 0)
+    return slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1)
+
+
+def _check_frame(scores: np.ndarray, labels: np.ndarray, where: str) -> None:
+    if scores.ndim != 2 or scores.shape != labels.shape:
+        raise InputError(f"{where}: scores {scores.shape} and labels {labels.shape}: expected equal (H, W) shapes")
+    if scores.dtype.kind != "f":
+        raise InputError(f"{where}: scores of dtype {scores.dtype}: expected floating point anomaly scores")
+    if labels.dtype.kind not in "iub":
+        raise InputError(f"{where}: labels of dtype {labels.dtype}: expected integer labels 0, 1 or {VOID}")
+
+
+def _label_classes(labels: np.ndarray, where: str) -> np.ndarray:
+    """0 / 1 / 2 (void) per pixel (uint8), after checking every label is 0, 1 or :data:`VOID`."""
+    bad = (labels > 1) & (labels != VOID)
+    if bad.any():
+        raise InputError(f"{where}: labels contain {np.unique(labels[bad])[:5].tolist()}: expected 0, 1 or {VOID}")
+    if labels.dtype.kind == "i" and labels.min(initial=0) < 0:
+        raise InputError(f"{where}: labels contain {np.unique(labels[labels < 0])[:5].tolist()}: expected 0, 1 or {VOID}")
+    return np.minimum(labels, 2).astype(np.uint8)
+
+
+def _nan_error(where: str, n: int) -> InputError:
+    return InputError(f"{where}: scores contain {n} NaN value(s): expected real anomaly scores (+-inf allowed)")
+
+
+def _summary_float16(scores: np.ndarray, classes: np.ndarray, where: str) -> FrameSummary:
+    patterns = scores.view(np.uint16)
+    counts = np.zeros(3 << 16, np.int64)
+    rows = max(1, _BLOCK // max(1, scores.shape[1]))
+    for r in range(0, scores.shape[0], rows):  # row blocks keep the temporaries small
+        key = classes[r : r + rows].astype(np.int32)
+        key <<= 16
+        key |= patterns[r : r + rows]
+        counts += np.bincount(key.reshape(-1), minlength=3 << 16)
+    counts = counts.reshape(3, 1 << 16)[:, _F16_PATTERN]  # bit-pattern order -> value order
+    n_nan = int(counts[:, np.isnan(_F16_BY_CODE)].sum())
+    if n_nan:
+        raise _nan_error(where, n_nan)
+    nz = np.flatnonzero(counts[0] | counts[1])
+    values = _F16_BY_CODE[nz]
+    neg, pos = counts[0, nz], counts[1, nz]
+    if values.size > 1 and (values[1:] == values[:-1]).any():  # -0 and +0: one value
+        start = np.flatnonzero(np.r_[True, values[1:] != values[:-1]])
+        values, neg, pos = values[start], np.add.reduceat(neg, start), np.add.reduceat(pos, start)
+    return FrameSummary(values, pos.astype(np.int64), neg.astype(np.int64), np.dtype(np.float16))
+
+
+def _summary_sorted(scores: np.ndarray, classes: np.ndarray, where: str) -> FrameSummary:
+    n_nan = int(np.count_nonzero(np.isnan(scores)))
+    if n_nan:
+        raise _nan_error(where, n_nan)
+    parts = [np.unique(scores[classes == c].astype(np.float64), return_counts=True) for c in (1, 0)]
+    values = np.union1d(parts[0][0], parts[1][0])
+    counts = []
+    for v, n in parts:
+        full = np.zeros(values.size, np.int64)
+        full[np.searchsorted(values, v)] = n
+        counts.append(full)
+    return FrameSummary(values, counts[0], counts[1], scores.dtype)
+
+
+def summarize(scores: np.ndarray, labels: np.ndarray, where: str = "frame") -> FrameSummary:
+    """The :class:`FrameSummary` of one frame (labels 0 / 1 / :data:`VOID`), after checking its
+    inputs once: equal (H, W) shapes, a floating point map without NaN (void included), labels 0,
+    1 or 255."""
+    scores, labels = np.asarray(scores), np.asarray(labels)
+    _check_frame(scores, labels, where)
+    if not scores.dtype.isnative:
+        scores = scores.astype(scores.dtype.newbyteorder("="))
+    classes = _label_classes(labels, where)
+    if scores.dtype == np.float16:
+        return _summary_float16(np.ascontiguousarray(scores), classes, where)
+    return _summary_sorted(scores, classes, where)
+
+
+def _order_statistics(values: np.ndarray, counts: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """The k-th smallest (0-based) of the multiset ``values`` x ``counts``."""
+    return values[np.searchsorted(np.cumsum(counts), k, side="right")]
+
+
+def official_quantiles(values: np.ndarray, counts: np.ndarray, q: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """``np.quantile(x, q)`` (method "linear") of the multiset ``values`` x ``counts`` of a map of
+    ``dtype``, with numpy 1.23's arithmetic: virtual index ``(n - 1) q``, neighbours clipped to the
+    last element, ``a + (b - a) g`` (``b - (b - a)(1 - g)`` for ``g >= 0.5``), ``b - a`` in ``dtype``."""
+    n = int(counts.sum())
+    virtual = (n - 1) * np.asarray(q, dtype=np.float64)
+    prev = np.floor(virtual)
+    nxt = prev + 1
+    above = virtual >= n - 1
+    prev[above], nxt[above] = -1, -1
+    below = virtual < 0
+    prev[below], nxt[below] = 0, 0
+    prev_i, nxt_i = prev.astype(np.intp), nxt.astype(np.intp)
+    gamma = virtual - prev_i
+    a = _order_statistics(values, counts, np.where(prev_i < 0, n + prev_i, prev_i)).astype(dtype)
+    b = _order_statistics(values, counts, np.where(nxt_i < 0, n + nxt_i, nxt_i)).astype(dtype)
+    with np.errstate(invalid="ignore", over="ignore"):
+        diff = np.subtract(b, a)
+        out = np.add(a, diff * gamma)
+        np.subtract(b, diff * (1 - gamma), out=out, where=gamma >= 0.5)
+    return out
+
+
+def comparison_threshold(threshold: float, dtype: np.dtype) -> np.generic:
+    """``threshold`` as the official ``anomaly_p > threshold`` sees it under numpy 1.x value-based
+    casting: a scalar within the map dtype's range (or +-inf) is converted to that dtype, a larger
+    one to the smallest float type that holds it."""
+    t = float(threshold)
+    for kind in (np.dtype(dtype), np.dtype(np.float32), np.dtype(np.float64)):
+        if kind.itemsize < np.dtype(dtype).itemsize:
+            continue
+        if not np.isfinite(t) or abs(t) <= float(np.finfo(kind).max):
+            return kind.type(t)
+    return np.float64(t)

@@ -1,0 +1,203 @@
+"""The one-pass SMIYC evaluation: frame summaries, threshold dtypes, tie order, threads, chunk reader."""
+
+from __future__ import annotations
+
+import json
+
+import h5py
+import numpy as np
+import pytest
+
+from meta_ood.errors import InputError
+from meta_ood.pixel_eval import PooledHistogram
+from meta_ood.smiyc import array_frames, evaluate_frames, frame_components, read_scores, write_label, write_scores
+from meta_ood.smiyc.protocol import merge_frames, percentile_bins, tie_range
+from meta_ood.smiyc.summary import comparison_threshold, official_quantiles, summarize
+from meta_ood.smiyc.evaluate import smiyc_eval
+
+
+def _frame(rng: np.random.Generator, h: int, w: int, dtype=np.float16, levels: int | None = 64):
+    s = rng.random((h, w))
+    if levels:
+        s = np.round(s * levels) / levels  # many ties
+    lab = (rng.random((h, w)) < 0.2).astype(np.uint8)
+    lab[: h // 5] = 255
+    s[lab == 1] = np.minimum(1.0, s[lab == 1] + 0.3)
+    return s.astype(dtype), lab
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32])
+def test_summary_counts_every_roi_value(dtype):
+    rng = np.random.default_rng(0)
+    s, lab = _frame(rng, 37, 53, dtype)
+    s[0, 0], s[-1, -1], s[-1, -2] = -0.0, 0.0, np.inf
+    lab[-1, -3:] = 0
+    summ = summarize(s, lab)
+    for cls, counts in ((1, summ.pos), (0, summ.neg)):
+        v, n = np.unique(s[lab == cls].astype(np.float64), return_counts=True)
+        full = dict(zip(summ.values.tolist(), counts.tolist()))
+        assert {k: c for k, c in full.items() if c} == dict(zip(v.tolist(), n.tolist()))
+    assert np.all(np.diff(summ.values) > 0)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32])
+def test_histogram_equals_numpy(dtype):
+    rng = np.random.default_rng(1)
+    s, lab = _frame(rng, 40, 60, dtype)
+    summ = summarize(s, lab)
+    edges = np.unique(np.r_[rng.random(30), s[lab == 1][:5].astype(np.float64), -0.5, 1.5])
+    tp, fp = summ.histogram(edges)
+    np.testing.assert_array_equal(tp, np.histogram(s[lab == 1], bins=edges)[0])
+    np.testing.assert_array_equal(fp, np.histogram(s[lab == 0], bins=edges)[0])
+
+
+def test_official_quantiles_float64_equal_numpy():
+    """In float64 the difference of the order statistics is not rounded: numpy's own quantile."""
+    rng = np.random.default_rng(2)
+    x = np.round(rng.normal(size=1001), 2)
+    v, n = np.unique(x, return_counts=True)
+    q = np.linspace(0, 1, 384)
+    np.testing.assert_array_equal(official_quantiles(v, n, q, np.dtype(np.float64)), np.quantile(x, q))
+
+
+def test_official_quantiles_round_the_difference_in_the_map_dtype():
+    """numpy 1.23: ``a + (b - a) g`` with ``b - a`` in the array's dtype (float16 here)."""
+    v = np.array([0.1, 0.7], dtype=np.float16).astype(np.float64)
+    n = np.array([1, 1])
+    q = np.array([0.3, 0.8])
+    diff = np.float64(np.float16(0.7) - np.float16(0.1))  # float16 subtraction, rounded
+    expected = [v[0] + diff * 0.3, v[1] - diff * (1 - 0.8)]
+    np.testing.assert_array_equal(official_quantiles(v, n, q, np.dtype(np.float16)), expected)
+    assert diff != v[1] - v[0]
+
+
+def test_comparison_threshold_follows_value_based_casting():
+    assert comparison_threshold(0.4, np.float16).dtype == np.float16
+    assert comparison_threshold(0.4, np.float32).dtype == np.float32
+    assert comparison_threshold(1e6, np.float16).dtype == np.float32  # beyond float16's range
+    assert comparison_threshold(np.inf, np.float16).dtype == np.float16
+    assert comparison_threshold(1e300, np.float32).dtype == np.float64
+
+
+def test_components_compare_in_the_map_dtype():
+    """A constant float32 map at 0.4 holds float32(0.4) > 0.4 in float64, but not in float32."""
+    lab = np.zeros((30, 30), np.uint8)
+    lab[10:20, 10:20] = 1
+    s = np.full((30, 30), 0.4, np.float32)
+    assert float(s[0, 0]) > 0.4
+    assert frame_components(s, lab, 0.4, 0, 0).PPV.size == 0
+    assert frame_components(s, lab, np.nextafter(np.float32(0.4), np.float32(0)), 0, 0).PPV.size == 1
+    # float16: values float16(0.3) < 0.3 + 1e-5, but float16(0.3 + 1e-5) == float16(0.3): not greater
+    s16 = np.full((30, 30), 0.3, np.float16)
+    assert frame_components(s16, lab, float(np.float16(0.3)) - 1e-5, 0, 0).PPV.size == 0
+
+
+def test_nan_is_an_error_even_in_void():
+    s, lab = _frame(np.random.default_rng(3), 10, 10, np.float16)
+    s[0, 0] = np.nan
+    assert lab[0, 0] == 255
+    with pytest.raises(InputError, match="1 NaN"):
+        summarize(s, lab, "frame 'x'")
+    with pytest.raises(InputError, match=r"labels contain \[7\]"):
+        summarize(np.zeros((3, 3), np.float16), np.full((3, 3), 7, np.uint8))
+
+
+def _tied_frames():
+    rng = np.random.default_rng(4)
+    frames = []
+    for k in range(3):
+        s, lab = _frame(rng, 24, 32, np.float16)
+        s[5 + k, : 3 + 4 * k] = 1.0  # every frame holds 1.0, a different number of times
+        lab[5 + k, : 3 + 4 * k] = k % 2
+        frames.append((f"f{k}", s, lab))
+    return frames
+
+
+def test_tied_top_threshold_order_and_range():
+    frames = _tied_frames()
+    res = evaluate_frames(array_frames(frames), "anomaly", n_boot=0, jobs=1)
+    lo, hi = res["AP_tie_range"]
+    assert lo < hi
+    aps = {}
+    for order in ([0, 1, 2], [2, 0, 1], [1, 2, 0]):  # last frame first: each frame leads once
+        r = evaluate_frames(array_frames([frames[i] for i in order]), "anomaly", n_boot=0, jobs=1)
+        aps[order[-1]] = r["AP"]
+        assert r["AP_tie_range"] == pytest.approx([lo, hi], abs=1e-15)
+    assert min(aps.values()) == pytest.approx(lo, abs=1e-15) and max(aps.values()) == pytest.approx(hi, abs=1e-15)
+    curve = merge_frames([percentile_bins(s, lab) for _, s, lab in frames])
+    assert curve.top_ties.shape == (3, 2)
+    assert tie_range(curve) == (lo, hi)
+    # the same input gives the same curve, run after run
+    again = merge_frames([percentile_bins(s, lab) for _, s, lab in frames])
+    np.testing.assert_array_equal(again.tp, curve.tp)
+    np.testing.assert_array_equal(again.fp, curve.fp)
+
+
+def test_threads_give_identical_results():
+    rng = np.random.default_rng(5)
+    frames = [(f"{k:02d}", *_frame(rng, 48, 64, np.float16 if k % 2 else np.float32)) for k in range(7)]
+    one, many = {}, {}
+    r1 = evaluate_frames(array_frames(frames), "obstacle", n_boot=20, jobs=1, pixel_thresholds=(0.5,), details=one)
+    r3 = evaluate_frames(array_frames(frames), "obstacle", n_boot=20, jobs=3, pixel_thresholds=(0.5,), details=many)
+    assert json.dumps(r1) == json.dumps(r3)
+    assert one.keys() == many.keys()
+    for key in one:
+        np.testing.assert_array_equal(one[key], many[key], err_msg=key)
+
+
+@pytest.mark.parametrize("encoding", ["unit", "float16"])
+def test_update_counts_equals_update(encoding):
+    rng = np.random.default_rng(6)
+    a, b = PooledHistogram(16, 12, encoding), PooledHistogram(16, 12, encoding)
+    for k in range(3):
+        s, lab = _frame(rng, 20, 30, np.float16)
+        a.update(s, lab, in_id=0, out_id=1, image_id=k)
+        summ = summarize(s, lab)
+        b.update_counts(*summ.codes(16, encoding), image_id=k)
+    np.testing.assert_array_equal(a.pos, b.pos)
+    np.testing.assert_array_equal(a.neg, b.neg)
+    assert (a.image_matrix() != b.image_matrix()).nnz == 0
+
+
+def _h5(path, data, **kwargs):
+    with h5py.File(path, "w") as fh:
+        fh.create_dataset("value", data=data, **kwargs)
+    return path
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"compression": "gzip", "chunks": (7, 11)},
+    {"compression": "gzip", "compression_opts": 9},
+    {},
+    {"compression": "gzip", "shuffle": True},
+])
+@pytest.mark.parametrize("dtype", ["<f2", ">f2", "<f4"])
+def test_read_scores_any_layout(tmp_path, kwargs, dtype):
+    data = np.random.default_rng(7).random((45, 67)).astype(dtype)
+    got = read_scores(_h5(tmp_path / "x.hdf5", data, **kwargs))
+    assert got.dtype.isnative and got.dtype.name == np.dtype(dtype).name
+    np.testing.assert_array_equal(got, data)
+
+
+def test_read_scores_corrupt_chunk(tmp_path):
+    path = _h5(tmp_path / "x.hdf5", np.zeros((64, 64), np.float16) + 0.5, compression="gzip", chunks=(64, 64))
+    raw = bytearray(path.read_bytes())
+    with h5py.File(path, "r") as fh:
+        info = fh["value"].id.get_chunk_info(0)
+    raw[info.byte_offset + 2: info.byte_offset + 12] = b"\xff" * 10
+    path.write_bytes(bytes(raw))
+    with pytest.raises(InputError, match="x.hdf5"):
+        read_scores(path)
+
+
+def test_files_equal_arrays(tmp_path):
+    rng = np.random.default_rng(8)
+    frames = [(f"{k:02d}", *_frame(rng, 40, 50, np.float16)) for k in range(4)]
+    for fid, s, lab in frames:
+        write_scores(tmp_path / "s" / f"{fid}.hdf5", s)
+        write_label(tmp_path / "l" / f"{fid}_labels_semantic.png", lab)
+    a = smiyc_eval(tmp_path / "s", tmp_path / "l", "anomaly", n_boot=0, jobs=2, segsize=5, instsize=2)
+    b = evaluate_frames(array_frames(frames), "anomaly", n_boot=0, jobs=1, segsize=5, instsize=2)
+    for key in ("AP", "FPR95", "AUROC", "best_F1_threshold", "F1_mean", "sIoU_gt", "AP_tie_range", "curve"):
+        assert a[key] == b[key], key
+    assert a["exact"] == b["exact"]
