@@ -3,11 +3,15 @@
 ==============================================  ==============================================
 module                                          contents
 ==============================================  ==============================================
+:mod:`~meta_ood.smiyc.summary`                  one read and check per frame: the ROI's distinct
+                                                values with their anomaly / non-anomaly counts
 :mod:`~meta_ood.smiyc.protocol`                 per-frame percentile bins, merged curve, AP /
                                                 FPR95 / AUROC / best F1 (``PixBinaryClass``)
-:mod:`~meta_ood.smiyc.components`               sIoU / PPV / F1 per tau (``SegEval``)
+:mod:`~meta_ood.smiyc.components`               sIoU / PPV / F1 per tau (``SegEval``; also used by
+                                                :mod:`meta_ood.segment_eval`)
 :mod:`~meta_ood.smiyc.scorefiles`               ``<fid>.hdf5`` score maps, label masks, layout, zip
-:mod:`~meta_ood.smiyc.evaluate`                 :func:`smiyc_eval`: official + exact protocols
+:mod:`~meta_ood.smiyc.evaluate`                 :func:`smiyc_eval`: official + exact protocols,
+                                                frames on threads
 :mod:`~meta_ood.smiyc.cli`                      the ``meta-ood smiyc-eval`` sub-command
 ==============================================  ==============================================
 """

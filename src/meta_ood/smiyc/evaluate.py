@@ -289,8 +289,9 @@ def smiyc_eval(
 
     Result: the official protocol's ``AP``, ``FPR95`` (+ ``FPR95_threshold``), ``AUROC``,
     ``best_F1``, ``best_F1_threshold``, ``recall50_threshold``, ``AP_tie_range`` (the official AP's
-    range over the orders of frames tied at the top threshold, which the official code leaves to
-    numpy's unstable sort; see :func:`~meta_ood.smiyc.protocol.merge_frames`), ``curve`` (its ROC
+    range over the orders of frames tied at the top threshold: ``AP`` takes the order of the
+    official code under its numpy 1.23, other numpy releases or frame orders give any value in the
+    range; see :func:`~meta_ood.smiyc.protocol.merge_frames`), ``curve`` (its ROC
     and PR curve, thinned: ``fpr``, ``tpr``, ``recall``, ``precision``) and its component metrics at the
     best-F1 threshold (``sIoU_gt``, ``PPV``, ``F1_mean``, ``F1`` per tau, ``tp`` / ``fn`` / ``fp``,
     ...); ``uniform``: the 4096-uniform-bin variant; ``exact``: the same metrics from the exact

@@ -16,6 +16,7 @@ import numpy as np
 
 from meta_ood.errors import InputError
 from meta_ood.smiyc.summary import VOID, FrameSummary, official_quantiles, summarize
+from meta_ood.smiyc.tieorder import introsort_argsort
 
 __all__ = [
     "NUM_QUANTILES",
@@ -163,20 +164,20 @@ def merge_frames(frames: Iterable[FrameBins | None]) -> Curve:
     first point is not empty, a (P, N) point at ``max - 1`` appended when the last is not complete.
 
     Only entry 0 depends on the order of equal thresholds: when several frames share the top
-    threshold it holds the counts of whichever comes first. The official code takes numpy's
-    default (unstable) ``argsort``, whose order of ties varies with the numpy version and the CPU;
-    here ties come last frame first (a stable ascending sort, reversed: what numpy 1.23's sort
-    gives for up to 16 thresholds), and ``Curve.top_ties`` lists every frame's candidate.
+    threshold it holds the counts of whichever comes first. The official code sorts with numpy's
+    default (unstable) ``argsort``; under its pinned numpy 1.23 that order is reproduced here
+    (:func:`~meta_ood.smiyc.tieorder.introsort_argsort`, used when frames tie at the top; newer numpy
+    releases order ties differently), and ``Curve.top_ties`` lists every tied frame's candidate.
     """
     used = [f for f in frames if f is not None]
     if not used:
         raise InputError("no frame has a pixel outside void: nothing to evaluate")
     thr = np.concatenate([f.thresholds for f in used])
-    order = np.argsort(thr, kind="stable")[::-1]
+    n_top = int(np.count_nonzero(thr == thr.max()))
+    order = (introsort_argsort(thr) if n_top > 1 else np.argsort(thr, kind="stable"))[::-1]
     thr = thr[order]
     tp_rel = np.concatenate([f.tp_rel for f in used])[order]
     fp_rel = np.concatenate([f.fp_rel for f in used])[order]
-    n_top = int(np.searchsorted(-thr, -thr[0], side="right"))
     tp, fp = np.cumsum(tp_rel), np.cumsum(fp_rel)
     n_pos = int(sum(f.num_pos for f in used))
     n_neg = int(sum(f.num_neg for f in used))
