@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -114,3 +115,23 @@ def test_quiet_before_run_is_accepted(no_exec, tmp_path, capsys):
     """`meta-ood -q run ...` is `meta-ood run ...`: the check runs, nothing reaches argparse's stage parser."""
     assert main(["-q", "run", "--configfile", str(tmp_path / "none.yaml")]) == 2
     assert "none.yaml: config file not found" in capsys.readouterr().err and no_exec == []
+
+
+@pytest.mark.parametrize("entry", [
+    "run=myrun", "seed=3", "lr=1e-3", "xx=0.5", "flag=True", "flag=true", "flag=False", "empty=", "qq='quoted'",
+    'll=[a, 1, true]', "mm={a: 1, b: [x]}", "nn=-7", "inf=inf", "name=a=b", "k_1-x=v",
+])
+def test_config_entries_read_as_snakemake_reads_them(entry):
+    from snakemake.cli import parse_config
+
+    assert runner._config_entries([entry]) == parse_config([entry])
+
+
+@pytest.mark.parametrize("entry", ["novalue", "1key=x", "key-=x", "=x", "a.b=1", "x=1"])
+def test_malformed_config_entries_are_named(entry):
+    from snakemake.cli import parse_config
+
+    with pytest.raises(ValueError):
+        parse_config([entry])
+    with pytest.raises(runner.InputError, match=re.escape(f"--config {entry}: expected key=value")):
+        runner._config_entries([entry])

@@ -10,9 +10,14 @@ with the arguments unchanged, so everything Snakemake accepts works as before.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Sequence
+from importlib.util import find_spec
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from meta_ood.config import resolve_config
 from meta_ood.errors import InputError
@@ -22,6 +27,8 @@ CONFIGFILE_OPTIONS = ("--configfile", "--configfiles")
 CONFIG_OPTIONS = ("--config", "-C")
 #: Snakemake options giving the Snakefile (its folder holds the default ``config.yaml``).
 SNAKEFILE_OPTIONS = ("--snakefile", "-s")
+#: Config keys Snakemake accepts on its command line.
+_CONFIG_KEY = re.compile(r"[a-zA-Z_][\w-]*\w")
 
 USAGE = """usage: meta-ood run [SNAKEMAKE ARGS ...]
 
@@ -61,14 +68,36 @@ def _option_values(args: Sequence[str], names: Sequence[str]) -> tuple[list[str]
     return values, seen
 
 
-def _config_entries(entries: Sequence[str]) -> dict:
-    """``--config key=value`` entries read as Snakemake reads them (its own parser); InputError for a bad one."""
-    from snakemake.cli import parse_config
-
+def _config_value(text: str) -> Any:
+    """One ``--config`` value as Snakemake reads it: an int, a float, ``True`` / ``False``, YAML (all scalars
+    as text: lists and mappings), else the text itself."""
+    if text == "":
+        return None
+    for parse in (int, float):
+        try:
+            return parse(text)
+        except ValueError:
+            pass
+    if text in ("True", "False"):
+        return text == "True"
     try:
-        return parse_config(list(entries))
-    except ValueError as exc:
-        raise InputError(f"--config {' '.join(entries)}: {exc} (write key=value, e.g. --config run=myrun)") from None
+        return yaml.load(text, Loader=yaml.BaseLoader)
+    except yaml.YAMLError:
+        return text
+
+
+def _config_entries(entries: Sequence[str]) -> dict[str, Any]:
+    """``--config key=value`` entries as Snakemake reads them; InputError naming every malformed one."""
+    config, problems = {}, []
+    for entry in entries:
+        key, eq, value = entry.partition("=")
+        if not eq or _CONFIG_KEY.fullmatch(key) is None:
+            problems.append(f"--config {entry}: expected key=value with a plain key name (e.g. --config run=myrun)")
+            continue
+        config[key] = _config_value(value.strip("'\""))
+    if problems:
+        raise InputError("\n".join(problems))
+    return config
 
 
 def config_files(args: Sequence[str], cwd: str | os.PathLike = ".") -> list[str]:
@@ -111,6 +140,9 @@ def run(args: Sequence[str]) -> int:
         print(USAGE, end="")
         return 0
     try:
+        if find_spec("snakemake") is None:
+            raise InputError("Snakemake is not installed in this environment (pip install 'meta-ood[workflow]', "
+                             "or pip install -r requirements.txt)")
         resolved = check_command_line(args)
     except InputError as exc:
         for line in str(exc).splitlines():
