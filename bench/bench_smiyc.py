@@ -3,7 +3,7 @@
 Writes synthetic frames in the benchmark's file format (``<fid>.hdf5`` float16 score maps,
 gzip level 9 as the official tooling writes them, ``<fid>_labels_semantic.png`` masks):
 
-* anomaly set: ``--frames`` frames of 1024 x 2048 plus a quarter as many of 720 x 1280, a void
+* anomaly set: ``--frames`` frames, one in six of 720 x 1280 and the others 1024 x 2048 (24: 20 + 4), a void
   band at the bottom, 1-3 anomaly blobs per frame;
 * obstacle set: ``--frames`` frames of 1080 x 1920, void outside a road trapezoid, small obstacles.
 
@@ -88,7 +88,7 @@ def obstacle_frame(rng: np.random.Generator, h: int, w: int) -> tuple[np.ndarray
 def write_set(root: Path, track: str, n: int, seed: int) -> tuple[Path, Path, int]:
     """Score and label folders of one synthetic set; returns (scores, labels, pixels)."""
     rng = np.random.default_rng(seed)
-    sizes = [(1024, 2048)] * n + [(720, 1280)] * (n // 4) if track == "anomaly" else [(1080, 1920)] * n
+    sizes = [(1024, 2048)] * (n - n // 6) + [(720, 1280)] * (n // 6) if track == "anomaly" else [(1080, 1920)] * n
     make = anomaly_frame if track == "anomaly" else obstacle_frame
     scores, labels = root / track / "scores", root / track / "labels"
     scores.mkdir(parents=True)
@@ -202,7 +202,7 @@ def main() -> None:
         print(json.dumps(fn()))
         return
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--frames", type=int, default=24, help="1024x2048 anomaly / 1080x1920 obstacle frames per set")
+    ap.add_argument("--frames", type=int, default=24, help="frames per set (anomaly: one in six 720x1280, the rest 1024x2048; obstacle: 1080x1920)")
     ap.add_argument("--tracks", nargs="+", default=["anomaly", "obstacle"], choices=["anomaly", "obstacle"])
     ap.add_argument("--jobs", type=int, default=None, help="threads of this project (default: every core)")
     ap.add_argument("--official", dest="official", action="store_true", default=None,
