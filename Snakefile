@@ -27,3 +27,7 @@ rule all:
     input:
         all_targets(),
     default_target: True
+
+
+onsuccess:
+    print(finished_message(workflow.overwrite_configfiles))

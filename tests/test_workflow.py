@@ -37,10 +37,25 @@ def table_files(workdir: Path) -> list[Path]:
 def smoke_run(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("smoke")
     start = time.perf_counter()
-    proc = snakemake(workdir)
+    proc = snakemake(workdir, "--profile", str(REPO / "profiles" / "local"))  # as users run it
     elapsed = time.perf_counter() - start
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    (workdir / "console.txt").write_text(proc.stdout + proc.stderr)
     return workdir, elapsed
+
+
+def test_smoke_run_console_and_logs(smoke_run):
+    """What the user sees: no 'Shell command: None', the summary named at the end; logs without redraws."""
+    workdir, _ = smoke_run
+    console = (workdir / "console.txt").read_text()
+    assert "Shell command: None" not in console
+    assert f"meta-ood: done. Summary: results/{RUN}/summary.md" in console
+    assert f"snakemake --report results/{RUN}/report.html --configfile {SMOKE}" in console
+    logs = list((workdir / "logs" / RUN).rglob("*.log"))
+    assert len(logs) > 20
+    for log in logs:
+        assert "\r" not in log.read_text(), log
+    assert "fontTools" not in "".join(p.read_text() for p in (workdir / "logs" / RUN).rglob("*.log"))
 
 
 def test_smoke_run_builds_every_table_and_figure(smoke_run):
@@ -194,3 +209,26 @@ def test_paper_config_plans_full_dag_on_real_layouts(tmp_path):
                  "examples", "summary", "figure8", "figure9", "figure11", "figure12", "figure1", "figure2", "figure6",
                  "figure10", "figure13", "figure15", "figure16"):
         assert jobs.get(rule) == 1, rule
+
+
+def test_paper_config_plans_without_data_with_plan_only(tmp_path):
+    """`-n --config plan_only=true` on config/paper.yaml as shipped (no data, no checkpoints): the missing inputs
+    are listed and the same plan as with the data follows; without plan_only the dry run stops; without -n
+    plan_only is refused."""
+    def run(*args):
+        return subprocess.run(
+            [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path),
+             "--configfile", str(REPO / "config" / "paper.yaml"), "--cores", "8", *args],
+            capture_output=True, text=True, cwd=tmp_path, timeout=300)
+
+    proc = run("-n", "--config", "plan_only=true")
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    assert "plan_only: the plan follows" in proc.stderr and "checkpoint file not found" in proc.stderr
+    jobs = planned_jobs(proc)
+    assert jobs["ood_finetune"] == 4 + 11 + 8 and jobs["dump_softmax"] == 3 * 2 * 4 + 3 * 2
+    assert jobs["coco_filter"] == 1 and jobs["summary"] == 1
+    stopped = run("-n")
+    assert stopped.returncode != 0 and "Cityscapes root not found" in stopped.stderr
+    refused = run("--config", "plan_only=true")
+    assert refused.returncode != 0 and "plan_only: true only plans a run: add -n" in refused.stderr
+    assert not (tmp_path / "results").exists()

@@ -14,6 +14,7 @@ from typing import Any
 from meta_ood import __version__
 from meta_ood.errors import InputError
 from meta_ood.labels import COCO_OOD_ID, ENTROPY_THRESHOLDS, NUM_CLASSES
+from meta_ood.rules import quiet_library_loggers
 
 #: Defaults of the training options (:class:`meta_ood.training.TrainConfig`), shown in the help
 #: without importing torch.
@@ -546,6 +547,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run(argv[lead + 1:])
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    quiet_library_loggers()
     try:
         return int(args.func(args) or 0)
     except InputError as exc:

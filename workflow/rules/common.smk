@@ -67,6 +67,31 @@ OOD_DATASETS = ["lostandfound", "fishyscapes_static", "fishyscapes_lostandfound"
                 "smiyc_anomaly", "smiyc_obstacle", "road_anomaly"]
 
 
+def _dry_run():
+    """Whether this invocation only plans (-n, --dry-run), as plan_only requires; read from the command line
+    with Snakemake's own parser (its executor is not set up while this file runs)."""
+    try:
+        from snakemake.cli import get_argument_parser
+
+        return bool(get_argument_parser().parse_known_args(sys.argv[1:])[0].dryrun)
+    except Exception:  # another entry point (the API): taken as a real run
+        return False
+
+
+DRY_RUN = _dry_run()
+# plan_only (with -n): the start-up checks report and do not stop; missing user files are left out of the plan
+PLAN_ONLY = bool(config["plan_only"])
+if PLAN_ONLY and not DRY_RUN and not workflow.remote_exec:
+    raise SystemExit("meta-ood: the configuration cannot run:\nplan_only: true only plans a run: add -n (dry run), "
+                     "or remove plan_only to run it (nothing was started)")
+
+
+def user_input(path):
+    """A file of the user's (COCO json, checkpoint, score folder) as a job input. With plan_only a missing one is
+    left out, so that the plan shows without the data (the start-up checks have listed it)."""
+    return [] if PLAN_ONLY and not Path(path).exists() else path
+
+
 def _stop(exc):
     """End Snakemake with the message alone (exit status 1, no traceback): the user's input is at fault."""
     raise SystemExit(f"meta-ood: the configuration cannot run:\n{exc}")
@@ -162,7 +187,7 @@ def demo_inputs(wildcards=None):
 
 def coco_inputs(wildcards=None):
     """The COCO annotations of the user's tree, or the demo marker (the demo writes its own COCO tree)."""
-    return {"demo": DEMO_MARKER} if DEMO["enabled"] else {"annotations": COCO_ANNOTATIONS}
+    return {"demo": DEMO_MARKER} if DEMO["enabled"] else {"annotations": user_input(COCO_ANNOTATIONS)}
 
 
 def demo_params():
@@ -217,13 +242,13 @@ def coco_selection(wildcards):
 
 
 def baseline_of(wildcards):
-    return baseline_checkpoint(wildcards.model)
+    return user_input(baseline_checkpoint(wildcards.model))
 
 
 def variant_checkpoint(wildcards):
     """Checkpoint of a model variant: baseline, or epoch<N> of OoD fine-tuning."""
     if wildcards.variant == "baseline":
-        return baseline_checkpoint(wildcards.model)
+        return user_input(baseline_checkpoint(wildcards.model))
     return f"{RESULTS}/models/{wildcards.model}/ood/{wildcards.variant}.pt"
 
 
@@ -233,7 +258,7 @@ def previous_checkpoint(wildcards):
     if epoch < 1 or epoch > n_epochs(wildcards.model):
         raise ValueError(f"model {wildcards.model} is fine-tuned for {n_epochs(wildcards.model)} epochs, not {epoch}")
     if epoch == 1:
-        return baseline_checkpoint(wildcards.model)
+        return user_input(baseline_checkpoint(wildcards.model))
     return f"{RESULTS}/models/{wildcards.model}/ood/epoch{epoch - 1}.pt"
 
 
@@ -436,7 +461,7 @@ def smiyc_scores_dir(method, dataset):
 
 def smiyc_method_scores(wildcards):
     """Input of smiyc_eval: the score folder of the method and dataset of the job."""
-    return smiyc_scores_dir(wildcards.method, wildcards.dataset)
+    return user_input(smiyc_scores_dir(wildcards.method, wildcards.dataset))
 
 
 def smiyc_label_store(wildcards):
@@ -577,6 +602,16 @@ def report_outputs(name, kind):
     return out
 
 
+def finished_message(configfiles):
+    """The run's last lines on the terminal: where its summary is and how to collect the HTML report."""
+    summary = Path(f"{RESULTS}/summary.md")
+    if not summary.exists():
+        return f"meta-ood: done; results in {RESULTS}/"
+    options = "".join(f" --configfile {path}" for path in configfiles)
+    return (f"meta-ood: done. Summary: {summary} (tables in {RESULTS}/tables/, figures in {RESULTS}/figures/).\n"
+            f"HTML report with captions: snakemake --report {RESULTS}/report.html{options}")
+
+
 def all_targets():
     """Everything `snakemake` builds by default: the tables, figures and the summary."""
     targets = [f"{RESULTS}/config.yaml"] + ([COCO_SELECTED] if any(uses_coco(m) for m in MODELS) else [])
@@ -649,6 +684,9 @@ def _startup_checks():
                 except InputError as exc:
                     raise InputError(f"model {name!r}: {exc}") from None
     except InputError as exc:
+        if PLAN_ONLY:
+            print(f"meta-ood: plan_only: the plan follows; a run would stop here:\n{exc}", file=sys.stderr)
+            return
         _stop(exc)
 
 
