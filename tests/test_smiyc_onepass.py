@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import h5py
@@ -173,6 +174,37 @@ def test_threads_give_identical_results():
     assert one.keys() == many.keys()
     for key in one:
         np.testing.assert_array_equal(one[key], many[key], err_msg=key)
+
+
+def test_kept_pixels_give_the_results_of_reading_again(monkeypatch):
+    """The second pass builds predictions from the pixels kept in the first where it can; any budget (none, one
+    that covers only some frames' thresholds, all) gives the same numbers, and the score maps are read again
+    exactly for the frames whose kept pixels do not reach down to a threshold."""
+    rng = np.random.default_rng(8)
+    frames = [(f"{k:02d}", *_frame(rng, 48, 64, np.float16 if k % 2 else np.float32, levels=None)) for k in range(6)]
+    frames = [(fid, (s * 0.5).astype(s.dtype) if k % 3 == 0 else s, lab) for k, (fid, s, lab) in enumerate(frames)]
+    reads = []
+
+    def counted(items):
+        out = []
+        for f in array_frames(items):
+            load = f.load
+            out.append(dataclasses.replace(f, load=lambda load=load, fid=f.fid: (reads.append(fid), load())[1]))
+        return out
+
+    results, n_reads = [], []
+    for keep_mib in (0.0, 0.05, 64.0):
+        reads.clear()
+        details: dict = {}
+        results.append((evaluate_frames(counted(frames), "obstacle", n_boot=0, jobs=1, pixel_thresholds=(0.45, 0.9),
+                                        keep_mib=keep_mib, details=details), details))
+        n_reads.append(len(reads))
+    assert n_reads[0] == 12 and n_reads[-1] == 6  # no budget: every frame twice; a large one: once
+    assert 6 < n_reads[1] < 12  # a small one: some frames again (threshold 0.45 lies below what they kept)
+    for res, det in results[1:]:
+        assert json.dumps(res) == json.dumps(results[0][0])
+        for key in det:
+            np.testing.assert_array_equal(det[key], results[0][1][key], err_msg=key)
 
 
 @pytest.mark.parametrize("encoding", ["unit", "float16"])

@@ -218,7 +218,11 @@ class FrameTruth:
                    keep_mask: bool = False) -> FrameComponents:
         """Components of ``scores > threshold`` (compared in the type of ``threshold``; see
         :func:`~meta_ood.smiyc.summary.comparison_threshold`)."""
-        fc = prediction_components(np.asarray(scores)[self.box] > threshold, self.truth, segsize, keep_mask)
+        return self.mask_components(np.asarray(scores)[self.box] > threshold, segsize, keep_mask)
+
+    def mask_components(self, pred: np.ndarray, segsize: int, keep_mask: bool = False) -> FrameComponents:
+        """Components of a prediction given on the ROI's bounding box (``pred``, boolean)."""
+        fc = prediction_components(pred, self.truth, segsize, keep_mask)
         if keep_mask:
             full = np.zeros(self.shape, dtype=bool)
             full[self.box] = fc.kept_pred_mask

@@ -5,7 +5,9 @@ Two passes over the frames, on threads: the first reduces every frame to its
 and uniform variants) and its counts in a :class:`~meta_ood.pixel_eval.PooledHistogram` (exact
 ranking metrics and image-bootstrap intervals); the second computes the component metrics at the
 official best-F1 threshold, at the exact best-F1 threshold and at any extra pixel thresholds.
-Only per-frame histograms and component lists stay in memory, and a few frames at a time.
+Only per-frame histograms and component lists stay in memory, and a few frames at a time, plus
+each frame's highest-scoring ROI pixels within a fixed budget (``keep_mib``): a second pass whose
+thresholds lie above what a frame kept builds its predictions from them and reads only its labels.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from meta_ood.smiyc.protocol import (
     tie_range,
     uniform_edges,
 )
-from meta_ood.smiyc.summary import comparison_threshold, summarize
+from meta_ood.smiyc.summary import VOID, FrameSummary, comparison_threshold, roi_box, summarize
 from meta_ood.smiyc.scorefiles import paired_frames, read_label, read_scores, score_dtype, unlabelled_ids
 
 __all__ = ["EXACT_ENCODINGS", "FrameInput", "array_frames", "default_jobs", "evaluate_frames", "file_frames", "smiyc_eval"]
@@ -47,11 +49,16 @@ _EXACT_KEYS = {"auprc": "AP", "fpr95": "FPR95", "auroc": "AUROC", "best_f1": "be
 
 @dataclass(frozen=True)
 class FrameInput:
-    """One frame: its id, the stored score dtype and a loader of (scores, labels)."""
+    """One frame: its id, the stored score dtype, a loader of (scores, labels) and one of the labels alone."""
 
     fid: str
     dtype: np.dtype
     load: Callable[[], tuple[np.ndarray, np.ndarray]]
+    load_labels: Callable[[], np.ndarray] | None = None
+
+    def labels(self) -> np.ndarray:
+        """The label mask (without reading the score file when a label loader is given)."""
+        return self.load()[1] if self.load_labels is None else self.load_labels()
 
 
 def file_frames(
@@ -61,14 +68,16 @@ def file_frames(
     :func:`~meta_ood.smiyc.scorefiles.paired_frames` for the skipped unlabelled frames, ``strict``
     and the missing-score check)."""
     return [
-        FrameInput(fid, score_dtype(s), lambda s=s, lab=lab: (read_scores(s), read_label(lab)))
+        FrameInput(fid, score_dtype(s), lambda s=s, lab=lab: (read_scores(s), read_label(lab)),
+                   lambda lab=lab: read_label(lab))
         for fid, s, lab in paired_frames(scores_dir, labels_dir, strict=strict)
     ]
 
 
 def array_frames(items: Iterable[tuple[str, np.ndarray, np.ndarray]]) -> list[FrameInput]:
     """Frames held in memory as (fid, scores, labels)."""
-    frames = [FrameInput(str(fid), np.asarray(s).dtype, lambda s=s, lab=lab: (np.asarray(s), np.asarray(lab)))
+    frames = [FrameInput(str(fid), np.asarray(s).dtype, lambda s=s, lab=lab: (np.asarray(s), np.asarray(lab)),
+                         lambda lab=lab: np.asarray(lab))
               for fid, s, lab in items]
     ids = [f.fid for f in frames]
     if len(set(ids)) != len(ids):
@@ -117,24 +126,69 @@ def _ordered_map(fn: Callable[[Any], Any], items: Sequence[Any], jobs: int) -> I
             yield pending.popleft().result()
 
 
+#: Default budget, over all frames, for the ROI pixels kept from the first pass (MiB).
+KEEP_MIB = 64.0
+
+
+@dataclass(frozen=True)
+class _KeptPixels:
+    """A frame's ROI pixels scoring above ``floor``, kept from the first pass: flat indices into the
+    bounding box of its ROI (``shape``) and their scores, in the map's dtype."""
+
+    shape: tuple[int, int]
+    floor: np.generic
+    index: np.ndarray
+    values: np.ndarray
+
+    def covers(self, threshold: np.generic) -> bool:
+        """Whether every pixel scoring above ``threshold`` is kept."""
+        return bool(threshold >= self.floor)
+
+    def prediction(self, threshold: np.generic) -> np.ndarray:
+        """``scores > threshold`` on the ROI's bounding box (False outside the ROI), as the score map gives it."""
+        pred = np.zeros(self.shape, dtype=bool)
+        pred.reshape(-1)[self.index[self.values > threshold]] = True
+        return pred
+
+
+def _kept_pixels(scores: np.ndarray, labels: np.ndarray, summary: FrameSummary, limit: int) -> _KeptPixels | None:
+    """The at most ``limit`` highest-scoring ROI pixels, cut between two distinct scores (the pixels above
+    the highest score that leaves at most ``limit``); None when ``limit`` is 0."""
+    if limit <= 0:
+        return None
+    counts = np.cumsum(summary.pos + summary.neg)
+    n = int(counts[-1]) if counts.size else 0
+    if n <= limit:
+        floor = summary.dtype.type(-np.inf)
+    else:  # the lowest distinct score with at most ``limit`` pixels above it
+        floor = summary.dtype.type(summary.values[int(np.searchsorted(counts, n - limit, side="left"))])
+    box = roi_box(labels)
+    crop = scores[box]
+    flat = np.flatnonzero((labels[box] != VOID) & (crop > floor))
+    index = flat.astype(np.uint32) if crop.size < 2**32 else flat
+    return _KeptPixels(crop.shape, floor, index, crop.reshape(-1)[flat])
+
+
 @dataclass(frozen=True)
 class _FramePixels:
     """What the pixel protocols need of one frame: its percentile and uniform bins and the
-    exact histogram's (bins, pos, neg)."""
+    exact histogram's (bins, pos, neg); ``kept``: its highest-scoring ROI pixels."""
 
     dtype: np.dtype
     pix: FrameBins | None
     uni: FrameBins
     counts: tuple[np.ndarray, np.ndarray, np.ndarray]
+    kept: _KeptPixels | None
 
 
-def _pixels(frame: FrameInput, encoding: str, bits: int) -> _FramePixels:
+def _pixels(frame: FrameInput, encoding: str, bits: int, keep: int) -> _FramePixels:
     scores, labels = frame.load()
     summary = summarize(scores, labels, f"frame {frame.fid!r}")
     if encoding == "unit":
         _check_unit(summary.values, frame.fid)
     return _FramePixels(summary.dtype, summary_percentile_bins(summary),
-                        bins_from_edges(summary, uniform_edges(summary.dtype)), summary.codes(bits, encoding))
+                        bins_from_edges(summary, uniform_edges(summary.dtype)), summary.codes(bits, encoding),
+                        _kept_pixels(scores, labels, summary, keep))
 
 
 def _component_summary(frames: Sequence[FrameComponents]) -> dict[str, Any]:
@@ -182,6 +236,7 @@ def evaluate_frames(
     exact_bits: int = 24,
     jobs: int | None = None,
     curve_points: int = 400,
+    keep_mib: float = KEEP_MIB,
     details: dict[str, np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """Both protocols on a list of frames (labels 0 / 1 / 255); see :func:`smiyc_eval` for the result.
@@ -191,7 +246,9 @@ def evaluate_frames(
     second computes its components at the thresholds the first pass chose, inside the bounding
     box of its ROI. ``jobs`` threads (default: every core) work on frames in parallel; results
     are identical for any ``jobs``. ``curve_points``: points of the thinned official ROC / PR
-    curve of the result's ``curve``.
+    curve of the result's ``curve``. ``keep_mib``: memory for the highest-scoring ROI pixels kept
+    from the first pass, shared by all frames (0: none; the second pass then reads every score
+    file again); results do not depend on it.
 
     ``details``: a dict to fill with per-frame bins, merged curves and per-frame component values
     under the keys of the golden reference files (``pix_*``, ``pixuni_*``, ``inst_*`` at the
@@ -208,8 +265,12 @@ def evaluate_frames(
     pix: list[FrameBins | None] = []
     uni: list[FrameBins] = []  # per frame, for ``details`` only
     uni_sum: list[FrameBins] = []
-    for f, res in zip(frames, _ordered_map(lambda f: _pixels(f, hist.encoding, hist.bits), frames, jobs)):
+    kept: list[_KeptPixels | None] = []
+    # each frame's share of the budget, in pixels of (index, score)
+    per_frame = int(keep_mib * 2**20 / len(frames) / (4 + max(np.dtype(f.dtype).itemsize for f in frames)))
+    for f, res in zip(frames, _ordered_map(lambda f: _pixels(f, hist.encoding, hist.bits, per_frame), frames, jobs)):
         pix.append(res.pix)
+        kept.append(res.kept)
         uni_sum = sum_bins(uni_sum + [res.uni])
         if details is not None:
             uni.append(res.uni)
@@ -227,21 +288,28 @@ def evaluate_frames(
     thresholds = {"inst": official["best_F1_threshold"], "exact": exact["best_F1_threshold"]}
     thresholds.update({f"inst{round(100 * float(t)):03d}": float(t) for t in pixel_thresholds})
 
-    def components(f: FrameInput) -> dict[str, FrameComponents]:
-        scores, labels = f.load()
-        truth = FrameTruth(labels, inst)
+    def components(item: tuple[FrameInput, _KeptPixels | None]) -> dict[str, FrameComponents]:
+        f, top = item
+        # the official code compares in the map's dtype; the exact protocol in float64
+        cmps = {key: np.float64(thr) if key == "exact" else comparison_threshold(thr, f.dtype)
+                for key, thr in thresholds.items()}
+        if top is not None and all(top.covers(c) for c in cmps.values()):
+            truth, scores = FrameTruth(f.labels(), inst), None
+        else:
+            scores, labels = f.load()
+            truth = FrameTruth(labels, inst)
         done: dict[float, FrameComponents] = {}
         out = {}
-        for key, thr in thresholds.items():
-            # the official code compares in the map's dtype; the exact protocol in float64
-            cmp = np.float64(thr) if key == "exact" else comparison_threshold(thr, scores.dtype)
+        for key, cmp in cmps.items():
             if float(cmp) not in done:
-                done[float(cmp)] = truth.components(scores, cmp, seg, keep_mask=details is not None)
+                keep_mask = details is not None
+                done[float(cmp)] = (truth.components(scores, cmp, seg, keep_mask) if scores is not None
+                                    else truth.mask_components(top.prediction(cmp), seg, keep_mask))
             out[key] = done[float(cmp)]
         return out
 
     comps: dict[str, list[FrameComponents]] = {k: [] for k in thresholds}
-    for per_frame in _ordered_map(components, frames, jobs):
+    for per_frame in _ordered_map(components, list(zip(frames, kept)), jobs):
         for key, fc in per_frame.items():
             comps[key].append(fc)
 
@@ -255,7 +323,7 @@ def evaluate_frames(
         "n_neg": hist.n_neg,
         **official,
         **_component_summary(comps["inst"]),
-        "uniform": curve_metrics(merge_frames(uni_sum)),
+        "uniform": curve_metrics(uni_curve := merge_frames(uni_sum)),
         "exact": {**exact, **_component_summary(comps["exact"]), "encoding": hist.encoding, "bits": hist.bits},
         "at_threshold": {f"{thresholds[k]:g}": _component_summary(comps[k]) for k in thresholds
                          if k not in ("inst", "exact")},
@@ -267,7 +335,7 @@ def evaluate_frames(
     if details is not None:
         details["frame_ids"] = np.array(result["frame_ids"])
         _curve_details(details, "pix", pix, curve)
-        _curve_details(details, "pixuni", uni, merge_frames(uni_sum))
+        _curve_details(details, "pixuni", uni, uni_curve)
         details["pixuni_bin_edges"] = uni[0].edges
         for key in thresholds:
             if key != "exact":

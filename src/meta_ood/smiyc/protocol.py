@@ -168,20 +168,26 @@ def merge_frames(frames: Iterable[FrameBins | None]) -> Curve:
     default (unstable) ``argsort``; under its pinned numpy 1.23 that order is reproduced here
     (:func:`~meta_ood.smiyc.tieorder.introsort_argsort`, used when frames tie at the top; newer numpy
     releases order ties differently), and ``Curve.top_ties`` lists every tied frame's candidate.
+    A single edge set keeps its own descending order: the official uniform variant sums its frames
+    on one set of edges and does not sort (float16 uniform edges repeat).
     """
     used = [f for f in frames if f is not None]
     if not used:
         raise InputError("no frame has a pixel outside void: nothing to evaluate")
     thr = np.concatenate([f.thresholds for f in used])
     n_top = int(np.count_nonzero(thr == thr.max()))
-    order = (introsort_argsort(thr) if n_top > 1 else np.argsort(thr, kind="stable"))[::-1]
+    if len(used) == 1:  # one edge set (a single frame, or the uniform variant's sum): already in order
+        order = np.arange(thr.size)
+    else:
+        tied = n_top > 1 or bool(np.isnan(thr).any())  # NaN sorts last, i.e. first here
+        order = (introsort_argsort(thr) if tied else np.argsort(thr, kind="stable"))[::-1]
     thr = thr[order]
     tp_rel = np.concatenate([f.tp_rel for f in used])[order]
     fp_rel = np.concatenate([f.fp_rel for f in used])[order]
     tp, fp = np.cumsum(tp_rel), np.cumsum(fp_rel)
     n_pos = int(sum(f.num_pos for f in used))
     n_neg = int(sum(f.num_neg for f in used))
-    keep = np.concatenate(([0], np.flatnonzero(np.diff(thr)), [thr.size - 1]))
+    keep = np.concatenate(([0], np.flatnonzero(thr[:-1] != thr[1:]), [thr.size - 1]))  # inf == inf, NaN != NaN
     thr, tp, fp = thr[keep], tp[keep], fp[keep]
     top = float(thr.max())
     if tp[0] > 0 or fp[0] > 0:
