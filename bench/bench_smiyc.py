@@ -12,15 +12,15 @@ Each side runs in its own process (peak memory = that process's maximum resident
 * this project: ``meta-ood smiyc-eval --n-boot 0 --jobs J`` (both protocols), plus its steps
   timed on the same files (reading, one-pass summary, components);
 * the official code (``--official``, default when ``bench/official_smiyc/.venv`` exists; set it
-  up with ``bench/official_smiyc/setup.sh``): ``PixBinaryClass``, ``PixBinaryClass-uniThr`` and
-  ``SegEval`` on the same files through ``bench/official_smiyc/driver.py``;
+  up with ``bench/official_smiyc/setup.sh``): ``PixBinaryClass`` and ``SegEval`` (the leaderboard
+  metrics) on the same files through ``bench/official_smiyc/driver.py``, one process, in fid order;
 * scikit-learn: ``average_precision_score`` and ``roc_auc_score`` on the pooled ROI pixels
   (reading and concatenation included) against this project's exact metrics alone.
 
 Prints per track the whole-evaluation ratio official / project, per-step ratios, peak memory and
 the metric values of both sides.
 
-    python bench/bench_smiyc.py                       # 24 + 6 anomaly frames, 24 obstacle frames
+    python bench/bench_smiyc.py                       # 20 + 4 anomaly frames, 24 obstacle frames
     python bench/bench_smiyc.py --frames 8 --tracks obstacle --no-official
 """
 
@@ -221,6 +221,8 @@ def main() -> None:
     ap.add_argument("--official", dest="official", action="store_true", default=None,
                     help="also run the official code (default: when bench/official_smiyc/.venv exists)")
     ap.add_argument("--no-official", dest="official", action="store_false")
+    ap.add_argument("--no-sklearn", dest="sklearn", action="store_false",
+                    help="skip scikit-learn (its memory grows with the pixels: about 1 GB per 10 large frames)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     from meta_ood.smiyc.evaluate import default_jobs
@@ -246,6 +248,9 @@ def main() -> None:
             if use_official:
                 report_official(official(scores, labels, track, root), mine, n, track)
             exact = child("exact", str(scores), str(labels), str(jobs))
+            if not args.sklearn:
+                print(f"exact metrics alone: {exact['seconds']:.2f} s, peak {exact['peak_mib']:.0f} MiB")
+                continue
             sk = child("sklearn", str(scores), str(labels))
             print(f"exact metrics alone: {exact['seconds']:.2f} s, peak {exact['peak_mib']:.0f} MiB; scikit-learn "
                   f"{sk['seconds']:.2f} s, peak {sk['peak_mib']:.0f} MiB; AP {exact['AP']:.10f} vs {sk['AP']:.10f}, "

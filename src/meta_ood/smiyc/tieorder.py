@@ -21,12 +21,7 @@ __all__ = ["SMALL_RANGE", "introsort_argsort"]
 SMALL_RANGE = 16
 
 
-def _less(a: float, b: float) -> bool:
-    """numpy's float ordering: NaN after every number."""
-    return a < b or (b != b and a == a)
-
-
-def _heapsort(v: list[float], idx: list[int], lo: int, n: int) -> None:
+def _heapsort(v: list[int], idx: list[int], lo: int, n: int) -> None:
     """Heapsort of ``idx[lo:lo + n]`` by ``v`` (the depth-limit fallback), 1-based heap as in numpy."""
 
     def at(k: int) -> int:
@@ -38,9 +33,9 @@ def _heapsort(v: list[float], idx: list[int], lo: int, n: int) -> None:
     def sift(i: int, top: int, size: int) -> None:
         j = 2 * i
         while j <= size:
-            if j < size and _less(v[at(j)], v[at(j + 1)]):
+            if j < size and v[at(j)] < v[at(j + 1)]:
                 j += 1
-            if _less(v[top], v[at(j)]):
+            if v[top] < v[at(j)]:
                 put(i, at(j))
                 i, j = j, 2 * j
             else:
@@ -60,10 +55,11 @@ def introsort_argsort(values: np.ndarray) -> np.ndarray:
     """``np.argsort(values)`` as numpy 1.23 computes it for a 1-D float array (default kind).
 
     Equal values end in the order numpy 1.23 leaves them; values and their order equal any
-    ``argsort`` up to ties. Pure Python: about a microsecond per element and level, called only
-    when the order of ties matters.
+    ``argsort`` up to ties. The comparisons are made on the values' ranks (``np.unique``: NaN after
+    every number and equal to NaN, as numpy orders floats). Pure Python, about a microsecond per
+    element and level: called only when the order of ties matters.
     """
-    v = np.asarray(values, dtype=np.float64).ravel().tolist()
+    v = np.unique(np.asarray(values, dtype=np.float64).ravel(), return_inverse=True)[1].ravel().tolist()
     n = len(v)
     idx = list(range(n))
     if n < 2:
@@ -77,21 +73,21 @@ def introsort_argsort(values: np.ndarray) -> np.ndarray:
         else:
             while hi - lo > SMALL_RANGE - 1:
                 mid = lo + ((hi - lo) >> 1)
-                if _less(v[idx[mid]], v[idx[lo]]):
+                if v[idx[mid]] < v[idx[lo]]:
                     idx[mid], idx[lo] = idx[lo], idx[mid]
-                if _less(v[idx[hi]], v[idx[mid]]):
+                if v[idx[hi]] < v[idx[mid]]:
                     idx[hi], idx[mid] = idx[mid], idx[hi]
-                if _less(v[idx[mid]], v[idx[lo]]):
+                if v[idx[mid]] < v[idx[lo]]:
                     idx[mid], idx[lo] = idx[lo], idx[mid]
                 pivot = v[idx[mid]]
                 i, j = lo, hi - 1
                 idx[mid], idx[j] = idx[j], idx[mid]
                 while True:
                     i += 1
-                    while _less(v[idx[i]], pivot):
+                    while v[idx[i]] < pivot:
                         i += 1
                     j -= 1
-                    while _less(pivot, v[idx[j]]):
+                    while pivot < v[idx[j]]:
                         j -= 1
                     if i >= j:
                         break
@@ -108,7 +104,7 @@ def introsort_argsort(values: np.ndarray) -> np.ndarray:
                 item = idx[k]
                 key = v[item]
                 m = k
-                while m > lo and _less(key, v[idx[m - 1]]):
+                while m > lo and key < v[idx[m - 1]]:
                     idx[m] = idx[m - 1]
                     m -= 1
                 idx[m] = item

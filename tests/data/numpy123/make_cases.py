@@ -40,6 +40,12 @@ def cases(rng: np.random.Generator) -> list[np.ndarray]:
                 killer[i - 1], killer[i] = i, half + i
             killer[half + i - 1] = 2 * i
         out.append(killer)
+    for n in (40, 700):  # NaN after every number, +-inf among them
+        v = np.round(rng.random(n) * 8) / 8
+        v[rng.random(n) < 0.1] = np.nan
+        v[rng.random(n) < 0.05] = np.inf
+        v[rng.random(n) < 0.05] = -np.inf
+        out.append(v)
     return out
 
 
