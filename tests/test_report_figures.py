@@ -229,6 +229,14 @@ def test_figure5_miou(run, tmp_path):
     # the acceptable-loss line: 1 percentage point below the plain model's plain mIoU
     assert plotted[(MODEL, "Plain")]["acceptable"] == pytest.approx(plotted[(MODEL, "Plain")]["plain"] - 0.01)
     assert plotted[(MODEL, "OoD training")]["acceptable"] is None
+    # a shared baseline's entry ("Plain (shared with ...)", as the workflow labels it) is the plain one: same colour,
+    # and the acceptable line comes from it
+    shared = [{**e, "label": "Plain (shared with other)"} if e["label"] == "Plain" else e for e in _miou_entries(run)]
+    again = report.figure5(shared, tmp_path / "f5s.png", tmp_path / "f5s.pdf")
+    assert again[(MODEL, "Plain (shared with other)")]["acceptable"] == plotted[(MODEL, "Plain")]["acceptable"]
+    from meta_ood.report.figures_style import label_colors
+
+    assert label_colors(["Plain (shared with other)"])["Plain (shared with other)"] == label_colors(["Plain"])["Plain"]
 
 
 def _errors_by_hand(run: Path, variant: str, t: float, meta_threshold: float = 0.5,

@@ -191,16 +191,17 @@ def test_paper_config_plans_full_dag_on_real_layouts(tmp_path):
     )
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     jobs = planned_jobs(proc)
+    out = proc.stdout + proc.stderr
     # 3 models: WRN38 4 epochs + DualGCN 11 epochs of fine-tuning + WRN38 8 epochs of void OoD training (appendix
     # C, from the WRN38 baseline), no demo data and no baseline training
     assert jobs["ood_finetune"] == 4 + 11 + 8
     assert "demo_data" not in jobs and "train_baseline" not in jobs
-    # dumps: per model baseline and last epoch on LostAndFound, Fishyscapes, Cityscapes val with void as OoD and
-    # Cityscapes val (table 1), plus the main model's intermediate epochs on LostAndFound and Cityscapes val
-    # (figure 14)
-    assert jobs["dump_softmax"] == 3 * 2 * 4 + 3 * 2
+    # dumps: per model the last epoch, per baseline (the void model shares WRN38's) the baseline, on LostAndFound,
+    # Fishyscapes, Cityscapes val with void as OoD and Cityscapes val (table 1), plus the main model's intermediate
+    # epochs on LostAndFound and Cityscapes val (figure 14)
+    assert jobs["dump_softmax"] == (3 + 2) * 4 + 3 * 2
+    assert "results/paper/softmax/deeplabv3plus_wrn38_void/baseline" not in out
     assert jobs["segment_features"] == 2 and jobs["meta_classify"] == 2 * 7 and jobs["segment_eval"] == 2
-    out = proc.stdout + proc.stderr
     assert "tiny" not in out and "results/paper/models/deeplabv3plus_wrn38/ood/epoch4.pt" in out
     assert "results/paper/models/dualgcn_resnet50/ood/epoch11.pt" in out
     assert "results/paper/models/deeplabv3plus_wrn38_void/ood/epoch8.pt" in out
@@ -225,10 +226,31 @@ def test_paper_config_plans_without_data_with_plan_only(tmp_path):
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     assert "plan_only: the plan follows" in proc.stderr and "checkpoint file not found" in proc.stderr
     jobs = planned_jobs(proc)
-    assert jobs["ood_finetune"] == 4 + 11 + 8 and jobs["dump_softmax"] == 3 * 2 * 4 + 3 * 2
+    assert jobs["ood_finetune"] == 4 + 11 + 8 and jobs["dump_softmax"] == (3 + 2) * 4 + 3 * 2
     assert jobs["coco_filter"] == 1 and jobs["summary"] == 1
     stopped = run("-n")
     assert stopped.returncode != 0 and "Cityscapes root not found" in stopped.stderr
     refused = run("--config", "plan_only=true")
     assert refused.returncode != 0 and "plan_only: true only plans a run: add -n" in refused.stderr
     assert not (tmp_path / "results").exists()
+
+
+def test_a_shared_baseline_is_dumped_evaluated_and_submitted_once(tmp_path):
+    """The demo's tiny_b and tiny_void take tiny's baseline (baseline_from): its dumps, evaluations and SMIYC method
+    exist once, under tiny; table 1 and figure 5 get one Plain entry, labelled with the models sharing it."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "-p", "--snakefile", str(REPO / "Snakefile"), "--directory",
+         str(tmp_path), "--cores", "2"], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    out = proc.stdout + proc.stderr
+    jobs = planned_jobs(proc)
+    for shared in ("tiny_b", "tiny_void"):
+        assert f"softmax/{shared}/baseline" not in out and f"pixel/{shared}/baseline" not in out
+        assert f"anomaly_p/{shared}-plain" not in out and f"eval/{shared}-plain" not in out
+    assert "results/demo/softmax/tiny/baseline/lostandfound/index.json" in out
+    assert "results/demo/smiyc/eval/tiny-plain/smiyc_obstacle.json" in out
+    # per model: the last epoch on 9 datasets; one baseline on 9; tiny's epochs 1, 2 on LostAndFound and Cityscapes val
+    assert jobs["dump_softmax"] == 3 * 9 + 9 + 2 * 2
+    # SMIYC methods per dataset: tiny-plain, three -ood, and -ood-meta on the segment datasets
+    assert jobs["smiyc_eval"] == sum(1 + 3 + (3 if ds in ("smiyc_anomaly", "smiyc_obstacle") else 0)
+                                     for ds in ("smiyc_anomaly", "smiyc_obstacle", "lostandfound_noknown", "road_anomaly"))

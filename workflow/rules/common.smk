@@ -365,20 +365,46 @@ def pixel_eval_options(wildcards):
     return {"n_boot": EVAL["n_boot"], "seed": config["seed"], "scorer": EVAL["scorer"]}
 
 
+def baseline_owner(model):
+    """The model whose baseline ``model`` uses: itself, or the end of its ``baseline_from`` chain."""
+    while MODELS[model]["baseline_from"] is not None:
+        model = MODELS[model]["baseline_from"]
+    return model
+
+
+def sharing_baseline(owner):
+    """The models whose baseline is ``owner``'s, ``owner`` first."""
+    return [m for m in MODELS if baseline_owner(m) == owner]
+
+
+def mv(model, variant):
+    """``<model>/<variant>`` of a result path. A shared baseline is one method: its dumps and evaluations are
+    made once, under its owner's name, and every model that shares it reads those."""
+    return f"{baseline_owner(model) if variant == 'baseline' else model}/{variant}"
+
+
+def store_dir(model, variant, dataset):
+    return f"{RESULTS}/softmax/{mv(model, variant)}/{dataset}"
+
+
 def store_index(model, variant, dataset):
-    return f"{RESULTS}/softmax/{model}/{variant}/{dataset}/index.json"
+    return f"{store_dir(model, variant, dataset)}/index.json"
 
 
 def pixel_json(model, variant, dataset):
-    return f"{RESULTS}/pixel/{model}/{variant}/{dataset}.json"
+    return f"{RESULTS}/pixel/{mv(model, variant)}/{dataset}.json"
 
 
 def segment_eval_json(model, variant, dataset):
-    return f"{RESULTS}/segment_eval/{model}/{variant}/{dataset}.json"
+    return f"{RESULTS}/segment_eval/{mv(model, variant)}/{dataset}.json"
+
+
+def meta_file(model, variant, dataset, tag, ext="json"):
+    return f"{RESULTS}/meta/{mv(model, variant)}/{dataset}/{tag}.{ext}"
 
 
 def meta_json(model, variant, dataset, tag):
-    return f"{RESULTS}/meta/{model}/{variant}/{dataset}/{tag}.json"
+    return meta_file(model, variant, dataset, tag)
 
 
 def table1_entries():
@@ -390,6 +416,22 @@ def table1_entries():
             if EVAL["miou"]:
                 miou.append({"model": model, "label": label, "path": pixel_json(model, variant, MIOU_DATASET)})
     return pixel, miou
+
+
+def one_per_baseline(entries):
+    """Entries with a shared baseline once: the "Plain" entries of models that take their baseline from another
+    are dropped, and the owner's is labelled with the models that share it (tables 1, figure 5)."""
+    out = []
+    for e in entries:
+        if e["label"] == "Plain":
+            owner = baseline_owner(e["model"])
+            if owner != e["model"]:
+                continue
+            sharers = sharing_baseline(owner)[1:]
+            if sharers:
+                e = {**e, "label": f"Plain (shared with {', '.join(sharers)})"}
+        out.append(e)
+    return out
 
 
 def pixel_entries_of(entries, models, datasets):
@@ -438,13 +480,15 @@ SMIYC_FOLDER_DATASET = {folder: ds for ds, folder in SMIYC_FOLDER.items()}
 def smiyc_own_methods(dataset):
     """The pipeline's SMIYC methods on a dataset: name -> (model, variant, meta-lowered or not).
 
-    ``<model>-plain`` and ``<model>-ood`` (the reported variants), and ``<model>-ood-meta`` where the
+    ``<model>-plain`` (one per baseline: models with ``baseline_from`` share their owner's) and ``<model>-ood``
+    (the reported variants), and ``<model>-ood-meta`` where the
     dataset has meta classification (``segment_datasets``) and the scorer is the normalized entropy.
     """
     methods = {}
     for model in MODELS:
         (_, base), (_, ood) = reported_variants(model)
-        methods[f"{model}-plain"] = (model, base, False)
+        if baseline_owner(model) == model:  # a shared baseline is one method, its owner's
+            methods[f"{model}-plain"] = (model, base, False)
         methods[f"{model}-ood"] = (model, ood, False)
         if dataset in SEGMENT_DATASETS and EVAL["scorer"] == "entropy":
             methods[f"{model}-ood-meta"] = (model, ood, True)
@@ -476,8 +520,8 @@ def smiyc_scores_inputs(wildcards):
     model, variant, meta = smiyc_own_methods(dataset)[wildcards.method]
     inputs = {"store": store_index(model, variant, dataset)}
     if meta:
-        inputs["meta"] = f"{RESULTS}/meta/{model}/{variant}/{dataset}/{EXAMPLE_TAG}.parquet"
-        inputs["segments"] = f"{RESULTS}/segments/{model}/{variant}/{dataset}/{EXAMPLE_TAG}.parquet"
+        inputs["meta"] = meta_file(model, variant, dataset, EXAMPLE_TAG, "parquet")
+        inputs["segments"] = f"{RESULTS}/segments/{mv(model, variant)}/{dataset}/{EXAMPLE_TAG}.parquet"
     return inputs
 
 
@@ -528,10 +572,10 @@ def example_args():
     """Arguments of the example heatmap figure (figs 1, 2 and 6 of the paper) for the main model on LostAndFound."""
     (_, base), (_, ood) = reported_variants(MAIN_MODEL)
     entries = {
-        "baseline_store": f"{RESULTS}/softmax/{MAIN_MODEL}/{base}/lostandfound",
-        "ood_store": f"{RESULTS}/softmax/{MAIN_MODEL}/{ood}/lostandfound",
-        "baseline_meta": f"{RESULTS}/meta/{MAIN_MODEL}/{base}/lostandfound/{EXAMPLE_TAG}.parquet",
-        "ood_meta": f"{RESULTS}/meta/{MAIN_MODEL}/{ood}/lostandfound/{EXAMPLE_TAG}.parquet",
+        "baseline_store": store_dir(MAIN_MODEL, base, "lostandfound"),
+        "ood_store": store_dir(MAIN_MODEL, ood, "lostandfound"),
+        "baseline_meta": meta_file(MAIN_MODEL, base, "lostandfound", EXAMPLE_TAG, "parquet"),
+        "ood_meta": meta_file(MAIN_MODEL, ood, "lostandfound", EXAMPLE_TAG, "parquet"),
     }
     return {"entries": entries, "threshold": config["report"]["example_threshold"], "n_examples": config["report"]["examples"]}
 
@@ -549,8 +593,8 @@ def scene_figures():
     pinned = config["report"]["scenes"]
     n = config["report"]["examples"]
     meta_threshold = config["meta"]["threshold"]
-    store = lambda model, variant, ds: f"{RESULTS}/softmax/{model}/{variant}/{ds}"
-    meta = lambda variant, t: f"{RESULTS}/meta/{MAIN_MODEL}/{variant}/lostandfound/{threshold_tag(t)}.parquet"
+    store = store_dir
+    meta = lambda variant, t: meta_file(MAIN_MODEL, variant, "lostandfound", threshold_tag(t), "parquet")
     pair = {"baseline_store": store(MAIN_MODEL, base, "lostandfound"), "ood_store": store(MAIN_MODEL, ood, "lostandfound")}
     stores = [f"{p}/index.json" for p in pair.values()]
     t6, t15 = scene_threshold(0.7), scene_threshold(0.5)

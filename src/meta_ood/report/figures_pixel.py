@@ -333,9 +333,10 @@ def figure5(miou_entries: Sequence[Mapping[str, Any]], out_png: str | os.PathLik
             if plain is not None:
                 ax.axhline(plain, color=color, linestyle=":", linewidth=1.2,
                            label=f"{name}, no OoD class ({plain:.3f})")
-                is_plain = label.lower() in ("plain", "baseline")
+                is_plain = label.lower().startswith(("plain", "baseline"))  # "Plain (shared with ...)" too
                 first_of_model = next(x for x in entries if str(x["model"]) == model) is e
-                has_plain = any(str(x["model"]) == model and str(x["label"]).lower() in ("plain", "baseline") for x in entries)
+                has_plain = any(str(x["model"]) == model and str(x["label"]).lower().startswith(("plain", "baseline"))
+                                for x in entries)
                 if is_plain or (first_of_model and not has_plain):
                     ax.axhline(plain - acceptable_loss, color=RED, linestyle="--", linewidth=1.3,
                                label=None if acceptable_drawn else f"acceptable loss ({100 * acceptable_loss:g} pp below plain)")

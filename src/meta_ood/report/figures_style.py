@@ -94,8 +94,9 @@ _SPARE = [PINK, VERMILLION, _CB[5], _CB[6], GREY, _CB[8], *sns.color_palette("da
 
 
 def _label_color(label: str, index: int) -> str:
-    """The fixed colour of a known label, else the ``index``-th spare colour."""
-    c = _LABEL_COLORS.get(str(label).strip().lower())
+    """The fixed colour of a known label (a shared baseline's "Plain (shared with ...)" is "Plain"), else the
+    ``index``-th spare colour."""
+    c = _LABEL_COLORS.get(str(label).split("(")[0].strip().lower())
     if c is not None:
         return c
     return _SPARE[index % len(_SPARE)]
@@ -108,7 +109,7 @@ def label_colors(labels: Sequence[str]) -> dict[str, str]:
     used: set[str] = set()
     k = 0
     for label in labels:
-        fixed = str(label).strip().lower() in _LABEL_COLORS
+        fixed = str(label).split("(")[0].strip().lower() in _LABEL_COLORS
         c = _label_color(label, k)
         tries = 0
         while c in used and not fixed and tries < len(_SPARE):
