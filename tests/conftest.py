@@ -120,3 +120,14 @@ def fishyscapes(tmp_path):
         write_jpeg(root / "Static" / f"img{k}.jpg", img)
         write_png(root / "Static" / f"img{k}.png", label)
     return FishyscapesStatic(root)
+
+
+@pytest.fixture
+def no_text_layout_problems():
+    """Fails the test when a figure it saved has text that leaves the canvas or overlaps other text."""
+    from meta_ood.report import figures_style
+
+    figures_style.LAYOUT_PROBLEMS.clear()
+    yield
+    bad = {path: problems for path, problems in figures_style.LAYOUT_PROBLEMS.items() if problems}
+    assert not bad, f"text leaves the canvas or overlaps other text: {bad}"

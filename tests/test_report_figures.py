@@ -43,6 +43,10 @@ from meta_ood.store import StoreReader, StoreWriter
 def run(tmp_path_factory) -> Path:
     return shared_results(tmp_path_factory)
 
+# every figure a test draws: no text artist leaves the canvas or overlaps another one
+pytestmark = pytest.mark.usefixtures("no_text_layout_problems")
+
+
 
 # ------------------------------------------------------------------------------------ figures
 
@@ -445,3 +449,39 @@ def test_figure3_needs_the_violin_histograms(run, tmp_path):
     entries[0]["path"] = str(tmp_path / "noviolin.json")
     with pytest.raises(InputError, match="noviolin.json: lacks 'violin'"):
         report.figure3(entries, tmp_path / "f.png", tmp_path / "f.pdf")
+
+
+def test_text_problems_finds_overlaps_and_text_off_the_canvas():
+    from meta_ood.report.figures_style import new_figure, text_problems
+
+    fig = new_figure(4, 3)
+    ax = fig.subplots()
+    ax.set_xticks([0, 1])
+    ax.text(0.1, 0.8, "first label", transform=ax.transAxes)
+    ax.text(0.1, 0.2, "second label", transform=ax.transAxes)
+    assert text_problems(fig) == []
+    ax.text(0.13, 0.8, "third label", transform=ax.transAxes)  # on top of the first
+    fig.text(1.02, 0.5, "beyond the edge")
+    problems = text_problems(fig)
+    assert "'first label' overlaps 'third label'" in problems and "'beyond the edge' leaves the canvas" in problems
+    assert not any("second label" in p for p in problems)
+
+
+def test_figure_smiyc_curves(tmp_path):
+    """One row per dataset (ROC, precision-recall), every method's official curve as its JSON has it, one legend
+    below the panels (no text over the curves)."""
+    entries = []
+    for k, method in enumerate(["tiny-plain", "tiny-ood", "tiny-ood-meta", "other-method"]):
+        for ds in ("smiyc_anomaly", "smiyc_obstacle"):
+            x = np.linspace(0, 1, 30)
+            curve = {"fpr": x.tolist(), "tpr": (x ** (1 / (k + 2))).tolist(), "recall": x.tolist(),
+                     "precision": (1 - 0.5 * x ** (k + 1)).tolist()}
+            path = tmp_path / f"{method}_{ds}.json"
+            path.write_text(json.dumps({"curve": curve}))
+            entries.append({"method": method, "dataset": ds, "path": str(path)})
+    png, pdf = tmp_path / "c.png", tmp_path / "c.pdf"
+    plotted = report.figure_smiyc_curves(entries, png, pdf)
+    _check_figure(png, pdf)
+    assert set(plotted) == {"smiyc_anomaly", "smiyc_obstacle"} and len(plotted["smiyc_obstacle"]) == 4
+    assert plotted["smiyc_anomaly"]["tiny-ood"]["tpr"] == json.loads((tmp_path / "tiny-ood_smiyc_anomaly.json")
+                                                                    .read_text())["curve"]["tpr"]

@@ -34,6 +34,10 @@ CS_COLORS = ((128, 64, 128), (244, 35, 232), (70, 70, 70), (102, 102, 156), (190
              (250, 170, 30), (220, 220, 0), (107, 142, 35), (152, 251, 152), (70, 130, 180), (220, 20, 60),
              (255, 0, 0), (0, 0, 142), (0, 0, 70), (0, 60, 100), (0, 80, 100), (0, 0, 230), (119, 11, 32))
 
+# every figure a test draws: no text artist leaves the canvas or overlaps another one
+pytestmark = pytest.mark.usefixtures("no_text_layout_problems")
+
+
 
 def _scene(rng: np.random.Generator, k: int, trained: bool, conv) -> tuple[np.ndarray, np.ndarray]:
     """Sky (void) over a road (in) with an OoD box; uncertain blobs on the road (false positives) and

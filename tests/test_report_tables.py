@@ -96,10 +96,15 @@ def test_table1_cells_are_the_json_numbers(run, tmp_path):
     assert len(rows) == 2
     laf = _load(_pixel(run, "baseline", "lostandfound"))
     lo, hi = laf["bootstrap"]["auroc"]
-    assert rows[0][2].strip("*") == f"{laf['auroc']:.4f} [{lo:.3f}, {hi:.3f}]"
+    assert rows[0][2].strip("*") == f"{laf['auroc']:.4f} ±{(hi - lo) / 2:.3f}"
     # OoD training separates better in the fixture: its AUROC / FPR95 cells are the bold ones
     assert rows[1][2].startswith("**") and not rows[0][2].startswith("**")
     assert rows[1][3].startswith("**") and not rows[0][3].startswith("**")
+    # the HTML of the report: the Markdown's cells, bold where it is bold
+    page = (tmp_path / "table1.html").read_text()
+    cells = re.findall(r"<td(?: class=\"label\")?>(.*?)</td>", page)
+    assert cells == [c.replace("**", "") if not c.startswith("**") else f"<b>{c.strip('*')}</b>"
+                     for row in rows for c in row]
 
     n, tex_rows, _ = _latex_table(out["out_tex"].read_text())
     assert n == 9
@@ -220,6 +225,26 @@ def test_table2_no_rule_when_all_thresholds_are_acceptable(run, tmp_path):
     assert sum(ln == r"\midrule" for ln in lines) == 1
 
 
+def test_table2_bolds_the_smallest_sum_among_acceptable_thresholds_only(run, tmp_path):
+    """A smaller Σ below acceptable_from (where the paper deems the loss unacceptable) is not the bold one."""
+    data = _load(_seg_entries(run)[0]["path"])
+    tags = sorted(data["thresholds"], key=results.parse_tag)
+    low, ok = tags[0], [k for k in tags if results.parse_tag(k) >= 0.3]
+    data["thresholds"][low].update(fp_before=0, fn_before=0, total_before=0)  # the overall minimum, at t < 0.3
+    for k, v in zip(ok, range(len(ok))):
+        data["thresholds"][k].update(fp_before=5 + v, fn_before=0, total_before=5 + v)
+    (tmp_path / "seg.json").write_text(json.dumps(data))
+    out = _outs(tmp_path, "t2")
+    report.table2([{"label": "Baseline", "path": str(tmp_path / "seg.json")}], **out, acceptable_from=0.3)
+    _, rows = _md_table(out["out_md"].read_text())
+    totals = [r[3] for r in rows]
+    assert totals[0] == "0" and totals[[results.parse_tag(k) for k in tags].index(results.parse_tag(ok[0]))] == "**5**"
+    assert sum(t.startswith("**") for t in totals) == 1
+    report.table2([{"label": "Baseline", "path": str(tmp_path / "seg.json")}], **out, acceptable_from=None)
+    _, rows = _md_table(out["out_md"].read_text())
+    assert rows[0][3] == "**0**"
+
+
 # ----------------------------------------------------------------------------------- table 3
 
 
@@ -296,6 +321,21 @@ def test_table_components_pools_the_component_values(run, tmp_path):
     assert len(rows) == len(THRESHOLDS)
     n, _, _ = _latex_table(out["out_tex"].read_text())
     assert n == 7
+
+
+def test_table_components_marks_degenerate_rows(run, tmp_path):
+    """A threshold where no predicted (or no ground-truth) component survives the size filter gets a footnote."""
+    data = _load(_seg_entries(run)[0]["path"])
+    comp = data["thresholds"]["t0.7"]["components"]
+    comp.update(n_pred=0, ppv=None, siou=[0.0] * max(1, int(comp.get("n_gt") or 1)), f1_mean=0.0)
+    (tmp_path / "seg.json").write_text(json.dumps(data))
+    out = _outs(tmp_path, "tc")
+    report.table_components([{"label": "Baseline", "path": str(tmp_path / "seg.json")}], **out)
+    md = out["out_md"].read_text()
+    _, rows = _md_table(md)
+    marked = [r[0] for r in rows if r[0].endswith("†")]
+    assert marked == ["t = 0.70 †"] and "† no predicted component passes the size filter" in md
+    assert "‡" not in md and r"$t = 0.70$$^\dagger$" in out["out_tex"].read_text()
 
 
 def test_component_values_of_merged_shards():

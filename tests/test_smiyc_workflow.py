@@ -70,10 +70,10 @@ def test_scores_and_labels_follow_the_store(store, tmp_path):
                      out_csv=out["csv"], out_md=out["md"], out_tex=out["tex"])
     data = json.loads((tmp_path / "e.json").read_text())
     row = pd.read_csv(out["csv"]).iloc[0]
-    assert row["method"] == "m" and df.iloc[0]["method"] == "m"
+    assert row["method"] == "m" and df.iloc[0]["method"] == "m" and row["dataset"] == "smiyc_obstacle"
     for key, suffix in (("AP", "ap"), ("FPR95", "fpr95"), ("sIoU_gt", "siou"), ("PPV", "ppv"), ("F1_mean", "f1_mean")):
-        assert row[f"smiyc_obstacle_official_{suffix}"] == pytest.approx(data[key], abs=1e-15)
-        assert row[f"smiyc_obstacle_exact_{suffix}"] == pytest.approx(data["exact"][key], abs=1e-15)
+        assert row[f"official_{suffix}"] == pytest.approx(data[key], abs=1e-15)
+        assert row[f"exact_{suffix}"] == pytest.approx(data["exact"][key], abs=1e-15)
     assert f"{data['AP']:.4f}" in out["md"].read_text()
 
 

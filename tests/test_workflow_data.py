@@ -73,7 +73,7 @@ def test_every_rule_writes_a_benchmark_and_takes_its_threads_from_the_profile():
         for rule, body in re.findall(r"^\s*rule (\w+):\n(.*?)(?=^\s*rule \w+:|\Z)", text, re.M | re.S):
             assert "benchmark:" in body, f"{smk.name}: rule {rule} has no benchmark"
     local = yaml.safe_load((REPO / "profiles" / "local" / "config.yaml").read_text())
-    assert local["set-threads"] == {"train_baseline": 4, "ood_finetune": 4, "dump_softmax": 4}
+    assert local["set-threads"] == {"train_baseline": 4, "ood_finetune": 4, "dump_softmax": 4, "smiyc_eval": 4}
 
 
 SEGMENT_DATASET_VALUES = ["lostandfound", "fishyscapes_static", "fishyscapes_lostandfound", "lostandfound_noknown",

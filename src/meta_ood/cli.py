@@ -33,7 +33,8 @@ RENDER_TARGETS = {
     "figure5": ("figure", "miou_entries: [{model, label, path}] (pixel-eval JSONs of Cityscapes val); "
                           "optional acceptable_loss"),
     "figure7": ("figure", "entries: [{label, path}] (segment-eval JSONs); optional thresholds"),
-    "figure14": ("figure", "entries: [{epoch, miou_path, pixel_path}] (pixel-eval JSONs per epoch, 0 = baseline)"),
+    "figure14": ("figure", "entries: [{epoch, miou_path, pixel_path}] (pixel-eval JSONs per epoch, 0 = baseline); "
+                           "optional reported_epoch"),
     "examples": ("figure", "entries: {baseline_store, ood_store, ood_meta, baseline_meta} (softmax store folders, "
                            "meta-classify parquet tables); optional threshold, n_examples, meta_threshold"),
     "figure1": ("figure", "entries: {baseline_store, ood_store}; optional n_images, images"),

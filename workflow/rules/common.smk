@@ -633,10 +633,11 @@ def entry_paths(entries, keys=("path",)):
 
 
 def report_outputs(name, kind):
-    """Output files of a table (csv, md, tex) or figure (png, pdf); the csv / png are shown by `snakemake --report`."""
-    exts = ("csv", "md", "tex") if kind == "table" else ("png", "pdf")
+    """Output files of a table (csv, md, tex, html) or figure (png, pdf); the html (the table as the Markdown shows
+    it) / png are shown by `snakemake --report`."""
+    exts = ("csv", "md", "tex", "html") if kind == "table" else ("png", "pdf")
     folder = "tables" if kind == "table" else "figures"
-    shown = "csv" if kind == "table" else "png"
+    shown = "html" if kind == "table" else "png"
     out = {}
     for ext in exts:
         path = f"{RESULTS}/{folder}/{name}.{ext}"

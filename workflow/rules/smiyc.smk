@@ -72,7 +72,6 @@ rule smiyc_eval:
         json=f"{SMIYC}/eval/{{method}}/{{dataset}}.json",
     params:
         options=smiyc_eval_options,
-    threads: 4
     log:
         f"{LOGS}/smiyc_eval/{{method}}/{{dataset}}.log",
     benchmark:

@@ -16,6 +16,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
+from matplotlib.ticker import FuncFormatter, LinearLocator
 
 from meta_ood.errors import InputError
 from meta_ood.report.figures_style import (
@@ -74,6 +75,15 @@ def accuracy_threshold(violin: Mapping[str, Any], n_pos: float, n_neg: float,
     return float(edges[k]), float(acc[k])
 
 
+#: Score-axis ticks of the violins on their square-root axis.
+SQRT_TICKS = (0.0, 0.01, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0)
+
+
+def _sqrt(v: np.ndarray) -> np.ndarray:
+    """Square root for the violins' score axis (0 below 0: matplotlib also maps the margins)."""
+    return np.sqrt(np.maximum(v, 0.0))
+
+
 def _half_violin(ax: Axes, x: float, centers: np.ndarray, density: np.ndarray, quantiles: Mapping[str, Any],
                  side: int, color: str, half_width: float = 0.4,
                  bounds: tuple[float, float] = (0.0, 1.0)) -> dict[str, np.ndarray]:
@@ -123,8 +133,10 @@ def figure3(entries: Sequence[Mapping[str, Any]], out_png: str | os.PathLike, ou
 
     ``entries``: ``{model, label, dataset, path}`` (pixel JSONs of OoD datasets). One panel per
     (model, dataset); in each panel one split violin per label (Plain, OoD training), left half
-    in-distribution, right half OoD pixels, each scaled to its own maximum density. Solid lines:
-    medians, dashed: quartiles; the red line is the threshold of highest pixel accuracy
+    in-distribution, right half OoD pixels, each scaled to its own maximum density; scores in [0, 1]
+    on a square-root axis, so that the in-distribution pixels, nearly all close to 0, show as a
+    shape rather than a sliver. Solid lines: medians, dashed: quartiles; the red line (its value
+    under the violin's name) is the threshold of highest pixel accuracy
     (:func:`accuracy_threshold`; of highest balanced accuracy with ``balanced_accuracy``), or the
     threshold of the best F1 score when the JSON lacks the pixel counts. The score axis spans the
     histogram's range ([0, 1] for the bounded scorers) and is named after the JSON's ``scorer``.
@@ -152,7 +164,7 @@ def figure3(entries: Sequence[Mapping[str, Any]], out_png: str | os.PathLike, ou
                 if not labels:
                     ax.set_axis_off()
                     continue
-                lo_all, hi_all, scorer = [], [], None
+                lo_all, hi_all, scorer, ticks = [], [], None, []
                 for i, label in enumerate(labels):
                     res, path = data[(model, ds, label)]
                     violin = res.get("violin")
@@ -189,16 +201,19 @@ def figure3(entries: Sequence[Mapping[str, Any]], out_png: str | os.PathLike, ou
                     plotted[(model, ds, label)] = item
                     if t is not None:
                         ax.plot([i - 0.45, i + 0.45], [t, t], color=RED, linewidth=1.8, zorder=4)
-                        below = (t - bounds[0]) > 0.93 * (bounds[1] - bounds[0])
-                        ax.annotate(text, (i, t), xytext=(0, -3 if below else 3), textcoords="offset points",
-                                    va="top" if below else "bottom", ha="center", fontsize=7.5, color=RED, zorder=5,
-                                    bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "alpha": 0.8,
-                                          "edgecolor": "none"})
-                ax.set_xticks(range(len(labels)), labels)
+                    ticks.append(f"{label}\n{text}" if text else label)  # the threshold below its violin
+                ax.set_xticks(range(len(labels)), ticks)
+                for tick in ax.get_xticklabels():
+                    tick.set_fontsize(7.5)
                 ax.set_xlim(-0.55, len(labels) - 0.45)
                 ax.set_ylim(min(lo_all), max(hi_all))
+                unit = min(lo_all) >= 0.0 and max(hi_all) <= 1.0
+                if unit:  # scores in [0, 1]: the in-distribution mass near 0 gets room on a square-root axis
+                    ax.set_yscale("function", functions=(_sqrt, np.square))
+                    ax.set_yticks([v for v in SQRT_TICKS if min(lo_all) <= v <= max(hi_all)])
+                    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
                 ax.grid(axis="x", visible=False)
-                ax.set_ylabel(_score_label(scorer) if c == 0 else "")
+                ax.set_ylabel((_score_label(scorer) + (" (square-root axis)" if unit else "")) if c == 0 else "")
                 ax.set_title(join_title(dataset_title(ds), model))
         handles = [Patch(facecolor=IN_COLOR, edgecolor="0.25", label="in-distribution pixels"),
                    Patch(facecolor=OUT_COLOR, edgecolor="0.25", label="OoD pixels"),
@@ -357,16 +372,17 @@ def figure5(miou_entries: Sequence[Mapping[str, Any]], out_png: str | os.PathLik
 
 
 def figure14(entries: Sequence[Mapping[str, Any]], out_png: str | os.PathLike,
-             out_pdf: str | os.PathLike) -> dict[str, Any]:
+             out_pdf: str | os.PathLike, reported_epoch: int | None = None) -> dict[str, Any]:
     """Paper figure 14: Cityscapes val mIoU and OoD AUPRC over the epochs of OoD training.
 
     ``entries``: ``{epoch, miou_path, pixel_path}``, epoch 0 being the baseline; ``miou_path`` a
     Cityscapes val pixel JSON (plain mIoU, key "inf"), ``pixel_path`` the pixel JSON of an OoD
     dataset (AUPRC with its bootstrap interval when present). mIoU on the left axis, AUPRC on
-    the right; the epoch of the best AUPRC is marked.
+    the right, both on 6 ticks at the lines of the grid; the epoch of the best AUPRC is starred, and
+    ``reported_epoch`` (the epoch the tables report, ``evaluation.ood_epoch``) drawn as a dotted line.
 
     Returns ``epoch``, ``miou``, ``auprc``, ``auprc_lo``, ``auprc_hi`` (arrays in epoch order,
-    NaN where missing) and ``best_epoch`` (the starred epoch, or None).
+    NaN where missing), ``best_epoch`` (the starred epoch, or None) and ``reported_epoch``.
     """
     entries = check_entries(entries, ("epoch", "miou_path", "pixel_path"), "figure14 entry")
     rows = []
@@ -406,6 +422,9 @@ def figure14(entries: Sequence[Mapping[str, Any]], out_png: str | os.PathLike,
             best_epoch = int(epochs[b])
             ax2.scatter([epochs[b]], [auprc[b]], marker="*", s=220, color=ORANGE, edgecolor="0.2", zorder=5,
                         label=f"best AUPRC {auprc[b]:.3f} (epoch {epochs[b]})")
+        if reported_epoch is not None:
+            ax.axvline(reported_epoch, color="0.35", linestyle=":", linewidth=1.4,
+                       label=f"reported in the tables (epoch {reported_epoch})")
         ax.set_xticks(epochs, [("0\n(baseline)" if x == 0 else str(x)) for x in epochs])
         ax.set_xlabel("epoch of OoD training")
         ax.set_ylabel("mIoU", color=BLUE)
@@ -418,12 +437,16 @@ def figure14(entries: Sequence[Mapping[str, Any]], out_png: str | os.PathLike,
             if v.size:
                 pad = max(0.02, 0.15 * float(v.max() - v.min()))
                 a.set_ylim(max(0.0, float(v.min()) - pad), min(1.0, float(v.max()) + pad))
+        for a in (ax, ax2):  # the same number of ticks on both sides: the right axis's ticks sit on the grid
+            a.yaxis.set_major_locator(LinearLocator(6))
+            a.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.3f}"))
         ax.set_title(join_title("Course of OoD training", model))
         h1, l1 = ax.get_legend_handles_labels()
         h2, l2 = ax2.get_legend_handles_labels()
         ax.legend(h1 + h2, l1 + l2, loc="lower right")
         save_figure(fig, out_png, out_pdf)
-    return {"epoch": epochs, "miou": miou, "auprc": auprc, "auprc_lo": lo, "auprc_hi": hi, "best_epoch": best_epoch}
+    return {"epoch": epochs, "miou": miou, "auprc": auprc, "auprc_lo": lo, "auprc_hi": hi, "best_epoch": best_epoch,
+            "reported_epoch": reported_epoch}
 
 
 def _ci_ok(ci: Any) -> bool:

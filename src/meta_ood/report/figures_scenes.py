@@ -21,7 +21,6 @@ per function); means over an empty set of pixels are NaN.
 from __future__ import annotations
 
 import os
-import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -271,13 +270,11 @@ def _colorbar(fig: Figure, heat: Any, axes: Sequence[Axes]) -> None:
     cbar.set_label("normalized entropy $\\bar{E}$ (high = red)")
 
 
-def _finish(fig: Figure, title: str, handles: Sequence[Any], out_png: Any, out_pdf: Any,
-            about: Sequence[str] = ()) -> None:
-    """Title (wrapped to the figure's width; ``about``, e.g. dataset and model, on its own line),
-    legend below the panels, save."""
-    width = max(30, int(fig.get_figwidth() * 9.5))
-    lines = textwrap.wrap(title, width) + ([join_title(*about)] if any(about) else [])
-    fig.suptitle("\n".join(lines), fontsize=11, fontweight="bold")
+def _finish(fig: Figure, handles: Sequence[Any], out_png: Any, out_pdf: Any, about: Sequence[str] = ()) -> None:
+    """One title line naming what is shown (``about``: threshold, dataset, models; what the panels are is in
+    their row and column labels and the report's caption), legend below the panels, save."""
+    if any(about):
+        fig.suptitle(join_title(*about), fontsize=10, fontweight="bold")
     if handles:
         ncols = max(1, min(len(handles), int(fig.get_figwidth() // 3.2)))
         fig.legend(handles=list(handles), loc="outside lower center", ncols=ncols, fontsize=8, frameon=False)
@@ -347,8 +344,7 @@ def figure1(entries: Mapping[str, Any] | Sequence[Mapping[str, Any]], out_png: s
         axes[0, 1].set_title("softmax entropy heatmap", fontsize=9)
         _colorbar(fig, heat, axes[:, 1])
         ds, models = _titles([ood])
-        _finish(fig, "Figure 1: segmentation and entropy before (top) / after (bottom) OoD training",
-                [_gt_handle()], out_png, out_pdf, (ds, models))
+        _finish(fig, [_gt_handle()], out_png, out_pdf, (ds, models))
     return {"scenes": scenes}
 
 
@@ -412,8 +408,7 @@ def figure2(entries: Mapping[str, Any] | Sequence[Mapping[str, Any]], out_png: s
         ds, models = _titles([ood])
         handles = [_gt_handle(), Patch(facecolor=RED, label=f"predicted OoD ($\\bar{{E}} \\geq {threshold:g}$)"),
                    Patch(facecolor="0.45", label="void (ignored)")]
-        _finish(fig, f"Figure 2: entropy and OoD prediction at t = {threshold:g}, with (top) / without (bottom) "
-                "OoD training", handles, out_png, out_pdf, (ds, models))
+        _finish(fig, handles, out_png, out_pdf, (f"t = {threshold:g}", ds, models))
     return {"threshold": threshold, "scenes": scenes}
 
 
@@ -476,8 +471,7 @@ def figure10(entries: Sequence[Mapping[str, Any]], out_png: str | os.PathLike, o
         axes[1, 0].set_ylabel("void OoD training", fontsize=9)
         _colorbar(fig, heat, axes[:, 1::2].ravel())
         _, models = _titles(readers)
-        _finish(fig, "Figure 10: baseline model (top) vs entropy maximization on Cityscapes void (bottom)",
-                [_gt_handle()], out_png, out_pdf, (models,))
+        _finish(fig, [_gt_handle()], out_png, out_pdf, (models,))
     return {"entries": plotted}
 
 
@@ -522,6 +516,5 @@ def figure13(entries: Mapping[str, Any] | Sequence[Mapping[str, Any]], out_png: 
         axes[0, 1].set_title("after OoD training", fontsize=9)
         _colorbar(fig, heat, axes.ravel())
         ds, models = _titles([ood])
-        _finish(fig, "Figure 13: entropy heatmaps before (left) / after (right) OoD training", [_gt_handle()],
-                out_png, out_pdf, (ds, models))
+        _finish(fig, [_gt_handle()], out_png, out_pdf, (ds, models))
     return {"scenes": scenes}

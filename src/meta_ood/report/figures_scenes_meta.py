@@ -42,16 +42,15 @@ from meta_ood.report.figures_scenes import (
     ood_pixel_counts,
 )
 from meta_ood.report.figures_segments import _fit_image, _overlay, _paint, _read_meta, _segment_classes
-from meta_ood.report.figures_style import FP_COLOR, RED, TP_COLOR, style_rc
+from meta_ood.report.figures_style import FP_COLOR, RED, REMOVED_COLOR, TP_COLOR, style_rc
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from meta_ood.store import StoreReader
 
-__all__ = ["REMOVED_GREY", "choose_most_removed", "figure6", "figure15", "figure16", "removed_counts"]
+__all__ = ["choose_most_removed", "figure6", "figure15", "figure16", "removed_counts"]
 
-REMOVED_GREY = "0.25"  # segments removed by the meta classifier (darker than the faded image and void)
 
 
 def removed_counts(reader: StoreReader, metas: Sequence[tuple[pd.DataFrame, Any]], meta_threshold: float) -> np.ndarray:
@@ -175,7 +174,7 @@ def figure6(entries: Mapping[str, Any] | Sequence[Mapping[str, Any]], out_png: s
             img = _overlay(s["rgb"], s["void"])
             seg, tp, rm = s["seg"], s["tp"], s["removed"]
             on = seg > 0
-            _paint(img, on & rm[seg], REMOVED_GREY, 0.9)
+            _paint(img, on & rm[seg], REMOVED_COLOR, 0.9)
             _paint(img, on & ~rm[seg] & tp[seg], TP_COLOR)
             _paint(img, on & ~rm[seg] & ~tp[seg], FP_COLOR)
             ax.imshow(img)
@@ -184,10 +183,9 @@ def figure6(entries: Mapping[str, Any] | Sequence[Mapping[str, Any]], out_png: s
         ds, models = _titles([ood])
         handles = [_gt_handle(), Patch(facecolor=TP_COLOR, label="kept, true positive"),
                    Patch(facecolor=FP_COLOR, label="kept, false positive"),
-                   Patch(facecolor=REMOVED_GREY, label=f"removed by the meta classifier (P(FP) > {meta_threshold:g})"),
+                   Patch(facecolor=REMOVED_COLOR, label=f"removed by the meta classifier (P(FP) > {meta_threshold:g})"),
                    Patch(facecolor="0.45", label="void / background (ignored)")]
-        _finish(fig, f"Figure 6: OoD detection at t = {threshold:g} after OoD training and meta classification",
-                handles, out_png, out_pdf, (ds, models))
+        _finish(fig, handles, out_png, out_pdf, (f"t = {threshold:g}", ds, models))
     return {"threshold": threshold, "meta_threshold": meta_threshold, "scenes": scenes}
 
 
@@ -254,8 +252,7 @@ def figure15(entries: Mapping[str, Any] | Sequence[Mapping[str, Any]], out_png: 
         ds, models = _titles([ood])
         handles = [_gt_handle(), Patch(facecolor=RED, label="predicted OoD segment"),
                    Patch(facecolor="0.45", label="void (ignored)")]
-        _finish(fig, f"Figure 15: entropy thresholding (t = {threshold:g}) and meta classification, plain model "
-                "(top) / after OoD training (bottom)", handles, out_png, out_pdf, (ds, models))
+        _finish(fig, handles, out_png, out_pdf, (f"t = {threshold:g}", ds, models))
     return {"threshold": threshold, "meta_threshold": meta_threshold, "name": so["name"], "index": i,
             "panels": panels}
 
@@ -315,7 +312,6 @@ def figure16(entries: Mapping[str, Any] | Sequence[Mapping[str, Any]], out_png: 
         ds, models = _titles([ood])
         handles = [_gt_handle(), Patch(facecolor=RED, label=f"predicted OoD segment (t = {threshold:g})"),
                    Patch(facecolor="0.45", label="void (ignored)")]
-        _finish(fig, "Figure 16: OoD-trained network without (left) / with (right) meta classifier", handles,
-                out_png, out_pdf, (ds, models))
+        _finish(fig, handles, out_png, out_pdf, (f"t = {threshold:g}", ds, models))
     return {"threshold": threshold, "meta_threshold": meta_threshold, "scenes": scenes}
 

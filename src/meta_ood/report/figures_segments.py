@@ -30,6 +30,7 @@ from meta_ood.report.figures_style import (
     join_title,
     label_colors,
     new_figure,
+    place_labels,
     save_figure,
     style_rc,
     unique,
@@ -58,13 +59,14 @@ def _pie_verts(fraction: float) -> np.ndarray:
     return np.column_stack([xs, ys])
 
 
-def _pie(ax: Axes, x: float, y: float, eps: float | None, size: float = 150.0, zorder: float = 4.0) -> None:
-    """A pie-chart marker: white disc, the fraction ε / 0.001 in red (all red from ε >= 0.001)."""
+def _pie(ax: Axes, x: float, y: float, eps: float | None, full: float = EPS_FULL, size: float = 150.0,
+         zorder: float = 4.0) -> None:
+    """A pie-chart marker: white disc, the fraction ε / ``full`` in red (all red from ε >= ``full``)."""
     ax.scatter([x], [y], s=size, marker="o", facecolor="white", edgecolor="0.15", linewidths=0.9, zorder=zorder)
     if eps is None:
         ax.scatter([x], [y], s=size * 0.25, marker="x", color="0.3", linewidths=0.9, zorder=zorder + 0.1)
         return
-    frac = min(max(eps / EPS_FULL, 0.0), 1.0)
+    frac = min(max(eps / full, 0.0), 1.0)
     if frac >= 1.0:
         ax.scatter([x], [y], s=size, marker="o", facecolor=RED, edgecolor="0.15", linewidths=0.9, zorder=zorder + 0.1)
     elif frac > 0.0:
@@ -74,9 +76,40 @@ def _pie(ax: Axes, x: float, y: float, eps: float | None, size: float = 150.0, z
         ax.scatter([x], [y], s=size, marker="o", facecolor="none", edgecolor="0.15", linewidths=0.9, zorder=zorder + 0.2)
 
 
+def _shown_thresholds(ts: Mapping[float, Any], thresholds: Sequence[float] | None) -> list[float]:
+    """The thresholds figure 7 shows, decreasing (0.7 ... 0.3 as in the paper): ``thresholds``, or those of
+    0.3 ... 0.7 that are present (all when none is)."""
+    if thresholds is not None:
+        chosen = [t for t in sorted(ts) if any(abs(t - float(x)) < 1e-9 for x in thresholds)]
+    else:
+        chosen = [t for t in sorted(ts) if ACCEPTABLE_FROM - 1e-9 <= t <= 0.7 + 1e-9] or sorted(ts)
+    return chosen[::-1]
+
+
+def _pie_scale(entries: Sequence[Mapping[str, Any]], thresholds: Sequence[float] | None) -> float:
+    """The road miss rate of an all-red pie: :data:`EPS_FULL` (the paper's), or the largest ε shown, rounded
+    up to 1, 2 or 5 times a power of ten, when that is larger (so that the pies still differ)."""
+    largest = 0.0
+    for e in entries:
+        per_t = load_result(e["path"]).get("thresholds")
+        if not isinstance(per_t, Mapping):
+            continue
+        ts = {parse_tag(tag, str(e["path"])): v for tag, v in per_t.items()}
+        for t in _shown_thresholds(ts, thresholds):
+            for when in ("before", "after"):
+                largest = max(largest, finite_float(ts[t].get(f"eps_{when}")) or 0.0)
+    if largest <= EPS_FULL:
+        return EPS_FULL
+    power = 10.0 ** np.floor(np.log10(largest))
+    return float(next(m * power for m in (1, 2, 5, 10) if m * power >= largest * (1 - 1e-12)))
+
+
 def _figure7_panel(ax: Axes, entries: Sequence[Mapping[str, Any]], colors: Mapping[str, str],
-                   thresholds: Sequence[float] | None) -> tuple[dict[str, dict[str, dict[str, np.ndarray]]], list[Line2D]]:
-    """The lines of figure 7 of one dataset's entries on ``ax``: per label the plotted points and the lines drawn."""
+                   thresholds: Sequence[float] | None, full: float, labels: list[tuple[float, float, str, str]]
+                   ) -> tuple[dict[str, dict[str, dict[str, np.ndarray]]], list[Line2D]]:
+    """The lines of figure 7 of one dataset's entries on ``ax``: per label the plotted points and the lines drawn;
+    the point labels (thresholds) are appended to ``labels`` for :func:`place_labels`. ``full``: the road miss
+    rate of an all-red pie."""
     plotted: dict[str, dict[str, dict[str, np.ndarray]]] = {}
     handles = []
     for e in entries:
@@ -85,11 +118,7 @@ def _figure7_panel(ax: Axes, entries: Sequence[Mapping[str, Any]], colors: Mappi
         if not isinstance(per_t, Mapping) or not per_t:
             raise InputError(f"{e['path']}: lacks 'thresholds' (per-threshold detection errors)")
         ts = {parse_tag(tag, str(e["path"])): v for tag, v in per_t.items()}
-        if thresholds is not None:
-            chosen = [t for t in sorted(ts) if any(abs(t - float(x)) < 1e-9 for x in thresholds)]
-        else:
-            chosen = [t for t in sorted(ts) if ACCEPTABLE_FROM - 1e-9 <= t <= 0.7 + 1e-9] or sorted(ts)
-        chosen = chosen[::-1]  # 0.7 ... 0.3 as in the paper
+        chosen = _shown_thresholds(ts, thresholds)
         color = colors[str(e["label"])]
         lines = plotted.setdefault(str(e["label"]), {})
         for when, style, suffix in (("before", "-", ""), ("after", "--", " + Meta")):
@@ -108,11 +137,10 @@ def _figure7_panel(ax: Axes, entries: Sequence[Mapping[str, Any]], colors: Mappi
             handles.append(line)
             at: dict[tuple[float, float], list[float]] = {}
             for t, x, y, eps in pts:
-                _pie(ax, x, y, eps)
+                _pie(ax, x, y, eps, full)
                 at.setdefault((x, y), []).append(t)
-            for (x, y), ts_here in at.items():  # one label per position: "0.4/0.3"
-                ax.annotate("/".join(f"{t:g}" for t in ts_here), (x, y), xytext=(7, 6), textcoords="offset points",
-                            fontsize=7.5, color=color, zorder=6)
+            for (x, y), ts_here in at.items():  # one label per position: "0.4/0.3", placed at the end
+                labels.append((x, y, "/".join(f"{t:g}" for t in ts_here), color))
     ax.set_xlim(left=min(0.0, ax.get_xlim()[0]))
     ax.set_ylim(bottom=min(0.0, ax.get_ylim()[0]))
     ax.margins(0.08)
@@ -157,9 +185,11 @@ def figure7(entries: Sequence[Mapping[str, Any]], out_png: str | os.PathLike, ou
                 ax.set_axis_off()
             axes = list(grid[:len(datasets)])
         handles: dict[str, Line2D] = {}  # one legend entry per line label, from the panel that first draws it
+        full = _pie_scale(entries, thresholds)
+        point_labels: dict[Axes, list[tuple[float, float, str, str]]] = {}
         for ax, ds in zip(axes, datasets):
             block = [e for e in entries if (None if e.get("dataset") is None else str(e["dataset"])) == ds]
-            lines, drawn = _figure7_panel(ax, block, colors, thresholds)
+            lines, drawn = _figure7_panel(ax, block, colors, thresholds, full, point_labels.setdefault(ax, []))
             plotted.update({(ds, label): v for label, v in lines.items()})
             for line in drawn:
                 handles.setdefault(line.get_label(), line)
@@ -178,10 +208,12 @@ def figure7(entries: Sequence[Mapping[str, Any]], out_png: str | os.PathLike, ou
              Line2D([], [], markerfacecolor="none", **disc)),
             Line2D([], [], markerfacecolor=RED, **disc),
         ]
-        pie_labels = ["ε = 0", f"ε = {100 * EPS_FULL / 2:g} %", f"ε ≥ {100 * EPS_FULL:g} %"]
+        pie_labels = ["ε = 0", f"ε = {100 * full / 2:g} %", f"ε ≥ {100 * full:g} %"]
         fig.legend(handles=list(handles.values()), loc="outside right upper", title="method\n(point labels: threshold t)")
         fig.legend(pie_handles, pie_labels, loc="outside right lower", title="road miss rate ε",
                    handler_map={tuple: HandlerTuple(ndivide=1)})
+        for ax, items in point_labels.items():
+            place_labels(ax, items)
         save_figure(fig, out_png, out_pdf)
     return plotted
 

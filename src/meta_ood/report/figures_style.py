@@ -11,6 +11,7 @@ kept for thresholds, random guessing and the road miss rate, as in the paper.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -27,6 +28,7 @@ __all__ = [
     "BLUE",
     "DPI",
     "FP_COLOR",
+    "LAYOUT_PROBLEMS",
     "GREEN",
     "IN_COLOR",
     "ORANGE",
@@ -37,9 +39,11 @@ __all__ = [
     "join_title",
     "label_colors",
     "new_figure",
+    "place_labels",
     "result_array",
     "save_figure",
     "style_rc",
+    "text_problems",
     "unique",
 ]
 
@@ -48,8 +52,10 @@ _CB = sns.color_palette("colorblind").as_hex()
 BLUE, ORANGE, GREEN, VERMILLION, PINK, GREY, SKY = _CB[0], _CB[1], _CB[2], _CB[3], _CB[4], _CB[7], _CB[9]
 RED = "#d62728"
 IN_COLOR, OUT_COLOR = SKY, ORANGE
-TP_COLOR, FP_COLOR, REMOVED_COLOR = "#009e73", "#d55e00", "#56b4e9"  # Okabe-Ito: distinguishable for all
-_LABEL_COLORS = {"plain": BLUE, "baseline": BLUE, "ood training": GREEN, "ood t.": GREEN}
+# Okabe-Ito: distinguishable for all. Removed segments: reddish purple, unlike void (grey), faded image
+# content, true (green) and false (vermillion) positives, in every figure that shows them.
+TP_COLOR, FP_COLOR, REMOVED_COLOR = "#009e73", "#d55e00", "#cc79a7"
+_LABEL_COLORS = {"plain": BLUE, "baseline": BLUE, "ood training": GREEN, "ood t.": GREEN, "void ood training": GREEN}
 
 
 def style_rc() -> dict[str, Any]:
@@ -80,8 +86,97 @@ def new_figure(width: float, height: float) -> Figure:
     return Figure(figsize=(width, height), layout="constrained")
 
 
+#: Offsets (points) and alignments tried, in order, for a point label (:func:`place_labels`).
+_LABEL_OFFSETS = ((7, 6, "left"), (7, -14, "left"), (-7, 6, "right"), (-7, -14, "right"), (0, 12, "center"),
+                  (0, -20, "center"), (12, -4, "left"), (-12, -4, "right"), (7, 18, "left"), (-7, 18, "right"),
+                  (7, -26, "left"), (-7, -26, "right"))
+
+
+def _renderer(fig: Figure):
+    """An Agg renderer of the figure, drawn once so that the layout (and every position) is final."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = fig.canvas if isinstance(fig.canvas, FigureCanvasAgg) else FigureCanvasAgg(fig)
+    canvas.draw()
+    return canvas.get_renderer()
+
+
+def place_labels(ax: Any, items: Sequence[tuple[float, float, str, str]], fontsize: float = 7.5) -> list[Any]:
+    """Annotate points ``(x, y, text, colour)`` without overlapping labels: each label takes the first of a
+    few offsets around its point where it overlaps no label placed before and stays inside the axes (else
+    the offset of least overlap). Call once the figure is otherwise complete."""
+    renderer = _renderer(ax.figure)
+    frame = ax.get_window_extent(renderer)
+    placed, out = [], []
+    for x, y, text, color in items:
+        best = None
+        for dx, dy, ha in _LABEL_OFFSETS:
+            ann = ax.annotate(text, (x, y), xytext=(dx, dy), textcoords="offset points", ha=ha, fontsize=fontsize,
+                              color=color, zorder=6)
+            b = ann.get_window_extent(renderer)
+            cost = sum(max(0.0, min(b.x1, p.x1) - max(b.x0, p.x0)) * max(0.0, min(b.y1, p.y1) - max(b.y0, p.y0))
+                       for p in placed)
+            cost += 0.5 * (max(0.0, frame.x0 - b.x0) + max(0.0, b.x1 - frame.x1)
+                           + max(0.0, frame.y0 - b.y0) + max(0.0, b.y1 - frame.y1)) * b.height
+            if best is None or cost < best[0]:
+                if best is not None:
+                    best[1].remove()
+                best = (cost, ann, b)
+            else:
+                ann.remove()
+            if cost == 0:
+                break
+        placed.append(best[2])
+        out.append(best[1])
+    return out
+
+
+#: Text-layout problems of the figures saved in this process (:func:`text_problems`), by PNG path.
+LAYOUT_PROBLEMS: dict[str, list[str]] = {}
+
+
+def text_problems(fig: Figure, tolerance: float = 1.0) -> list[str]:
+    """The visible, non-empty text artists of a drawn figure that leave the canvas or overlap another one
+    (bounding boxes in display pixels, ``tolerance`` pixels of slack); one line each."""
+    from matplotlib.text import Text
+
+    renderer = _renderer(fig)
+    width, height = fig.bbox.width, fig.bbox.height
+    # tick labels exist for ticks outside the view too; only those of the drawn ticks count
+    tick_labels, drawn = set(), set()
+    for ax in fig.axes:
+        for axis in ax._axis_map.values():
+            for tick in axis.majorTicks + axis.minorTicks:
+                tick_labels.update((id(tick.label1), id(tick.label2)))
+            if axis.get_visible() and ax.axison:  # a twin's shared axis is hidden; set_axis_off hides both
+                for tick in axis._update_ticks():
+                    drawn.update((id(tick.label1), id(tick.label2)))
+    boxes = []
+    for t in fig.findobj(Text):
+        if not t.get_visible() or not t.get_text().strip() or (t.axes is not None and not t.axes.get_visible()):
+            continue
+        if id(t) in tick_labels and id(t) not in drawn:
+            continue
+        boxes.append((t.get_text().replace("\n", " "), t.get_window_extent(renderer)))
+    out = []
+    for text, b in boxes:
+        if b.x0 < -tolerance or b.y0 < -tolerance or b.x1 > width + tolerance or b.y1 > height + tolerance:
+            out.append(f"{text[:40]!r} leaves the canvas")
+    for i, (ta, a) in enumerate(boxes):
+        for tb, b in boxes[i + 1:]:
+            dx = min(a.x1, b.x1) - max(a.x0, b.x0)
+            dy = min(a.y1, b.y1) - max(a.y0, b.y0)
+            if dx > tolerance and dy > tolerance:
+                out.append(f"{ta[:40]!r} overlaps {tb[:40]!r}")
+    return out
+
+
 def save_figure(fig: Figure, out_png: str | os.PathLike, out_pdf: str | os.PathLike) -> None:
-    """Write the figure as PNG and PDF, each atomically; release its memory."""
+    """Write the figure as PNG and PDF, each atomically; release its memory. Text that leaves the canvas or
+    overlaps other text is recorded in :data:`LAYOUT_PROBLEMS` (the tests require none)."""
+    problems = LAYOUT_PROBLEMS[str(out_png)] = text_problems(fig)
+    if problems:
+        logging.getLogger(__name__).warning("%s: text layout: %s", out_png, "; ".join(problems))
     with atomic_path(out_png) as tmp:
         fig.savefig(tmp, format="png", dpi=DPI)
     with atomic_path(out_pdf) as tmp:

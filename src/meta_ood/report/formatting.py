@@ -15,9 +15,11 @@ the Markdown and LaTeX versions always show the same cells, with the same values
 
 from __future__ import annotations
 
+import html
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -92,15 +94,16 @@ def fmt_eps(value: Any) -> Cell:
 
 
 def fmt_ci(value: Any, ci: Any, digits: int = 4, ci_digits: int = 3) -> Cell:
-    """A value with its bootstrap interval: "0.9312 [0.921, 0.940]"."""
+    """A value with its bootstrap interval, compactly: "0.9312 ±0.010", the half width of the interval
+    (the bounds themselves go to the csv); LaTeX puts the ± part in small type."""
     cell = fmt_float(value, digits)
     if cell.value is None or not isinstance(ci, (list, tuple)) or len(ci) != 2:
         return cell
     lo, hi = finite_float(ci[0]), finite_float(ci[1])
     if lo is None or hi is None:
         return cell
-    interval = f"[{lo:.{ci_digits}f}, {hi:.{ci_digits}f}]"
-    return Cell(cell.value, f"{cell.text} {interval}", f"{cell.latex} {{\\scriptsize {interval}}}")
+    half = f"{(hi - lo) / 2:.{ci_digits}f}"
+    return Cell(cell.value, f"{cell.text} ±{half}", f"{cell.latex}{{\\scriptsize $\\pm${half}}}")
 
 
 _LATEX_ESCAPES = {
@@ -232,9 +235,41 @@ def to_latex(layout: Layout) -> str:
     return "\n".join(lines) + "\n"
 
 
+def to_html(layout: Layout) -> str:
+    """The layout as a small HTML page (the table as the Markdown shows it: rounded values, bold, group
+    headers), for the HTML report of ``snakemake --report``."""
+    layout.check()
+    esc = html.escape
+    n_idx = len(layout.index)
+    head = []
+    for level in layout.levels:
+        cells = [f'<th colspan="{n_idx}"></th>'] if n_idx else []
+        cells += [f'<th colspan="{h.span}">{esc(h.text)}</th>' for h in level]
+        head.append("<tr>" + "".join(cells) + "</tr>")
+    head.append("<tr>" + "".join(f"<th>{esc(h.text)}</th>" for h in layout.index + layout.columns) + "</tr>")
+    body = []
+    for i, (labels, cells) in enumerate(layout.rows):
+        style = ' class="rule"' if i in layout.rules_before and i > 0 else ""
+        texts = [f'<td class="label">{esc(h.text)}</td>' for h in labels]
+        texts += [f"<td><b>{esc(c.text)}</b></td>" if c.bold and c.value is not None else f"<td>{esc(c.text)}</td>"
+                  for c in cells]
+        body.append(f"<tr{style}>" + "".join(texts) + "</tr>")
+    notes = "".join(f"<p>{esc(note)}</p>" for note in layout.notes)
+    return (
+        '<!DOCTYPE html>\n<html><head><meta charset="utf-8"><style>'
+        "body{font-family:sans-serif;font-size:13px}table{border-collapse:collapse}"
+        "th,td{padding:2px 8px;text-align:right;border-bottom:1px solid #ddd}td.label{text-align:left}"
+        "th{border-bottom:1px solid #888}tr.rule td{border-top:2px solid #888}caption{font-weight:bold;text-align:left}"
+        f"</style></head><body><table><caption>{esc(layout.title)}</caption><thead>{''.join(head)}</thead>"
+        f"<tbody>{''.join(body)}</tbody></table>{notes}</body></html>\n"
+    )
+
+
 def write_table(df: pd.DataFrame, layout: Layout, out_csv: str | os.PathLike, out_md: str | os.PathLike,
                 out_tex: str | os.PathLike) -> None:
-    """Write the CSV of ``df`` and the Markdown and LaTeX of ``layout``, each atomically."""
+    """Write the CSV of ``df`` and the Markdown, LaTeX and HTML of ``layout`` (the HTML next to the Markdown,
+    ``<name>.html``), each atomically."""
     write_text_atomic(out_csv, df.to_csv(index=False))
     write_text_atomic(out_md, to_markdown(layout))
     write_text_atomic(out_tex, to_latex(layout))
+    write_text_atomic(Path(out_md).with_suffix(".html"), to_html(layout))

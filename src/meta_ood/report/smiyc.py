@@ -15,7 +15,7 @@ import pandas as pd
 
 from meta_ood.errors import InputError
 from meta_ood.report.formatting import Cell, Header, Layout, bold_best, fmt_float, latex_escape, write_table
-from meta_ood.report.results import check_entries, dataset_title, load_result, require, slug
+from meta_ood.report.results import check_entries, dataset_title, load_result, require
 
 __all__ = ["figure_smiyc_curves", "table_smiyc", "table_smiyc_scenes"]
 
@@ -52,28 +52,41 @@ def _unique(values: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(values))
 
 
-def _bold_columns(grid: Sequence[Sequence[Cell]], modes: Sequence[str]) -> None:
-    for j, mode in enumerate(modes):
-        bold_best([cells[j] for cells in grid], mode)
+def _bold_groups(grid: Sequence[Sequence[Cell]], groups: Sequence[str], modes: Sequence[str]) -> None:
+    """Bold the best value of each column within each group of rows (a dataset, a scene)."""
+    for g in _unique(list(groups)):
+        rows = [cells for cells, key in zip(grid, groups) if key == g]
+        for j, mode in enumerate(modes):
+            bold_best([cells[j] for cells in rows], mode)
 
 
-def _protocol_cells(rec: dict[str, Any], prefix: str, result: Mapping[str, Any] | None, path: Any) -> list[Cell]:
-    """Cells of both protocols' metrics of one JSON result (dashes when None), recorded as ``<prefix>_<protocol>_<metric>``."""
+def _protocol_cells(rec: dict[str, Any], result: Mapping[str, Any] | None, path: Any) -> list[Cell]:
+    """Cells of both protocols' metrics of one JSON result (dashes when None), recorded as ``<protocol>_<metric>``."""
     cells = []
     for _, infix, where in PROTOCOLS:
         values = _metrics(result, where, path) if result is not None else {}
         for key, suffix, *_ in METRICS:
-            rec[f"{prefix}_{infix}_{suffix}"] = values.get(key)
+            rec[f"{infix}_{suffix}"] = values.get(key)
             cells.append(fmt_float(values.get(key)))
     return cells
 
 
-def _metric_headers(n: int) -> tuple[list[Header], list[Header], list[str]]:
-    """Protocol group headers, metric titles and bolding modes of ``n`` column groups."""
-    protocols = [Header(p, p, len(METRICS)) for _ in range(n) for p, *_ in PROTOCOLS]
-    columns = [Header(md, tex) for _ in range(n * len(PROTOCOLS)) for _, _, md, tex, _ in METRICS]
-    modes = [mode for _ in range(n * len(PROTOCOLS)) for *_, mode in METRICS]
-    return protocols, columns, modes
+def _metric_layout(index: list[Header], title: str, notes: list[str]) -> tuple[Layout, list[str]]:
+    """The layout of a long table: ``index`` columns, then the leaderboard's metrics under "official" and under
+    "exact"; and the bolding mode of each metric column."""
+    layout = Layout(
+        index=index,
+        levels=[[Header(p, p, len(METRICS)) for p, *_ in PROTOCOLS]],
+        columns=[Header(md, tex) for _ in PROTOCOLS for _, _, md, tex, _ in METRICS],
+        title=title,
+        notes=notes,
+    )
+    return layout, [mode for _ in PROTOCOLS for *_, mode in METRICS]
+
+
+_PROTOCOL_NOTE = ("official: the benchmark's evaluation (per-frame percentile bins; components at its best-F1 "
+                  "threshold); exact: pooled over all pixels (components at the exact best-F1 threshold). "
+                  "Bold: the best value of each column within a dataset.")
 
 
 def table_smiyc(
@@ -82,36 +95,32 @@ def table_smiyc(
     out_md: str | os.PathLike,
     out_tex: str | os.PathLike,
 ) -> pd.DataFrame:
-    """SegmentMeIfYouCan leaderboard: one row per method, per dataset AP, FPR95, sIoU, PPV and mean F1
-    of the official protocol and of the exact pooled one side by side (best per column bold).
+    """SegmentMeIfYouCan leaderboard: one block of rows per dataset (track), one row per method, with the
+    leaderboard's AP, FPR95, sIoU, PPV and mean F1 of the official protocol and then of the exact pooled one
+    (best per column and dataset bold).
 
-    CSV columns: ``method`` and ``<dataset>_<official|exact>_<ap|fpr95|siou|ppv|f1_mean>``.
+    CSV columns: ``dataset``, ``method``, ``<official|exact>_<ap|fpr95|siou|ppv|f1_mean>``.
     """
     entries, data = _load(entries, "table_smiyc entry")
     methods = _unique([str(e["method"]) for e in entries])
     datasets = _unique([str(e["dataset"]) for e in entries])
-    records, grid = [], []
-    protocols, columns, modes = _metric_headers(len(datasets))
-    layout = Layout(
-        index=[Header("Method", "Method")],
-        levels=[[Header(dataset_title(d), latex_escape(dataset_title(d)), len(PROTOCOLS) * len(METRICS))
-                 for d in datasets], protocols],
-        columns=columns,
-        title="SegmentMeIfYouCan: official protocol and exact pooled metrics per dataset",
-        notes=["official: the benchmark's evaluation (per-frame percentile bins; components at its best-F1 "
-               "threshold); exact: pooled over all pixels (components at the exact best-F1 threshold)."],
-    )
-    for m in methods:
-        rec: dict[str, Any] = {"method": m}
-        cells = []
-        for d in datasets:
-            path, result = data.get((m, d), (None, None))
-            cells += _protocol_cells(rec, slug(d), result, path)
-        records.append(rec)
-        grid.append(cells)
-        layout.rows.append(([Header(m, latex_escape(m))], cells))
-    _bold_columns(grid, modes)
-    return _write(records, 1, layout, out_csv, out_md, out_tex)
+    layout, modes = _metric_layout([Header("Dataset", "Dataset"), Header("Method", "Method")],
+                                   "SegmentMeIfYouCan: official protocol and exact pooled metrics", [_PROTOCOL_NOTE])
+    records, grid, groups = [], [], []
+    for d in datasets:
+        for m in methods:
+            if (m, d) not in data:
+                continue
+            path, result = data[(m, d)]
+            rec: dict[str, Any] = {"dataset": d, "method": m}
+            cells = _protocol_cells(rec, result, path)
+            records.append(rec)
+            grid.append(cells)
+            groups.append(d)
+            title = dataset_title(d)
+            layout.rows.append(([Header(title, latex_escape(title)), Header(m, latex_escape(m))], cells))
+    _bold_groups(grid, groups, modes)
+    return _write(records, 2, layout, out_csv, out_md, out_tex)
 
 
 def _write(records: list[dict[str, Any]], n_index: int, layout: Layout, out_csv: str | os.PathLike,
@@ -130,38 +139,41 @@ def table_smiyc_scenes(
     out_md: str | os.PathLike,
     out_tex: str | os.PathLike,
 ) -> pd.DataFrame:
-    """ObstacleTrack per scene: one row per scene, per method both protocols' metrics on its frames.
+    """ObstacleTrack per scene: one block of rows per scene, one row per method, both protocols' metrics on
+    the scene's frames (best per column and scene bold).
 
     ``entries``: ``smiyc_eval`` JSONs with ``scenes`` (the ObstacleTrack ones). Component metrics
-    use each scene's own best-F1 threshold. CSV columns: ``scene``, ``n_frames`` and
-    ``<method>_<official|exact>_<metric>``.
+    use each scene's own best-F1 threshold. With a single scene the table says so (its numbers are
+    the dataset's, as in ``table_smiyc``). CSV columns: ``scene``, ``n_frames``, ``method`` and
+    ``<official|exact>_<metric>``.
     """
     entries, data = _load(entries, "table_smiyc_scenes entry")
     methods = _unique([str(e["method"]) for e in entries])
     per_method = {m: require(result, "scenes", path, "(per-scene results: ObstacleTrack only)")
                   for (m, _), (path, result) in data.items()}
     scenes = sorted({s for v in per_method.values() for s in v})
-    protocols, columns, modes = _metric_headers(len(methods))
-    layout = Layout(
-        index=[Header("Scene", "Scene"), Header("Frames", "Frames")],
-        levels=[[Header(m, latex_escape(m), len(PROTOCOLS) * len(METRICS)) for m in methods], protocols],
-        columns=columns,
-        title="SegmentMeIfYouCan ObstacleTrack per scene (component metrics at each scene's best-F1 threshold)",
-    )
-    records = []
+    notes = ["Component metrics at each scene's own best-F1 threshold. Bold: the best value of each column "
+             "within a scene."]
+    if len(scenes) == 1:
+        notes.append(f"One scene ({scenes[0]}): its numbers are those of the whole dataset in table_smiyc.")
+    layout, modes = _metric_layout([Header("Scene", "Scene"), Header("Frames", "Frames"), Header("Method", "Method")],
+                                   "SegmentMeIfYouCan ObstacleTrack per scene", notes)
+    records, grid, groups = [], [], []
     for scene in scenes:
-        rec: dict[str, Any] = {"scene": scene, "n_frames": None}
-        cells = []
         for m in methods:
             res = per_method[m].get(scene)
-            if res is not None:
-                rec["n_frames"] = res["n_frames"]
-            cells += _protocol_cells(rec, slug(m), res, m)
-        records.append(rec)
-        layout.rows.append(([Header(scene, latex_escape(scene)), Header(str(rec["n_frames"]), str(rec["n_frames"]))],
-                            cells))
-    _bold_columns([cells for _, cells in layout.rows], modes)
-    return _write(records, 2, layout, out_csv, out_md, out_tex)
+            if res is None:
+                continue
+            rec: dict[str, Any] = {"scene": scene, "n_frames": res["n_frames"], "method": m}
+            cells = _protocol_cells(rec, res, m)
+            records.append(rec)
+            grid.append(cells)
+            groups.append(scene)
+            n = str(res["n_frames"])
+            layout.rows.append(([Header(scene, latex_escape(scene)), Header(n, n), Header(m, latex_escape(m))], cells))
+    _bold_groups(grid, groups, modes)
+    df = _write(records, 3, layout, out_csv, out_md, out_tex)
+    return df
 
 
 def figure_smiyc_curves(
@@ -174,28 +186,41 @@ def figure_smiyc_curves(
     Returns ``{dataset: {method: curve}}``, the curves as read from the JSONs (``curve``: fpr,
     tpr, recall, precision).
     """
-    from meta_ood.report.figures_style import label_colors, new_figure, save_figure
+    import matplotlib as mpl
+
+    from meta_ood.report.figures_style import label_colors, new_figure, save_figure, style_rc
 
     entries, data = _load(entries, "figure_smiyc_curves entry")
     datasets = _unique([str(e["dataset"]) for e in entries])
     methods = _unique([str(e["method"]) for e in entries])
     colors = label_colors(methods)
-    fig = new_figure(7.0, 3.0 * len(datasets))
-    axes = fig.subplots(len(datasets), 2, squeeze=False)
+    styles = ["-", "--", "-.", ":"]
     plotted: dict[str, dict[str, dict[str, list[float]]]] = {}
-    for row, d in zip(axes, datasets):
-        plotted[d] = {}
-        for m in methods:
-            if (m, d) not in data:
-                continue
-            path, result = data[(m, d)]
-            curve = require(result, "curve", path, "(the official curve)")
-            plotted[d][m] = curve
-            row[0].plot(curve["fpr"], curve["tpr"], color=colors[m], label=m)
-            row[1].plot(curve["recall"], curve["precision"], color=colors[m], label=m)
-        for ax, (x, y) in zip(row, (("FPR", "TPR"), ("Recall", "Precision"))):
-            ax.set(xlim=(0, 1), ylim=(0, 1.02), xlabel=x, ylabel=y, title=f"{dataset_title(d)}: {y} vs {x}")
-        row[1].legend(fontsize="small")
-    save_figure(fig, out_png, out_pdf)
+    with mpl.rc_context(style_rc()):
+        fig = new_figure(7.6, 0.6 + 3.0 * len(datasets))
+        axes = fig.subplots(len(datasets), 2, squeeze=False)
+        for row, d in zip(axes, datasets):
+            plotted[d] = {}
+            for k, m in enumerate(methods):
+                if (m, d) not in data:
+                    continue
+                path, result = data[(m, d)]
+                curve = require(result, "curve", path, "(the official curve)")
+                plotted[d][m] = curve
+                style = {"color": colors[m], "linestyle": styles[k % len(styles)], "linewidth": 1.6, "label": m}
+                row[0].plot(curve["fpr"], curve["tpr"], **style)
+                row[1].plot(curve["recall"], curve["precision"], **style)
+            for ax, (x, y) in zip(row, (("false positive rate", "true positive rate"), ("recall", "precision"))):
+                ax.set(xlim=(0, 1), ylim=(0, 1.02), xlabel=x, ylabel=y)
+            row[0].set_title(f"{dataset_title(d)}: ROC")
+            row[1].set_title(f"{dataset_title(d)}: precision-recall")
+        handles, labels = axes[0, 0].get_legend_handles_labels()
+        for row in axes[1:]:  # methods missing on the first dataset
+            for h, lab in zip(*row[0].get_legend_handles_labels()):
+                if lab not in labels:
+                    handles.append(h)
+                    labels.append(lab)
+        fig.legend(handles, labels, loc="outside lower center", ncols=min(3, max(1, len(labels))), frameon=False)
+        save_figure(fig, out_png, out_pdf)
     return plotted
 

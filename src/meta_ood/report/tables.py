@@ -220,7 +220,7 @@ def table1(
         columns=columns,
         title=f"Table 1: pixel-wise OoD detection ({', '.join(SCORER_TITLES.get(x, x) for x in scorers or ['entropy'])}) "
               "and Cityscapes val mIoU; "
-              "95 % image-bootstrap intervals in brackets",
+              "± half the width of the 95 % image-bootstrap interval (its bounds: the csv's _lo / _hi columns)",
     )
     grid: list[list[Cell]] = []
     for (model, label), row in rows.items():
@@ -292,8 +292,8 @@ def table2(
     JSON. Rows: thresholds t; for each label two column groups, "<label>" (before) and "<label> +
     Meta Classifier" (after removing the segments the meta classifier calls FP), each with FP, FN,
     Σ = FP + FN and the road miss rate ε in % ("< 0.01" below 0.01 %). The smallest Σ of each group
-    is bold; a horizontal rule (LaTeX ``\\midrule``) separates the thresholds below
-    ``acceptable_from`` (paper: t >= 0.3 is acceptable) from the rest.
+    among the acceptable thresholds (t >= ``acceptable_from``; paper: 0.3) is bold; a horizontal rule
+    (LaTeX ``\\midrule``) separates the thresholds below ``acceptable_from`` from the rest.
 
     Entries of several datasets (their ``dataset`` keys) get one block of threshold rows per
     dataset, in order of first appearance, under a first index column "Dataset" (the display name,
@@ -336,7 +336,8 @@ def table2(
     if acceptable_from is not None and any(_rules_before(th, acceptable_from) for th in block_thresholds):
         where = "below the horizontal rule within each dataset" if multi else "below the horizontal rule"
         layout.notes.append(f"From t = {acceptable_from:.2f} on (LaTeX: {where}) the loss in "
-                            "original performance is considered acceptable (paper section 6.3).")
+                            "original performance is considered acceptable (paper section 6.3); bold: the "
+                            "smallest Σ of each column group among these thresholds.")
     sums: dict[tuple[int, int], list[Cell]] = {}  # (block, column group) -> its Σ cells
     for rec, (b, ds, t) in zip(records, rows):
         cells = []
@@ -346,7 +347,8 @@ def table2(
                 total = fmt_count(rec[f"{s}_{prefix}total"])
                 cells += [fmt_count(rec[f"{s}_{prefix}fp"]), fmt_count(rec[f"{s}_{prefix}fn"]), total,
                           fmt_eps(rec[f"{s}_{prefix}eps"])]
-                sums.setdefault((b, 2 * k + g), []).append(total)
+                if acceptable_from is None or t >= acceptable_from - 1e-9:  # bold only where the loss is acceptable
+                    sums.setdefault((b, 2 * k + g), []).append(total)
         layout.rows.append((([_dataset_label(ds)] if multi else []) + [_t_label(t)], cells))
     for col in sums.values():
         bold_best(col, "min")
@@ -523,10 +525,21 @@ def table_components(
               + _title_suffix(entries, "lostandfound"),
     )
     grid: dict[int, list[list[Cell]]] = {}  # block -> its rows of cells
+    marks = {"n_pred": ("†", r"\dagger", "no predicted component passes the size filter: PPV undefined (–), "
+                                          "every sIoU 0, mean F1 0"),
+             "n_gt": ("‡", r"\ddagger", "no ground-truth component passes the size filter: sIoU undefined (–)")}
+    used: set[str] = set()
     for rec, (b, ds, t) in zip(records, rows):
         cells = [fmt_float(rec[f"{slug(label)}_{k}"]) for label in labels for k, *_ in _COMPONENT_COLUMNS]
         grid.setdefault(b, []).append(cells)
-        layout.rows.append((([_dataset_label(ds)] if multi else []) + [_t_label(t)], cells))
+        label = _t_label(t)
+        for key, (mark, tex, _) in marks.items():  # degenerate rows: a footnote mark on the threshold
+            if any(rec.get(f"{slug(lab)}_{key}") == 0 for lab in labels):
+                label = Header(f"{label.text} {mark}", f"{label.latex}$^{tex}$")
+                used.add(key)
+        layout.rows.append((([_dataset_label(ds)] if multi else []) + [label], cells))
+    layout.notes += [f"{mark} {text} (high thresholds, or images too small for the track's size filters)."
+                     for key, (mark, _, text) in marks.items() if key in used]
     for block_cells in grid.values():
         for j in range(len(columns)):
             bold_best([cells[j] for cells in block_cells], "max")
