@@ -502,10 +502,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reference-fp-after", action="store_true",
                    help="count FP after meta classification as the released code did (removed true positives)")
 
-    from meta_ood.smiyc.cli import add_smiyc_eval_args, cmd_smiyc_eval
+    from meta_ood.smiyc.cli import add_compare_args, add_smiyc_eval_args, cmd_compare, cmd_smiyc_eval
 
     add_smiyc_eval_args(add("smiyc-eval", "SegmentMeIfYouCan metrics of <fid>.hdf5 score maps: official protocol "
                                           "and exact pooled metrics", cmd_smiyc_eval))
+    add_compare_args(add("compare", "two methods' score maps on the same frames: each metric's difference with its "
+                                    "paired bootstrap interval and p-value", cmd_compare))
 
     lines = [textwrap.fill(f"{kind}: {keys}", width=96, initial_indent=f"  {name:<17} ", subsequent_indent=" " * 20)
              for name, (kind, keys) in RENDER_TARGETS.items()]

@@ -214,7 +214,7 @@ def figure3(entries: Sequence[Mapping[str, Any]], out_png: str | os.PathLike, ou
                     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
                 ax.grid(axis="x", visible=False)
                 ax.set_ylabel((_score_label(scorer) + (" (square-root axis)" if unit else "")) if c == 0 else "")
-                ax.set_title(join_title(dataset_title(ds), model))
+                ax.set_title(f"{dataset_title(ds)}\n{model}")  # two lines: a panel is narrow
         handles = [Patch(facecolor=IN_COLOR, edgecolor="0.25", label="in-distribution pixels"),
                    Patch(facecolor=OUT_COLOR, edgecolor="0.25", label="OoD pixels"),
                    Line2D([], [], color="0.1", linewidth=1.4, label="median"),
@@ -292,7 +292,7 @@ def figure4(entries: Sequence[Mapping[str, Any]], out_png: str | os.PathLike,
                 ax.set_xlabel(xl)
                 ax.set_ylabel(yl)
                 ax.set_aspect("equal", adjustable="box")
-                ax.set_title(join_title(dataset_title(ds), model, kind))
+                ax.set_title(f"{dataset_title(ds)}\n{join_title(model, kind)}")
                 ax.legend(loc=loc)
         save_figure(fig, out_png, out_pdf)
     return plotted

@@ -212,8 +212,8 @@ def figure_smiyc_curves(
                 row[1].plot(curve["recall"], curve["precision"], **style)
             for ax, (x, y) in zip(row, (("false positive rate", "true positive rate"), ("recall", "precision"))):
                 ax.set(xlim=(0, 1), ylim=(0, 1.02), xlabel=x, ylabel=y)
-            row[0].set_title(f"{dataset_title(d)}: ROC")
-            row[1].set_title(f"{dataset_title(d)}: precision-recall")
+            row[0].set_title(f"{dataset_title(d)}\nROC")
+            row[1].set_title(f"{dataset_title(d)}\nprecision-recall")
         handles, labels = axes[0, 0].get_legend_handles_labels()
         for row in axes[1:]:  # methods missing on the first dataset
             for h, lab in zip(*row[0].get_legend_handles_labels()):

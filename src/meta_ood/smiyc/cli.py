@@ -13,7 +13,7 @@ from meta_ood.io import write_text_atomic
 from meta_ood.smiyc.components import OFFICIAL_DATASET_TRACKS, SIZE_FILTERS, track_names
 from meta_ood.smiyc.evaluate import EXACT_ENCODINGS, smiyc_eval
 
-__all__ = ["add_smiyc_eval_args", "cmd_smiyc_eval"]
+__all__ = ["add_compare_args", "add_smiyc_eval_args", "cmd_compare", "cmd_smiyc_eval"]
 
 
 def add_smiyc_eval_args(p: argparse.ArgumentParser) -> None:
@@ -72,3 +72,32 @@ def cmd_smiyc_eval(args: argparse.Namespace) -> None:
     ex = res["exact"]
     print(f"SMIYC {args.track}: AP {res['AP']:.4f} FPR95 {res['FPR95']:.4f} mean F1 {res['F1_mean']:.4f} "
           f"(exact AP {ex['AP']:.4f} FPR95 {ex['FPR95']:.4f}) -> {out}")
+
+
+def add_compare_args(p: argparse.ArgumentParser) -> None:
+    """Arguments of ``compare``."""
+    p.add_argument("--scores", required=True, nargs=2, metavar=("A", "B"),
+                   help="the two methods' folders of <fid>.hdf5 score maps (as for smiyc-eval)")
+    p.add_argument("--labels", required=True, help="folder of the frames' <fid>_labels_semantic.png masks")
+    p.add_argument("--names", nargs=2, metavar=("A", "B"), help="names of the two methods in the table "
+                                                                 "(default: the folders' names)")
+    p.add_argument("--n-boot", type=int, default=1000, help="paired bootstrap resamples")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (the same draws for both methods)")
+    p.add_argument("--alpha", type=float, default=0.05, help="intervals cover 1 - alpha")
+    p.add_argument("--exact-encoding", default="auto", choices=list(EXACT_ENCODINGS),
+                   help="score encoding of the exact histograms (auto: float16 if every map is float16, else unit)")
+    p.add_argument("--jobs", type=int, default=None, help="threads reading frames (default: every core)")
+    p.add_argument("--out", help="also write the comparison as JSON (default: none)")
+
+
+def cmd_compare(args: argparse.Namespace) -> None:
+    """Run :func:`~meta_ood.smiyc.compare.compare_methods`, print its table (and write its JSON)."""
+    from meta_ood.smiyc.compare import compare_methods, comparison_markdown
+
+    a, b = args.scores
+    res = compare_methods(a, b, args.labels, n_boot=args.n_boot, seed=args.seed, alpha=args.alpha,
+                          encoding=args.exact_encoding, jobs=args.jobs)
+    names = args.names or [Path(a).name or a, Path(b).name or b]
+    if args.out:
+        write_text_atomic(Path(args.out), json.dumps(res, indent=1))
+    print(comparison_markdown(res, *names), end="")

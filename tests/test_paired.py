@@ -1,0 +1,135 @@
+"""Paired bootstrap of two methods on the same images: against a direct computation and closed-form cases."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.metrics import average_precision_score, roc_auc_score
+
+from meta_ood.errors import InputError
+from meta_ood.pixel_eval import PooledHistogram
+from meta_ood.pixel_eval.bootstrap import bootstrap_weights
+from meta_ood.pixel_eval.encoding import quantize
+from meta_ood.pixel_eval.paired import paired_bootstrap, paired_summary
+
+IN, OUT = 0, 1
+
+
+def _images(seed: int, n: int = 8, shift: float = 0.0):
+    """(id, scores, labels) of small images with OoD pixels, scores on a coarse grid (exact at 12 bits)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for k in range(n):
+        lab = (rng.random((6, 9)) < 0.25).astype(np.uint8)
+        s = np.clip(rng.normal(0.3 + 0.4 * lab + shift, 0.2), 0, 1)
+        out.append((f"img{k}", np.round(s * 4095) / 4095, lab))
+    return out
+
+
+def _hist(images, order=None) -> PooledHistogram:
+    h = PooledHistogram(bits=16, image_bits=12)
+    for k in (range(len(images)) if order is None else order):
+        name, s, lab = images[k]
+        h.update(s, lab, IN, OUT, image_id=name)
+    return h
+
+
+def _direct(images, weights: np.ndarray) -> dict[str, np.ndarray]:
+    """AP and AUROC of each resample straight from the pixels: every image's pixels with weight = its draws."""
+    ap, auroc = [], []
+    coarse = [(quantize(s.ravel(), 16) >> 4, lab.ravel()) for _, s, lab in images]
+    for w in weights:
+        scores = np.concatenate([c for c, _ in coarse])
+        labels = np.concatenate([lab for _, lab in coarse])
+        sw = np.concatenate([np.full(c.size, k) for (c, _), k in zip(coarse, w)]).astype(float)
+        keep = sw > 0
+        ap.append(average_precision_score(labels[keep], scores[keep], sample_weight=sw[keep]))
+        auroc.append(roc_auc_score(labels[keep], scores[keep], sample_weight=sw[keep]))
+    return {"auprc": np.array(ap), "auroc": np.array(auroc)}
+
+
+def test_paired_differences_equal_a_direct_computation():
+    a, b = _images(1), _images(2, shift=-0.05)
+    b = [(name, s, lab_a) for (name, s, _), (_, _, lab_a) in zip(b, a)]  # same frames, same labels
+    res = paired_bootstrap(_hist(a), _hist(b), n_boot=40, seed=7)
+    weights = bootstrap_weights(len(a), 40, 7)
+    da, db = _direct(a, weights), _direct(b, weights)
+    for key in ("auprc", "auroc"):
+        diffs = da[key] - db[key]
+        expected = paired_summary(diffs, res[key]["diff"])
+        for field in ("lo", "hi", "p", "se"):
+            assert res[key][field] == pytest.approx(expected[field], abs=1e-12), (key, field)
+    assert res["auprc"]["a"] == pytest.approx(average_precision_score(
+        np.concatenate([lab.ravel() for _, _, lab in a]), np.concatenate([s.ravel() for _, s, _ in a])), abs=1e-12)
+
+
+def test_identical_methods_differ_by_zero_with_p_one():
+    a = _images(3)
+    res = paired_bootstrap(_hist(a), _hist(a, order=list(range(len(a)))[::-1]), n_boot=200, seed=1)
+    for key, r in res.items():
+        assert (r["diff"], r["lo"], r["hi"], r["p"], r["se"], r["resolvable"]) == (0.0, 0.0, 0.0, 1.0, 0.0, 0.0), key
+
+
+def test_methods_differing_on_one_frame_include_zero():
+    """Method b equals a except on one of n = 10 frames, where it scores its OoD pixels lower. A resample leaves that
+    frame out with probability (1 - 1/n)^n = 0.349 and then differs by exactly 0; as 0.349 > alpha / 2 = 0.025,
+    the lower bound of the interval is 0 (a differs only upwards) and the interval contains 0."""
+    a = _images(4, n=10)
+    b = list(a)
+    name, s, lab = b[3]
+    b[3] = (name, np.where(lab == 1, s * 0.5, s), lab)
+    res = paired_bootstrap(_hist(a), _hist(b), n_boot=1000, seed=0)
+    weights = bootstrap_weights(10, 1000, 0)
+    out_share = float(np.mean(weights[:, 3] == 0))
+    assert abs(out_share - 0.9 ** 10) < 0.05
+    r = res["auprc"]
+    assert r["diff"] > 0 and r["lo"] == 0.0 and r["hi"] > 0 and r["p"] == pytest.approx(
+        min(1.0, 2 * out_share), abs=0.02)
+
+
+def test_other_images_are_refused_by_name():
+    a, b = _images(5, n=4), _images(6, n=5)
+    with pytest.raises(InputError, match=r"only in the second \['img4'\]"):
+        paired_bootstrap(_hist(a), _hist(b), n_boot=10)
+
+
+def _score_folders(tmp_path, n=6):
+    """Two methods' score folders on the same labelled frames (B = A with its anomaly scores lowered on frame 2)."""
+    from meta_ood.smiyc import write_label, write_scores
+
+    rng = np.random.default_rng(9)
+    labels = tmp_path / "labels"
+    for k in range(n):
+        lab = np.zeros((24, 32), np.uint8)
+        lab[5:12, 4 + k:14 + k] = 1
+        lab[20:] = 255
+        s = np.clip(rng.normal(0.3, 0.15, lab.shape) + 0.4 * (lab == 1), 0, 1).astype(np.float16)
+        write_label(labels / f"f{k}_labels_semantic.png", lab)
+        write_scores(tmp_path / "a" / f"f{k}.hdf5", s)
+        write_scores(tmp_path / "b" / f"f{k}.hdf5", np.where(lab == 1, s * 0.6, s).astype(np.float16) if k == 2 else s)
+    return tmp_path / "a", tmp_path / "b", labels
+
+
+def test_compare_cli_prints_the_paired_table(tmp_path, capsys):
+    import json
+
+    from meta_ood.cli import main
+    from meta_ood.smiyc.compare import method_histogram
+
+    a, b, labels = _score_folders(tmp_path)
+    out = tmp_path / "cmp.json"
+    assert main(["compare", "--scores", str(a), str(b), "--labels", str(labels), "--n-boot", "300",
+                 "--names", "mine", "theirs", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    res = json.loads(out.read_text())
+    expected = paired_bootstrap(method_histogram(a, labels), method_histogram(b, labels), n_boot=300, seed=0)
+    for key, r in res["metrics"].items():
+        for field in ("a", "b", "diff", "lo", "hi", "p", "se"):
+            assert r[field] == pytest.approx(expected[key][field], abs=1e-12), (key, field)
+    assert res["n_frames"] == 6 and "| AP ↑ |" in text and "mine − theirs" in text
+    assert f"{expected['auprc']['diff']:+.4f}" in text
+    # a method against itself
+    assert main(["compare", "--scores", str(a), str(a), "--labels", str(labels), "--n-boot", "50"]) == 0
+    assert "| AP ↑ | " in capsys.readouterr().out
+    same = paired_bootstrap(method_histogram(a, labels), method_histogram(a, labels), n_boot=50)
+    assert all(r["p"] == 1.0 and r["lo"] == r["hi"] == 0.0 for r in same.values())
