@@ -521,3 +521,81 @@ def test_bad_entries_and_wrong_kind(run, tmp_path):
     with pytest.raises(InputError, match="appears twice"):
         report.table2(_seg_entries(run) + _seg_entries(run)[:1], **out)
 
+
+
+# ------------------------------------------------------------------------------------ paired
+
+
+def test_table_paired_rows_are_the_paired_bootstrap(run, tmp_path):
+    from meta_ood.pixel_eval import PooledHistogram
+    from meta_ood.pixel_eval.paired import paired_bootstrap
+
+    npz = lambda v, ds: str(run / "pixel" / MODEL / v / f"{ds}.npz")  # noqa: E731
+    entries = [{"dataset": ds, "model": MODEL, "label": "OoD training − Plain", "a": npz("epoch2", ds),
+                "b": npz("baseline", ds)} for ds in ("lostandfound", "fishyscapes_static")]
+    out = _outs(tmp_path, "table_paired")
+    df = report.table_paired(entries, **out, n_boot=50, seed=3)
+    assert list(df["dataset"]) == ["lostandfound", "fishyscapes_static"]
+    for i, e in enumerate(entries):
+        expected = paired_bootstrap(PooledHistogram.load(e["a"]), PooledHistogram.load(e["b"]), n_boot=50, seed=3)
+        for key in ("auroc", "auprc", "fpr95"):
+            for field in ("diff", "lo", "hi", "p", "resolvable"):
+                assert df.loc[i, f"{key}_{field}"] == pytest.approx(expected[key][field], abs=1e-12)
+    header, rows = _md_table(out["out_md"].read_text())
+    assert header[:4] == ["Dataset", "Model", "Comparison", "Frames"] and len(header) == 4 + 9
+    r = expected["auprc"]
+    assert rows[1][7] == f"{r['diff']:+.4f} [{r['lo']:+.3f}, {r['hi']:+.3f}]"
+
+
+def test_holm_adjustment_closed_form():
+    from meta_ood.report.paired import holm
+
+    # sorted 0.005, 0.01, 0.03, 0.04 times 4, 3, 2, 1 -> 0.02, 0.03, 0.06, 0.04 -> running max 0.02, 0.03, 0.06, 0.06
+    np.testing.assert_allclose(holm([0.01, 0.04, 0.03, 0.005]), [0.03, 0.06, 0.06, 0.02])
+    np.testing.assert_allclose(holm([0.5]), [0.5])
+    np.testing.assert_allclose(holm([0.6, 0.7]), [1.0, 1.0])
+
+
+def test_table1_marks_values_the_frames_do_not_separate_from_the_best(run, tmp_path):
+    """A copy of the Plain row's files under another label equals it: that row is "≈" in every column whose best it
+    is not; the other rows get "≈" exactly where the paired p-value against the best, Holm-adjusted, is >= 5 %."""
+    import shutil
+
+    from meta_ood.pixel_eval import PooledHistogram
+    from meta_ood.pixel_eval.paired import paired_bootstrap
+    from meta_ood.report.paired import holm
+
+    entries = _pixel_entries(run)
+    copies = []
+    for e in entries:
+        if e["label"] == "Plain":
+            src = Path(e["path"])
+            dst = tmp_path / "copy" / src.parent.name / src.name
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(src, dst)
+            shutil.copy(src.with_suffix(".npz"), dst.with_suffix(".npz"))
+            copies.append({**e, "label": "Plain again", "path": str(dst)})
+    out = _outs(tmp_path, "t1")
+    report.table1(entries + copies, [], **out, n_boot=200, seed=1)
+    header, rows = _md_table(out["out_md"].read_text())
+    labels = [r[1] for r in rows]
+    for ds_i, ds in enumerate(("lostandfound", "fishyscapes_static")):
+        npz = {lab: Path(next(e["path"] for e in entries + copies if e["label"] == lab and e["dataset"] == ds))
+               .with_suffix(".npz") for lab in labels}
+        for k, (metric, mode) in enumerate((("auroc", "max"), ("fpr95", "min"), ("auprc", "max"))):
+            col = 2 + 3 * ds_i + k
+            values = {lab: float(rows[i][col].strip("*").split()[0]) for i, lab in enumerate(labels)}
+            best = (max if mode == "max" else min)(labels, key=lambda lab: values[lab])
+            others = [lab for lab in labels if lab != best]
+            p = [paired_bootstrap(PooledHistogram.load(npz[lab]), PooledHistogram.load(npz[best]), n_boot=200,
+                                  seed=1)[metric]["p"] for lab in others]
+            expected = {lab for lab, q in zip(others, holm(p)) if q >= 0.05}
+            marked = {lab for i, lab in enumerate(labels) if rows[i][col].rstrip("*").endswith("≈")}
+            assert marked == expected, (ds, metric)
+    # the copy alone against its original: equal values, p = 1, "≈" in every column of the copy's row
+    plain = [e for e in entries if e["label"] == "Plain"]
+    report.table1(plain + copies, [], **out, n_boot=200, seed=1)
+    _, rows = _md_table(out["out_md"].read_text())
+    assert [r[1] for r in rows] == ["Plain", "Plain again"]
+    assert all(c.endswith("≈") for c in rows[1][2:]) and not any(c.endswith("≈") for c in rows[0][2:])
+    assert "Holm-adjusted" in out["out_md"].read_text()

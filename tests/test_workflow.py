@@ -64,7 +64,7 @@ def test_smoke_run_console_and_logs(smoke_run):
 def test_smoke_run_builds_every_table_and_figure(smoke_run):
     workdir, elapsed = smoke_run
     res = workdir / "results" / RUN
-    for name in ("table1", "table2", "table3", "table_components"):
+    for name in ("table1", "table2", "table3", "table_components", "table_paired"):
         for ext in ("csv", "md", "tex", "html"):
             assert (res / "tables" / f"{name}.{ext}").stat().st_size > 0
     for name in ("figure3", "figure4", "figure5", "figure7", "figure14", "examples"):
@@ -129,7 +129,7 @@ def test_html_report_collects_tables_and_figures(smoke_run):
     proc = snakemake(workdir, "--report", str(workdir / "report.html"))
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
     html = (workdir / "report.html").read_text(errors="replace")
-    assert "table2.csv" in html and "figure7.png" in html
+    assert "table2.html" in html and "table_paired.html" in html and "figure7.png" in html
 
 
 def _run_until(workdir: Path, marker: str, timeout: float = 240) -> None:
@@ -165,7 +165,7 @@ def test_killed_runs_resume_to_identical_tables(smoke_run, tmp_path):
     proc = snakemake(workdir, "--rerun-incomplete")
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     ours, theirs = table_files(workdir), table_files(reference)
-    assert [p.name for p in ours] == [p.name for p in theirs] and len(ours) == 16
+    assert [p.name for p in ours] == [p.name for p in theirs] and len(ours) == 20
     for a, b in zip(ours, theirs):
         assert filecmp.cmp(a, b, shallow=False), f"{a.name} differs from the uninterrupted run"
     assert (workdir / "results" / RUN / "summary.md").read_text() == (reference / "results" / RUN / "summary.md").read_text()

@@ -48,6 +48,8 @@ RENDER_TARGETS = {
     "table_smiyc": ("table", "entries: [{method, dataset, path}] (smiyc-eval JSONs)"),
     "table_smiyc_scenes": ("table", "entries: [{method, dataset, path}] (smiyc-eval JSONs of smiyc_obstacle)"),
     "figure_smiyc_curves": ("figure", "entries: [{method, dataset, path}] (smiyc-eval JSONs)"),
+    "table_paired": ("table", "entries: [{dataset, model, label, a, b}] (pixel-eval .npz histograms of two variants "
+                              "on one dataset); optional n_boot, seed, alpha"),
 }
 _OUT_EXTENSIONS = {"table": ("csv", "md", "tex"), "figure": ("png", "pdf")}
 

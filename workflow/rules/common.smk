@@ -395,6 +395,10 @@ def pixel_json(model, variant, dataset):
     return f"{RESULTS}/pixel/{mv(model, variant)}/{dataset}.json"
 
 
+def pixel_npz(model, variant, dataset):
+    return f"{RESULTS}/pixel/{mv(model, variant)}/{dataset}.npz"
+
+
 def segment_eval_json(model, variant, dataset):
     return f"{RESULTS}/segment_eval/{mv(model, variant)}/{dataset}.json"
 
@@ -431,6 +435,18 @@ def one_per_baseline(entries):
             if sharers:
                 e = {**e, "label": f"Plain (shared with {', '.join(sharers)})"}
         out.append(e)
+    return out
+
+
+def paired_entries():
+    """{dataset, model, label, a, b} of table_paired: each model's reported OoD training against its (shared)
+    baseline on every OoD dataset, from the pixel evaluations' per-image histograms."""
+    out = []
+    for ds in EVAL["ood_datasets"]:
+        for model in MODELS:
+            (_, base), (_, ood) = reported_variants(model)
+            out.append({"dataset": ds, "model": model, "label": "OoD training − Plain",
+                        "a": pixel_npz(model, ood, ds), "b": pixel_npz(model, base, ds)})
     return out
 
 
@@ -669,7 +685,7 @@ def all_targets():
 
 
 # tables 2, 3, the component metrics and figure 7 show every segment dataset; the example images are LostAndFound's
-TABLES = ["table1"] + (["table2", "table3", "table_components"] if SEGMENT_DATASETS else [])
+TABLES = ["table1", "table_paired"] + (["table2", "table3", "table_components"] if SEGMENT_DATASETS else [])
 # figures 3/4 show the main model, 11/12 the second COCO-trained model (the paper's DualGCNNet), 8/9 the
 # void OoD training of appendix C on Cityscapes val (void as OoD) and on LostAndFound
 SECOND_MODEL = next((m for m in MODELS if m != MAIN_MODEL and uses_coco(m)), None)

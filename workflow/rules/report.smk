@@ -3,6 +3,7 @@
 PIXEL_ENTRIES, MIOU_ENTRIES = table1_entries()  # per model (figures 8, 9, 11, 12 and the summary compare within a model)
 TABLE1_PIXEL, TABLE1_MIOU = one_per_baseline(PIXEL_ENTRIES), one_per_baseline(MIOU_ENTRIES)
 TABLE2_ENTRIES = table2_entries()
+PAIRED_ENTRIES = paired_entries()
 TABLE3_ENTRIES = table3_entries()
 FIG14_ENTRIES = figure14_entries()
 EXAMPLE_VARIANTS = [v for _, v in reported_variants(MAIN_MODEL)]
@@ -22,7 +23,14 @@ REPORT_TARGETS = [
         "table",
         entry_paths(TABLE1_PIXEL + TABLE1_MIOU),
         {},
-        {"pixel_entries": TABLE1_PIXEL, "miou_entries": TABLE1_MIOU},
+        {"pixel_entries": TABLE1_PIXEL, "miou_entries": TABLE1_MIOU, "n_boot": EVAL["n_boot"], "seed": config["seed"]},
+    ),
+    (
+        "table_paired",
+        "table",
+        entry_paths(PAIRED_ENTRIES, keys=("a", "b")),
+        {},
+        {"entries": PAIRED_ENTRIES, "n_boot": EVAL["n_boot"], "seed": config["seed"]},
     ),
     ("table2", "table", entry_paths(TABLE2_ENTRIES), {}, {"entries": TABLE2_ENTRIES}),
     ("table3", "table", entry_paths(TABLE3_ENTRIES), {}, {"entries": TABLE3_ENTRIES}),

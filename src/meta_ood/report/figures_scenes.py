@@ -259,10 +259,9 @@ def _grid(nrows: int, ncols: int, shape: tuple[int, int], col_w: float, extra_h:
 
 
 def _tag(ax: Axes, name: str) -> None:
-    """The image name in a corner of a panel."""
+    """The image name under a panel (not over the image)."""
     short = name if len(name) <= 42 else name[:19] + "…" + name[-22:]
-    ax.text(0.02, 0.03, short, transform=ax.transAxes, fontsize=6.5, ha="left", va="bottom",
-            bbox={"boxstyle": "round,pad=0.2", "facecolor": "white", "alpha": 0.75, "edgecolor": "none"})
+    ax.set_xlabel(short, fontsize=6.5, labelpad=2, color="0.25")
 
 
 def _colorbar(fig: Figure, heat: Any, axes: Sequence[Axes]) -> None:
