@@ -100,6 +100,8 @@ rule summary:
         error_entries=TABLE2_ENTRIES,
         run=RUN,
         void_models=VOID_MODELS,
+        n_boot=EVAL["n_boot"],
+        seed=config["seed"],
     log:
         f"{LOGS}/report/summary.log",
     benchmark:

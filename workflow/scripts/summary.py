@@ -17,4 +17,6 @@ run_rule(
     error_entries=list(snakemake.params.error_entries),
     run=snakemake.params.run,
     void_models=list(snakemake.params.void_models),
+    n_boot=snakemake.params.n_boot,
+    seed=snakemake.params.seed,
 )

@@ -18,26 +18,28 @@ from meta_ood.errors import InputError
 from meta_ood.pixel_eval.bootstrap import bootstrap_replicates, bootstrap_weights
 from meta_ood.pixel_eval.histogram import PooledHistogram
 
-__all__ = ["PAIRED_METRICS", "aligned_weights", "paired_bootstrap", "paired_summary"]
+__all__ = ["PAIRED_METRICS", "aligned_weights", "paired_against", "paired_bootstrap", "paired_summary"]
 
 #: The metrics compared, with the direction that is better.
 PAIRED_METRICS = {"auroc": "max", "auprc": "max", "fpr95": "min", "best_f1": "max"}
 
 
-def aligned_weights(ids_a: Sequence[str], ids_b: Sequence[str], n_boot: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """One set of image draws for two histograms that hold the same images, possibly in another order:
-    (weights of a, the same draws in b's image order). InputError naming the images only one of them has."""
-    ids_a, ids_b = [str(i) for i in ids_a], [str(i) for i in ids_b]
-    if "" in ids_a or "" in ids_b:
+def aligned_weights(ids_ref: Sequence[str], ids_other: Sequence[str], n_boot: int, seed: int
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """One set of image draws for two histograms that hold the same images, possibly in another order: the
+    draws in the reference's image order, and the same draws in the other's order. InputError naming the
+    images only one of them has (the other is "the first" method, the reference "the second")."""
+    ids_ref, ids_other = [str(i) for i in ids_ref], [str(i) for i in ids_other]
+    if "" in ids_ref or "" in ids_other:
         raise InputError("a paired comparison needs the image ids of both histograms (an image without id)")
-    only_a, only_b = sorted(set(ids_a) - set(ids_b)), sorted(set(ids_b) - set(ids_a))
-    if only_a or only_b:
-        raise InputError(f"the two methods were evaluated on different images: only in the first {only_a[:5]}"
-                         f"{' ...' if len(only_a) > 5 else ''}, only in the second {only_b[:5]}"
-                         f"{' ...' if len(only_b) > 5 else ''} (compare methods on the same frames)")
-    weights = bootstrap_weights(len(ids_a), n_boot, seed)
-    position = {image: k for k, image in enumerate(ids_a)}
-    return weights, weights[:, [position[image] for image in ids_b]]
+    only_ref, only_other = sorted(set(ids_ref) - set(ids_other)), sorted(set(ids_other) - set(ids_ref))
+    if only_ref or only_other:
+        raise InputError(f"the two methods were evaluated on different images: only in the first {only_other[:5]}"
+                         f"{' ...' if len(only_other) > 5 else ''}, only in the second {only_ref[:5]}"
+                         f"{' ...' if len(only_ref) > 5 else ''} (compare methods on the same frames)")
+    weights = bootstrap_weights(len(ids_ref), n_boot, seed)
+    position = {image: k for k, image in enumerate(ids_ref)}
+    return weights, weights[:, [position[image] for image in ids_other]]
 
 
 def paired_summary(diffs: np.ndarray, point: float, alpha: float = 0.05) -> dict[str, float]:
@@ -57,22 +59,34 @@ def paired_summary(diffs: np.ndarray, point: float, alpha: float = 0.05) -> dict
             "resolvable": float(norm.ppf(1.0 - alpha / 2.0) * se), "n_boot": int(d.size)}
 
 
+def paired_against(hists: Sequence[PooledHistogram], reference: PooledHistogram, n_boot: int = 1000, seed: int = 0,
+                   alpha: float = 0.05, tpr_level: float = 0.95) -> list[dict[str, dict[str, Any]]]:
+    """:func:`paired_bootstrap` of each of ``hists`` against ``reference``, with the reference's resamples computed
+    once (every comparison uses the same image draws, so the results equal the pairwise calls)."""
+    if not 0.0 < alpha < 1.0:
+        raise InputError(f"alpha={alpha}: expected a value in (0, 1)")
+    ref_ids = reference.image_ids
+    weights = bootstrap_weights(len(ref_ids), n_boot, seed)
+    reps_ref = bootstrap_replicates(reference, weights=weights, tpr_level=tpr_level)
+    m_ref = reference.metrics(tpr_level=tpr_level)
+    out = []
+    for hist in hists:
+        _, w_h = aligned_weights(ref_ids, hist.image_ids, n_boot, seed)
+        reps = bootstrap_replicates(hist, weights=w_h, tpr_level=tpr_level)
+        m = hist.metrics(tpr_level=tpr_level)
+        out.append({key: {"a": float(m[key]), "b": float(m_ref[key]),
+                          **paired_summary(reps[key] - reps_ref[key], float(m[key]) - float(m_ref[key]), alpha)}
+                    for key in PAIRED_METRICS})
+    return out
+
+
 def paired_bootstrap(hist_a: PooledHistogram, hist_b: PooledHistogram, n_boot: int = 1000, seed: int = 0,
                      alpha: float = 0.05, tpr_level: float = 0.95) -> dict[str, dict[str, Any]]:
     """Per metric of :data:`PAIRED_METRICS`: both methods' values, their difference a - b with its paired
     bootstrap interval, standard error, p-value and resolvable difference (:func:`paired_summary`).
 
-    The histograms must hold the same images (matched by image id, in any order). Values are those of the
-    full histograms; the resamples use their ``image_bits`` resolution, as the unpaired intervals do.
+    The histograms must hold the same images (matched by image id, in any order; the draws are made in
+    ``hist_b``'s order). Values are those of the full histograms; the resamples use their ``image_bits``
+    resolution, as the unpaired intervals do.
     """
-    if not 0.0 < alpha < 1.0:
-        raise InputError(f"alpha={alpha}: expected a value in (0, 1)")
-    w_a, w_b = aligned_weights(hist_a.image_ids, hist_b.image_ids, n_boot, seed)
-    reps_a = bootstrap_replicates(hist_a, weights=w_a, tpr_level=tpr_level)
-    reps_b = bootstrap_replicates(hist_b, weights=w_b, tpr_level=tpr_level)
-    m_a, m_b = hist_a.metrics(tpr_level=tpr_level), hist_b.metrics(tpr_level=tpr_level)
-    out: dict[str, dict[str, Any]] = {}
-    for key in PAIRED_METRICS:
-        a, b = float(m_a[key]), float(m_b[key])
-        out[key] = {"a": a, "b": b, **paired_summary(reps_a[key] - reps_b[key], a - b, alpha)}
-    return out
+    return paired_against([hist_a], hist_b, n_boot=n_boot, seed=seed, alpha=alpha, tpr_level=tpr_level)[0]

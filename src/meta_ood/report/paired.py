@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from meta_ood.pixel_eval import PooledHistogram
-from meta_ood.pixel_eval.paired import paired_bootstrap
+from meta_ood.pixel_eval.paired import paired_against, paired_bootstrap
 from meta_ood.report.formatting import Cell, Header, Layout, fmt_float, latex_escape, write_table
 from meta_ood.report.results import check_entries, dataset_title
 
@@ -57,13 +57,12 @@ def mark_unresolved(cells: Sequence[Cell], histograms: Sequence[str | os.PathLik
     best = rows[int(np.argmax(values) if mode == "max" else np.argmin(values))]
     others = [i for i in rows if i != best]
     cache = {} if cache is None else cache
-    pvalues = []
-    for i in others:
-        key = (str(histograms[i]), str(histograms[best]))
-        if key not in cache:
-            cache[key] = paired_bootstrap(PooledHistogram.load(histograms[i]), PooledHistogram.load(histograms[best]),
-                                          n_boot=n_boot, seed=seed, alpha=alpha)
-        pvalues.append(cache[key][metric]["p"])
+    missing = [i for i in others if (str(histograms[i]), str(histograms[best])) not in cache]
+    if missing:  # the best row's resamples once for all
+        results = paired_against([PooledHistogram.load(histograms[i]) for i in missing],
+                                 PooledHistogram.load(histograms[best]), n_boot=n_boot, seed=seed, alpha=alpha)
+        cache.update({(str(histograms[i]), str(histograms[best])): r for i, r in zip(missing, results)})
+    pvalues = [cache[(str(histograms[i]), str(histograms[best]))][metric]["p"] for i in others]
     marked = [i for i, q in zip(others, holm(pvalues)) if q >= alpha]
     for i in marked:
         c = cells[i]

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from meta_ood.io import read_json, write_text_atomic
+from meta_ood.pixel_eval import PooledHistogram
+from meta_ood.pixel_eval.paired import paired_bootstrap
 from meta_ood.report.results import dataset_title
 
 
@@ -35,24 +38,46 @@ def _mark(ok: bool) -> str:
     return "**pass**" if ok else "**fail**"
 
 
+def _auprc_change(paths: dict[str, str], before: float, after: float, rises: bool, n_boot: int, seed: int
+                  ) -> tuple[str, str]:
+    """(verdict, numbers) of a claim that OoD training raises (``rises``) or lowers the AUPRC: with the pixel
+    evaluations' per-image histograms beside their JSONs, the paired bootstrap difference decides (pass when its
+    95 % interval lies on the claimed side of 0, fail on the other side, not resolved when it holds 0)."""
+    npz = {label: Path(path).with_suffix(".npz") for label, path in paths.items()}
+    if n_boot > 0 and all(p.is_file() for p in npz.values()):
+        r = paired_bootstrap(PooledHistogram.load(npz["OoD training"]), PooledHistogram.load(npz["Plain"]),
+                             n_boot=n_boot, seed=seed)["auprc"]
+        lo, hi = (r["lo"], r["hi"]) if rises else (-r["hi"], -r["lo"])
+        verdict = "**pass**" if lo > 0 else "**fail**" if hi < 0 else "**not resolved**"
+        return verdict, (f"{before:.4f} -> {after:.4f}: {r['diff']:+.4f} [{r['lo']:+.4f}, {r['hi']:+.4f}], "
+                         f"p = {r['p']:.3f}, paired bootstrap over images")
+    return _mark(after > before if rises else after < before), f"{before:.4f} -> {after:.4f}"
+
+
 def _claims(pixel: Sequence[tuple[dict[str, Any], dict[str, Any]]], miou: Sequence[tuple[dict[str, Any], dict[str, Any]]],
-            errors: Sequence[tuple[dict[str, Any], dict[str, Any]]], void_models: Sequence[str]) -> list[str]:
-    """The paper's qualitative claims next to this run's numbers, each marked pass or fail."""
+            errors: Sequence[tuple[dict[str, Any], dict[str, Any]]], void_models: Sequence[str], n_boot: int = 1000,
+            seed: int = 0) -> list[str]:
+    """The paper's qualitative claims next to this run's numbers, each with one verdict: pass / fail, and for
+    the AUPRC claims "not resolved" when the paired 95 % interval of the change holds 0."""
     out = ["", "## The paper's claims on this run", ""]
     auprc: dict[tuple[str, str], dict[str, float]] = {}
+    paths: dict[tuple[str, str], dict[str, str]] = {}
     for e, r in pixel:
         auprc.setdefault((e["model"], e["dataset"]), {})[e["label"]] = r.get("auprc")
+        paths.setdefault((e["model"], e["dataset"]), {})[e["label"]] = str(e["path"])
     for (model, dataset), v in auprc.items():
         before, after = v.get("Plain"), v.get("OoD training")
         if before is None or after is None or dataset not in _PAPER_DATASETS:
             continue
-        if model in void_models:
-            if dataset == "lostandfound":
-                out.append(f"- void OoD training lowers the LostAndFound AUPRC against the baseline (appendix C: "
-                           f"0.46 -> 0.17) ({model}): {_mark(after < before)} ({before:.4f} -> {after:.4f})")
+        void = model in void_models
+        if void and dataset != "lostandfound":
             continue
-        out.append(f"- OoD training raises AUPRC on {dataset} ({model}): {_mark(after > before)} "
-                   f"({before:.4f} -> {after:.4f})")
+        verdict, numbers = _auprc_change(paths[(model, dataset)], before, after, not void, n_boot, seed)
+        if void:
+            out.append(f"- void OoD training lowers the LostAndFound AUPRC against the baseline (appendix C: "
+                       f"0.46 -> 0.17) ({model}): {verdict} ({numbers})")
+        else:
+            out.append(f"- OoD training raises AUPRC on {dataset} ({model}): {verdict} ({numbers})")
     by_model: dict[str, dict[str, dict[str, Any]]] = {}
     for e, r in miou:
         by_model.setdefault(e["model"], {})[e["label"]] = r["miou"]
@@ -92,11 +117,13 @@ def summary_stage(
     error_entries: Sequence[dict[str, Any]],
     run: str = "",
     void_models: Sequence[str] = (),
+    n_boot: int = 1000,
+    seed: int = 0,
 ) -> str:
     """The run's headline numbers: pixel AUROC / FPR95 / AUPRC per dataset and variant, mIoU, and the
-    detection errors before / after meta classification; the checks of the paper's direction (AUPRC
-    rises with OoD training, meta classification lowers the errors at t >= 0.3); and the paper's
-    claims with a pass / fail mark (:func:`_claims`). ``void_models`` are the models trained with the
+    detection errors before / after meta classification; the check that meta classification lowers
+    the errors at t >= 0.3; and the paper's claims with one verdict each (:func:`_claims`; the AUPRC
+    changes judged by their paired bootstrap interval, ``n_boot`` resamples, ``seed``). ``void_models`` are the models trained with the
     Cityscapes void class as the proxy (appendix C), whose claim is the opposite.
 
     ``error_entries``: ``{label, path}`` (optionally ``model``, ``dataset``) of segment_eval JSONs,
@@ -118,12 +145,7 @@ def summary_stage(
         for e in miou_entries:
             r = read_json(e["path"])
             lines.append(f"| {e['model']} | {e['label']} | {_fmt(r['miou'].get('inf'))} |")
-    checks = ["", "## Checks", ""]
-    for (model, dataset), v in auprc.items():
-        before, after = v.get("Plain"), v.get("OoD training")
-        if before is not None and after is not None:
-            verdict = "yes" if after > before else "no"
-            checks.append(f"- AUPRC on {dataset} ({model}) rises after OoD training: **{verdict}** ({before:.4f} -> {after:.4f})")
+    checks = ["", "## Checks", ""]  # the AUPRC changes are judged once, with their intervals, in the claims
     datasets = list(dict.fromkeys(_error_dataset(e) for e in error_entries))
     for ds in datasets:
         title = dataset_title(ds)
@@ -152,7 +174,8 @@ def summary_stage(
                 )
     miou_results = [(e, read_json(e["path"])) for e in miou_entries]
     error_results = [(e, read_json(e["path"])) for e in error_entries]
-    claims = _claims(list(zip(pixel_entries, pixel_results)), miou_results, error_results, list(void_models))
+    claims = _claims(list(zip(pixel_entries, pixel_results)), miou_results, error_results, list(void_models),
+                     n_boot=n_boot, seed=seed)
     text = "\n".join(lines + checks + claims) + "\n"
     write_text_atomic(out_md, text)
     return text
