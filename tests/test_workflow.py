@@ -64,7 +64,7 @@ def test_smoke_run_console_and_logs(smoke_run):
 def test_smoke_run_builds_every_table_and_figure(smoke_run):
     workdir, elapsed = smoke_run
     res = workdir / "results" / RUN
-    for name in ("table1", "table2", "table3", "table_components", "table_paired"):
+    for name in ("table1", "table2", "table3", "table_components", "table_paired", "table_definitions"):
         for ext in ("csv", "md", "tex", "html"):
             assert (res / "tables" / f"{name}.{ext}").stat().st_size > 0
     for name in ("figure3", "figure4", "figure5", "figure7", "figure14", "examples"):
@@ -165,7 +165,7 @@ def test_killed_runs_resume_to_identical_tables(smoke_run, tmp_path):
     proc = snakemake(workdir, "--rerun-incomplete")
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     ours, theirs = table_files(workdir), table_files(reference)
-    assert [p.name for p in ours] == [p.name for p in theirs] and len(ours) == 20
+    assert [p.name for p in ours] == [p.name for p in theirs] and len(ours) == 24
     for a, b in zip(ours, theirs):
         assert filecmp.cmp(a, b, shallow=False), f"{a.name} differs from the uninterrupted run"
     assert (workdir / "results" / RUN / "summary.md").read_text() == (reference / "results" / RUN / "summary.md").read_text()

@@ -50,6 +50,8 @@ RENDER_TARGETS = {
     "figure_smiyc_curves": ("figure", "entries: [{method, dataset, path}] (smiyc-eval JSONs)"),
     "table_paired": ("table", "entries: [{dataset, model, label, a, b}] (pixel-eval .npz histograms of two variants "
                               "on one dataset); optional n_boot, seed, alpha"),
+    "table_definitions": ("table", "entries: [{model, label, dataset, path}] (pixel-eval JSONs of OoD datasets, "
+                                   "their .npz beside them)"),
 }
 _OUT_EXTENSIONS = {"table": ("csv", "md", "tex"), "figure": ("png", "pdf")}
 

@@ -685,7 +685,7 @@ def all_targets():
 
 
 # tables 2, 3, the component metrics and figure 7 show every segment dataset; the example images are LostAndFound's
-TABLES = ["table1", "table_paired"] + (["table2", "table3", "table_components"] if SEGMENT_DATASETS else [])
+TABLES = ["table1", "table_paired", "table_definitions"] + (["table2", "table3", "table_components"] if SEGMENT_DATASETS else [])
 # figures 3/4 show the main model, 11/12 the second COCO-trained model (the paper's DualGCNNet), 8/9 the
 # void OoD training of appendix C on Cityscapes val (void as OoD) and on LostAndFound
 SECOND_MODEL = next((m for m in MODELS if m != MAIN_MODEL and uses_coco(m)), None)

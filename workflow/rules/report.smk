@@ -32,6 +32,13 @@ REPORT_TARGETS = [
         {},
         {"entries": PAIRED_ENTRIES, "n_boot": EVAL["n_boot"], "seed": config["seed"]},
     ),
+    (
+        "table_definitions",
+        "table",
+        entry_paths(TABLE1_PIXEL) + [p[: -len(".json")] + ".npz" for p in entry_paths(TABLE1_PIXEL)],
+        {},
+        {"entries": TABLE1_PIXEL},
+    ),
     ("table2", "table", entry_paths(TABLE2_ENTRIES), {}, {"entries": TABLE2_ENTRIES}),
     ("table3", "table", entry_paths(TABLE3_ENTRIES), {}, {"entries": TABLE3_ENTRIES}),
     ("table_components", "table", entry_paths(TABLE2_ENTRIES), {}, {"entries": TABLE2_ENTRIES}),

@@ -25,6 +25,8 @@ function                paper counterpart
 ``figure_smiyc_curves`` SegmentMeIfYouCan ROC and precision-recall curves per dataset
 ``table_paired``        each variant against its baseline: paired differences with intervals
                         (:mod:`~meta_ood.report.paired`)
+``table_definitions``   AP / AUROC / FPR95 under each toolkit's definition
+                        (:mod:`~meta_ood.report.definitions`)
 ======================= ========================================================================
 
 Tables return their CSV as a DataFrame, figures the numbers they plot (see each function), so
@@ -37,6 +39,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from meta_ood.report.definitions import table_definitions
 from meta_ood.report.paired import table_paired
 from meta_ood.report.smiyc import figure_smiyc_curves, table_smiyc, table_smiyc_scenes
 from meta_ood.report.tables import table1, table2, table3, table_components
@@ -47,6 +50,7 @@ _FIGURES = ("figure3", "figure4", "figure5", "figure7", "figure14", "examples",
 __all__ = [
     "table1", "table2", "table3", "table_components", *_FIGURES,
     "table_smiyc", "table_smiyc_scenes", "figure_smiyc_curves", "table_paired",
+    "table_definitions",
 ]
 
 
