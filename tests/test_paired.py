@@ -133,3 +133,33 @@ def test_compare_cli_prints_the_paired_table(tmp_path, capsys):
     assert "| AP ↑ | " in capsys.readouterr().out
     same = paired_bootstrap(method_histogram(a, labels), method_histogram(a, labels), n_boot=50)
     assert all(r["p"] == 1.0 and r["lo"] == r["hi"] == 0.0 for r in same.values())
+
+
+def test_table_smiyc_marks_exact_values_the_frames_do_not_separate(tmp_path):
+    """smiyc_eval writes the exact histogram beside its JSON; a method equal to the best one is "≈" in table_smiyc's
+    exact AP and FPR95 columns, a clearly worse one is not."""
+    import shutil
+
+    from meta_ood.report import table_smiyc
+    from meta_ood.stages.smiyc import smiyc_eval_stage
+
+    a, b, labels = _score_folders(tmp_path, n=8)
+    shutil.copytree(a, tmp_path / "a_copy")
+    entries = []
+    for name, folder in (("a", a), ("a_copy", tmp_path / "a_copy"), ("b", b)):
+        out = tmp_path / "eval" / name / "smiyc_obstacle.json"
+        smiyc_eval_stage(folder, labels, "smiyc_obstacle", out, method=name, n_boot=0)
+        assert out.with_suffix(".npz").is_file()
+        entries.append({"method": name, "dataset": "smiyc_obstacle", "path": str(out)})
+    outs = {f"out_{ext}": tmp_path / f"t.{ext}" for ext in ("csv", "md", "tex")}
+    table_smiyc(entries, **outs, n_boot=200, seed=0)
+    md = outs["out_md"].read_text()
+    rows = {line.split(" | ")[1]: line.split(" | ") for line in md.splitlines() if line.startswith("| SMIYC")}
+    exact_ap, exact_fpr = 2 + 5, 2 + 6  # index and official columns first
+    marked = {name: row[exact_ap].strip("*").endswith("≈") for name, row in rows.items()}
+    assert marked["a_copy"] != marked["a"]  # equal values: one is the best (bold), the other is "≈" to it
+    from meta_ood.smiyc.compare import method_histogram
+
+    p = paired_bootstrap(method_histogram(b, labels), method_histogram(a, labels), n_boot=200, seed=0)["auprc"]["p"]
+    assert marked["b"] == (min(1.0, 2 * p) >= 0.05)  # Holm over the two others (the copy's p is 1): 2 p
+    assert "paired image bootstrap of the exact histograms" in md

@@ -70,6 +70,7 @@ rule smiyc_eval:
         labels=f"{SMIYC}/labels/{{dataset}}",
     output:
         json=f"{SMIYC}/eval/{{method}}/{{dataset}}.json",
+        npz=f"{SMIYC}/eval/{{method}}/{{dataset}}.npz",
     params:
         options=smiyc_eval_options,
     log:
@@ -84,7 +85,13 @@ rule smiyc_eval:
 
 # The SMIYC tables and figure: rendered by the report rules of report.smk (included after this file).
 SMIYC_REPORT_TARGETS = [
-    ("table_smiyc", "table", entry_paths(SMIYC_ENTRIES), {}, {"entries": SMIYC_ENTRIES}),
+    (
+        "table_smiyc",
+        "table",
+        entry_paths(SMIYC_ENTRIES) + [p[: -len(".json")] + ".npz" for p in entry_paths(SMIYC_ENTRIES)],
+        {},
+        {"entries": SMIYC_ENTRIES, "n_boot": EVAL["n_boot"], "seed": config["seed"]},
+    ),
     ("table_smiyc_scenes", "table", entry_paths(SMIYC_SCENE_ENTRIES), {}, {"entries": SMIYC_SCENE_ENTRIES}),
     ("figure_smiyc_curves", "figure", entry_paths(SMIYC_ENTRIES), {}, {"entries": SMIYC_ENTRIES}),
 ]

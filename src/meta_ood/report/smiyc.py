@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from meta_ood.errors import InputError
 from meta_ood.report.formatting import Cell, Header, Layout, bold_best, fmt_float, latex_escape, write_table
+from meta_ood.report.paired import mark_unresolved
 from meta_ood.report.results import check_entries, dataset_title, load_result, require
 
 __all__ = ["figure_smiyc_curves", "table_smiyc", "table_smiyc_scenes"]
@@ -94,10 +96,16 @@ def table_smiyc(
     out_csv: str | os.PathLike,
     out_md: str | os.PathLike,
     out_tex: str | os.PathLike,
+    n_boot: int = 1000,
+    seed: int = 0,
 ) -> pd.DataFrame:
     """SegmentMeIfYouCan leaderboard: one block of rows per dataset (track), one row per method, with the
     leaderboard's AP, FPR95, sIoU, PPV and mean F1 of the official protocol and then of the exact pooled one
     (best per column and dataset bold).
+
+    Exact AP and FPR95 values the frames do not separate from the dataset's best are marked "≈"
+    (:func:`~meta_ood.report.paired.mark_unresolved` on the exact histograms ``smiyc_eval`` writes
+    beside its JSONs; ``n_boot`` resamples, ``seed``).
 
     CSV columns: ``dataset``, ``method``, ``<official|exact>_<ap|fpr95|siou|ppv|f1_mean>``.
     """
@@ -106,7 +114,7 @@ def table_smiyc(
     datasets = _unique([str(e["dataset"]) for e in entries])
     layout, modes = _metric_layout([Header("Dataset", "Dataset"), Header("Method", "Method")],
                                    "SegmentMeIfYouCan: official protocol and exact pooled metrics", [_PROTOCOL_NOTE])
-    records, grid, groups = [], [], []
+    records, grid, groups, histograms = [], [], [], []
     for d in datasets:
         for m in methods:
             if (m, d) not in data:
@@ -117,9 +125,22 @@ def table_smiyc(
             records.append(rec)
             grid.append(cells)
             groups.append(d)
+            histograms.append(Path(str(path)).with_suffix(".npz"))  # the exact histogram smiyc_eval saves
             title = dataset_title(d)
             layout.rows.append(([Header(title, latex_escape(title)), Header(m, latex_escape(m))], cells))
     _bold_groups(grid, groups, modes)
+    marked = 0
+    exact = len(METRICS)  # the exact protocol's columns start here
+    for d in _unique(groups):
+        rows = [k for k, g in enumerate(groups) if g == d]
+        for j, metric in ((exact, "auprc"), (exact + 1, "fpr95")):
+            mode = modes[j]
+            marked += len(mark_unresolved([grid[k][j] for k in rows], [histograms[k] for k in rows], metric, mode,
+                                          n_boot=n_boot, seed=seed))
+    if marked:
+        layout.notes.append(f"≈ (exact AP and FPR95): not significantly different from the dataset's best (bold) at "
+                            f"5 %: paired image bootstrap of the exact histograms ({n_boot} resamples, seed {seed}), "
+                            "Holm-adjusted per column.")
     return _write(records, 2, layout, out_csv, out_md, out_tex)
 
 

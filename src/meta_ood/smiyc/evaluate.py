@@ -238,6 +238,7 @@ def evaluate_frames(
     curve_points: int = 400,
     keep_mib: float = KEEP_MIB,
     details: dict[str, np.ndarray] | None = None,
+    histogram_out: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """Both protocols on a list of frames (labels 0 / 1 / 255); see :func:`smiyc_eval` for the result.
 
@@ -248,7 +249,8 @@ def evaluate_frames(
     are identical for any ``jobs``. ``curve_points``: points of the thinned official ROC / PR
     curve of the result's ``curve``. ``keep_mib``: memory for the highest-scoring ROI pixels kept
     from the first pass, shared by all frames (0: none; the second pass then reads every score
-    file again); results do not depend on it.
+    file again); results do not depend on it. ``histogram_out``: also save the exact pooled
+    histogram (one image per frame, id = fid) there, for paired comparisons of methods.
 
     ``details``: a dict to fill with per-frame bins, merged curves and per-frame component values
     under the keys of the golden reference files (``pix_*``, ``pixuni_*``, ``inst_*`` at the
@@ -281,6 +283,8 @@ def evaluate_frames(
     keep = thin_indices(curve.thresholds.size, curve_points)
     official["curve"] = {"fpr": curve.fpr[keep].tolist(), "tpr": curve.tpr[keep].tolist(),
                          "recall": curve.tpr[keep].tolist(), "precision": curve.precision[keep].tolist()}
+    if histogram_out is not None:
+        hist.save(histogram_out)
     exact_m = hist.metrics()
     exact = {name: float(exact_m[key]) for key, name in _EXACT_KEYS.items()}
     exact["best_F1_threshold"] = float(exact_m["best_f1_threshold"])
