@@ -2,18 +2,32 @@
 
 Runs inside bench/official_smiyc/.venv (``setup.sh``), where the official package ``road_anomaly_benchmark``
 and its pinned numpy 1.23 are installed. It does what the official pipeline's sequential mode does for
-the leaderboard metrics (``Evaluation.run_metric_single``): for each metric, a pass over the frames in
-fid order that reads each score file with the official hdf5 loader and each label with its ``imread``
-and calls ``process_frame``, then ``aggregate``; the ``PixBinaryClass`` curve is saved and
-``SegEval-<Track>`` reads its best-F1 threshold back (``init``), as the official code does. Dataset
-loading is bypassed (the frames are given as folders); the images, which no metric reads, are not loaded.
+one method on one dataset (``Evaluation.run_metric_single``, i.e. ``calculate_metric_from_saved_outputs``
+with ``parallel=False``): for each metric, a pass over the frames in fid order that reads each score file
+with the official hdf5 loader and each label with its ``imread`` and calls ``process_frame``, then
+``aggregate``; the ``PixBinaryClass`` curve is saved and ``SegEval-<Track>`` reads its best-F1 threshold
+back (``init``), as the official code does. Dataset loading is bypassed (the frames are given as folders);
+the images, which no metric reads, are not loaded, and no curve is plotted. One process, no
+multiprocessing: the official default (``parallel=True``, ``run_metric_parallel``) spreads the frames over
+a ``multiprocessing.Pool`` and merges them in the order they finish.
 
-    python driver.py --scores DIR --labels DIR --track anomaly|obstacle --out result.json [--uniform]
+    python driver.py --scores DIR --labels DIR --track anomaly|obstacle --out result.json [--no-uniform]
 
 ``DIR/<fid>.hdf5`` (dataset ``value``) and ``LABELS/<fid>_labels_semantic.png`` (0, 1, 255). The JSON has
-``timing`` (seconds per step and ``total``, the leaderboard metrics PixBinaryClass + SegEval with their
-reads), ``peak_rss_mib``, ``pixel`` and ``segment`` (the official aggregates) and ``uniform`` with
-``--uniform`` (``PixBinaryClass-uniThr``, timed apart, not in ``total``).
+
+* ``timing``: seconds per step: ``PixBinaryClass`` / ``SegEval`` (each pass, its reads included),
+  ``PixBinaryClass read`` / ``SegEval read`` (the reads of that pass), ``read`` (both), ``PixBinaryClass
+  save``, ``total`` (the leaderboard metrics: PixBinaryClass + save + SegEval, reads included) and
+  ``PixBinaryClass-uniThr`` (its own pass, not in ``total``);
+* ``peak_rss_mib`` (the driver process's maximum resident set, at the end) and ``peak_rss_mib_leaderboard``
+  (the same, taken before the uniThr pass);
+* ``pixel``: the ``PixBinaryClass`` aggregate (``AP`` = ``area_PRC``, ``FPR95`` = ``tpr95_fpr``, ``AUROC`` =
+  ``area_ROC``, ``best_F1`` = ``best_f1``, ``best_F1_threshold`` = ``best_f1_threshold``, ``FPR95_threshold`` =
+  ``tpr95_threshold``, under both names) and ``uniThr_AP`` / ``uniThr_FPR95`` / ``uniThr_AUROC`` of
+  ``PixBinaryClass-uniThr`` (also as ``uniform``); ``--no-uniform`` skips that pass;
+* ``segment``: the ``SegEval-<Track>`` aggregate: ``sIoU_gt``, ``sIoU_pred``, ``PPV`` (= ``prec_pred``),
+  ``F1_mean`` (= ``f1_mean``), ``f1_25`` / ``f1_50`` / ``f1_75``, ``tp_mean`` / ``fn_mean`` / ``fp_mean``, with
+  the pixel threshold ``thresh_p`` and the size filters ``thresh_segsize`` / ``thresh_instsize``.
 """
 
 from __future__ import annotations
@@ -82,7 +96,9 @@ def main() -> None:
     ap.add_argument("--labels", required=True, type=Path)
     ap.add_argument("--track", required=True, choices=sorted(SEG_METRICS))
     ap.add_argument("--out", required=True, type=Path)
-    ap.add_argument("--uniform", action="store_true", help="also PixBinaryClass-uniThr (timed apart)")
+    ap.add_argument("--uniform", dest="uniform", action="store_true", default=True,
+                    help="also PixBinaryClass-uniThr, timed apart (the default)")
+    ap.add_argument("--no-uniform", dest="uniform", action="store_false", help="skip PixBinaryClass-uniThr")
     args = ap.parse_args()
 
     work = tempfile.TemporaryDirectory(prefix="official_smiyc_")
@@ -98,25 +114,33 @@ def main() -> None:
     t = time.perf_counter()
     pix_metric.save(pix, method_name=METHOD, dataset_name=DATASET)
     timing["PixBinaryClass save"] = time.perf_counter() - t
-    seg_metric = MetricRegistry.get(SEG_METRICS[args.track])
+    seg_name = SEG_METRICS[args.track]
+    seg_metric = MetricRegistry.get(seg_name)
     seg_metric.init(METHOD, DATASET)  # the best-F1 threshold, read back from the saved curve
     seg = run_pass(seg_metric, items, timing, "SegEval")
+    timing["read"] = timing["PixBinaryClass read"] + timing["SegEval read"]
     timing["total"] = timing["PixBinaryClass"] + timing["PixBinaryClass save"] + timing["SegEval"]
-    result = {
-        "n_frames": len(items),
-        "numpy": np.__version__,
-        "pixel": {"AP": plain(pix.area_PRC), "FPR95": plain(pix.tpr95_fpr), "AUROC": plain(pix.area_ROC),
-                  "best_F1": plain(pix.best_f1), "best_F1_threshold": plain(pix.best_f1_threshold),
-                  "n_curve_points": int(len(pix.thresholds))},
-        "segment": {"thresh_p": plain(seg_metric.cfg.thresh_p), "sIoU_gt": plain(seg.sIoU_gt),
-                    "sIoU_pred": plain(seg.sIoU_pred), "PPV": plain(seg.prec_pred), "F1_mean": plain(seg.f1_mean),
-                    **{k: plain(getattr(seg, k)) for k in ("f1_25", "f1_50", "f1_75", "tp_mean", "fn_mean", "fp_mean")}},
-    }
+    peak_leaderboard = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    official_pix = {"area_PRC": "AP", "tpr95_fpr": "FPR95", "area_ROC": "AUROC", "best_f1": "best_F1",
+                    "best_f1_threshold": "best_F1_threshold", "tpr95_threshold": "FPR95_threshold"}
+    pixel = {ours: plain(getattr(pix, name)) for name, ours in official_pix.items()}
+    pixel.update({name: pixel[ours] for name, ours in official_pix.items()})
+    pixel["n_curve_points"] = int(len(pix.thresholds))
+    official_seg = ("sIoU_gt", "sIoU_pred", "prec_pred", "f1_mean", "f1_25", "f1_50", "f1_75",
+                    "tp_mean", "fn_mean", "fp_mean")
+    segment = {name: plain(getattr(seg, name)) for name in official_seg}
+    segment.update({"PPV": segment["prec_pred"], "F1_mean": segment["f1_mean"], "config": seg_name,
+                    "thresh_p": plain(seg_metric.cfg.thresh_p), "thresh_segsize": int(seg_metric.cfg.thresh_segsize),
+                    "thresh_instsize": int(seg_metric.cfg.thresh_instsize)})
+    result = {"n_frames": len(items), "numpy": np.__version__, "mode": "sequential (run_metric_single), fid order",
+              "pixel": pixel, "segment": segment}
     if args.uniform:
         uni = run_pass(MetricRegistry.get("PixBinaryClass-uniThr"), items, timing, "PixBinaryClass-uniThr")
         result["uniform"] = {"AP": plain(uni.area_PRC), "FPR95": plain(uni.tpr95_fpr), "AUROC": plain(uni.area_ROC)}
+        pixel.update({f"uniThr_{k}": v for k, v in result["uniform"].items()})
     result["timing"] = timing
     result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result["peak_rss_mib_leaderboard"] = peak_leaderboard
     args.out.write_text(json.dumps(result, indent=1))
     work.cleanup()
 

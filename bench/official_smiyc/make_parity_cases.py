@@ -6,9 +6,11 @@ best-F1 threshold read back from the saved curve), and ``SegEval`` again at fixe
 
     bench/official_smiyc/.venv/bin/python bench/official_smiyc/make_parity_cases.py
 
-Keys: ``cases`` (names), ``results_json`` (per case: the official numbers, or ``error`` with the exception the
-official code raised), and per frame ``<case>/<j>/scores`` (float16 or float32, as given to the official code)
-and ``<case>/<j>/labels`` (uint8: 0, 1, 255). tests/data/golden/smiyc/README.md defines every field.
+Keys: ``cases`` (names), ``numpy_version``, ``results_json`` (per case: the official numbers, or ``error`` with
+the exception the official code raised), per frame ``<case>/<j>/scores`` (float16 or float32, as given to the
+official code) and ``<case>/<j>/labels`` (uint8: 0, 1, 255), and per case the merged ``PixBinaryClass`` curve
+``<case>/curve_thresholds`` (float64) with its counts ``<case>/curve_tp`` / ``<case>/curve_fp`` (int64).
+tests/data/golden/smiyc/README.md (section 5) defines every field.
 """
 
 from __future__ import annotations
@@ -54,7 +56,8 @@ def cases(rng: np.random.Generator) -> dict[str, dict]:
             if k == 2:
                 s[lab == 1] = dtype(0.9)
             frames.append((s, lab))
-        out[f"constant_0.4_{tag}"] = {"track": "obstacle", "frames": frames, "fixed": [0.4]}
+        # fixed thresholds: the Python floats 0.4 and 0.3 and the map dtype's rounding of the one it holds
+        out[f"constant_0.4_{tag}"] = {"track": "obstacle", "frames": frames, "fixed": [0.4, float(dtype(0.4)), 0.3]}
         frames = []
         t = dtype(0.3)
         near = np.array([np.nextafter(t, dtype(0)), t, np.nextafter(t, dtype(1))], dtype)
@@ -63,7 +66,7 @@ def cases(rng: np.random.Generator) -> dict[str, dict]:
             s = near[rng.integers(0, 3, (h, w))]
             s[lab == 1] = near[1 + (k % 2)]  # anomalies exactly at or just above 0.3
             frames.append((s.astype(dtype), lab))
-        out[f"at_0.3_{tag}"] = {"track": "obstacle", "frames": frames, "fixed": [0.3, float(t)]}
+        out[f"at_0.3_{tag}"] = {"track": "obstacle", "frames": frames, "fixed": [0.3, float(t), 0.4]}
     frames = []
     for k in range(4):  # every frame reaches 1.0: the first point of the merged curve depends on the tie order
         lab = _labels(rng, h, w)
@@ -129,8 +132,8 @@ def plain(value):
     return value
 
 
-def official(case: dict, work: Path) -> dict:
-    """The official numbers of one case (or the exception it raises)."""
+def official(case: dict) -> tuple[dict, dict[str, np.ndarray]]:
+    """The official numbers of one case (or the exception it raises) and its merged pixel curve as arrays."""
     from road_anomaly_benchmark.metrics import MetricRegistry
 
     def run(metric, frames):
@@ -139,6 +142,7 @@ def official(case: dict, work: Path) -> dict:
         return per, metric.aggregate(per, method_name="m", dataset_name="case")
 
     res: dict = {"track": case["track"]}
+    curve: dict[str, np.ndarray] = {}
     try:
         pix_metric = MetricRegistry.get("PixBinaryClass")
         _, pix = run(pix_metric, case["frames"])
@@ -151,10 +155,12 @@ def official(case: dict, work: Path) -> dict:
         assert np.array_equal(pix.curve_recall, pix.curve_tpr)
         denom = tp + fp
         assert np.array_equal(np.divide(tp, denom, out=np.ones(tp.size), where=denom > 0), pix.curve_precision)
+        thresholds = np.asarray(pix.thresholds, dtype=np.float64)
+        assert thresholds.shape == tp.shape
+        curve = {"curve_thresholds": thresholds, "curve_tp": tp, "curve_fp": fp}
         res["pixel"] = {"AP": pix.area_PRC, "FPR95": pix.tpr95_fpr, "AUROC": pix.area_ROC, "best_F1": pix.best_f1,
                         "best_F1_threshold": pix.best_f1_threshold, "FPR95_threshold": pix.tpr95_threshold,
-                        "n_pos": n_pos, "n_neg": n_neg, "curve_thresholds": pix.thresholds, "curve_tp": tp,
-                        "curve_fp": fp}
+                        "n_pos": n_pos, "n_neg": n_neg, "n_curve_points": int(tp.size)}
         _, uni = run(MetricRegistry.get("PixBinaryClass-uniThr"), case["frames"])
         res["uniform"] = {"AP": uni.area_PRC, "FPR95": uni.tpr95_fpr, "AUROC": uni.area_ROC}
         seg_metric = MetricRegistry.get(TRACK_METRIC[case["track"]])
@@ -164,12 +170,17 @@ def official(case: dict, work: Path) -> dict:
             seg_metric.cfg.thresh_p = thr
             per, seg = run(seg_metric, case["frames"])
             res[f"segment_{key}"] = {
-                "thresh_p": thr, "sIoU_gt": seg.sIoU_gt, "sIoU_pred": seg.sIoU_pred, "PPV": seg.prec_pred,
-                "F1_mean": seg.f1_mean, "n_gt": [len(r.sIoU_gt) for r in per], "n_pred": [len(r.sIoU_pred) for r in per],
-                "frame_sIoU_gt": [r.sIoU_gt for r in per], "frame_sIoU_pred": [r.sIoU_pred for r in per]}
+                "config": TRACK_METRIC[case["track"]], "thresh_p": thr,
+                "thresh_segsize": seg_metric.cfg.thresh_segsize, "thresh_instsize": seg_metric.cfg.thresh_instsize,
+                "sIoU_gt": seg.sIoU_gt, "sIoU_pred": seg.sIoU_pred, "PPV": seg.prec_pred, "F1_mean": seg.f1_mean,
+                **{k: getattr(seg, k) for k in ("f1_25", "f1_50", "f1_75", "tp_mean", "fn_mean", "fp_mean")},
+                "n_gt": [len(r.sIoU_gt) for r in per], "n_pred": [len(r.sIoU_pred) for r in per],
+                "frame_sIoU_gt": [r.sIoU_gt for r in per], "frame_sIoU_pred": [r.sIoU_pred for r in per],
+                "frame_PPV": [r.prec_pred for r in per]}
     except Exception as exc:  # the official code's own failure is the expected behaviour to record
-        res["error"] = f"{type(exc).__name__}: {exc}"
-    return {k: plain(v) if not isinstance(v, dict) else {kk: plain(vv) for kk, vv in v.items()} for k, v in res.items()}
+        res, curve = {"track": case["track"], "error": f"{type(exc).__name__}: {exc}"}, {}
+    out = {k: plain(v) if not isinstance(v, dict) else {kk: plain(vv) for kk, vv in v.items()} for k, v in res.items()}
+    return out, curve
 
 
 def main() -> None:
@@ -181,16 +192,20 @@ def main() -> None:
     arrays, results = {}, {}
     sys.stdout = sys.stderr  # the official aggregates print
     for name, case in all_cases.items():
-        results[name] = official(case, Path(work.name))
+        results[name], curve = official(case)
         for j, (s, lab) in enumerate(case["frames"]):
             arrays[f"{name}/{j}/scores"] = s
             arrays[f"{name}/{j}/labels"] = lab
+        arrays.update({f"{name}/{key}": value for key, value in curve.items()})
         print(f"{name}: {results[name].get('error') or 'AP %.6f' % results[name]['pixel']['AP']}")
     arrays["cases"] = np.array(list(all_cases))
     arrays["results_json"] = np.array(json.dumps(results))
     arrays["numpy_version"] = np.array(np.__version__)
+    assert all(a.dtype != object for a in arrays.values())
     np.savez_compressed(OUT, **arrays)
-    print(f"{OUT}: {len(all_cases)} cases, {OUT.stat().st_size} bytes")
+    size = OUT.stat().st_size
+    print(f"{OUT}: {len(all_cases)} cases, {size} bytes")
+    assert size < 300_000, f"{OUT}: {size} bytes, keep it under 300 kB"
     work.cleanup()
 
 

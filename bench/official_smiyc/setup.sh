@@ -7,8 +7,9 @@
 #
 # The pins follow the official requirements.txt (numpy 1.23.3, easydict 1.10, ...) for the packages its metric
 # code imports. Python 3.11 has no wheels of its scipy 1.9.1 and h5py 3.7.0: the nearest releases that have one
-# are used (scipy 1.9.3, h5py 3.8.0, matplotlib 3.6.3, pandas 1.5.3); torch and the other packages of its
-# requirements serve its inference scripts, not its metrics, and are left out.
+# are used (scipy 1.9.3, h5py 3.8.0, matplotlib 3.6.3, pandas 1.5.3, contourpy 1.0.7); torch and the other
+# packages of its requirements serve its inference scripts, not its metrics, and are left out.
+# PYTHON=python3.11 (default python3) chooses the interpreter.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -19,7 +20,7 @@ SRC=""
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --src) SRC="$(cd "$2" && pwd)"; shift 2 ;;
-    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
     *) echo "setup.sh: unknown argument $1 (expected --src DIR)" >&2; exit 2 ;;
   esac
 done
@@ -39,15 +40,19 @@ if [[ ! -f "$SRC/road_anomaly_benchmark/metrics/pixel_classification.py" ]]; the
 fi
 
 VENV="$HERE/.venv"
+echo "virtualenv: $VENV ($("$PYTHON" --version 2>&1))"
 "$PYTHON" -m venv "$VENV"
 "$VENV/bin/python" -m pip install --quiet --upgrade pip
-"$VENV/bin/python" -m pip install --quiet numpy==1.23.3 scipy==1.9.3 h5py==3.8.0 easydict==1.10 \
-  matplotlib==3.6.3 pandas==1.5.3 contourpy==1.0.7 Pillow==9.2.0 ipython==8.5.0 tqdm==4.64.1 \
-  opencv-python-headless==4.6.0.66
+PINS=(numpy==1.23.3 scipy==1.9.3 h5py==3.8.0 easydict==1.10 matplotlib==3.6.3 pandas==1.5.3 contourpy==1.0.7
+      Pillow==9.2.0 imageio==2.22.0 ipython==8.5.0 tqdm==4.64.1 opencv-python-headless==4.6.0.66)
+echo "installing: ${PINS[*]}"
+"$VENV/bin/python" -m pip install --quiet "${PINS[@]}"
 # a dependency may have pulled a newer numpy: the official pin last
+echo "reinstalling numpy==1.23.3 (no dependencies)"
 "$VENV/bin/python" -m pip install --quiet --force-reinstall --no-deps numpy==1.23.3
 SITE="$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
 echo "$SRC" > "$SITE/road_anomaly_benchmark_src.pth"
+echo "official source on the path: $SITE/road_anomaly_benchmark_src.pth -> $SRC"
 "$VENV/bin/python" -c "
 import numpy, scipy, h5py
 from road_anomaly_benchmark.metrics.pixel_classification import MetricPixelClassification
