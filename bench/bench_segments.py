@@ -3,16 +3,22 @@
 Builds a seeded synthetic softmax that looks like a segmentation network's output (smooth
 multi-scale logits with class regions, plus high-temperature blobs that give graded
 high-entropy regions), stored as float16 like the softmax store, and a ground truth with a void
-border band, an 'ego vehicle' area and a few OoD objects. Then it times
+border band, an 'ego vehicle' area and a few OoD objects. Then it times, on the same input,
 
-* one pass: ``segment_metrics_multi`` over t = 0.1, 0.2, ..., 0.7 (predicted AND ground-truth
-  segment tables), against
-* the baseline: ``segment_metrics`` called once per threshold, each call recomputing the pixel
-  maps (predicted tables only, so the baseline does strictly less work),
+* the current implementation: ``segment_metrics_multi`` over t = 0.1, 0.2, ..., 0.7 (predicted
+  AND ground-truth segment tables), against
+* the previous implementation (``meta_ood.segments`` at commit 2e9e645, extracted from git with
+  ``git archive`` into a temporary package and imported under another name): the same call, and
+* the per-threshold baseline: ``segment_metrics`` called once per threshold, each call
+  recomputing the pixel maps (predicted tables only, so the baseline does strictly less work),
 
-and prints seconds per image, pixels per second, segments per threshold and the ratio.
+and prints seconds per image, the ratio previous / current (goal >= 3x) and how far the two
+implementations' tables are apart: the largest absolute difference over all float columns
+(goal <= 1e-12) and whether integer columns, row counts, column names, dtypes and the component
+maps are identical.
 
     python bench/bench_segments.py --height 1024 --width 2048 --repeats 3
+    python bench/bench_segments.py --height 256 --width 512 --repeats 1
 """
 
 from __future__ import annotations
@@ -23,7 +29,15 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUME
     os.environ[_var] = "1"
 
 import argparse  # noqa: E402
+import importlib  # noqa: E402
+import io  # noqa: E402
+import shutil  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import tarfile  # noqa: E402
+import tempfile  # noqa: E402
 import time  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 from scipy import ndimage  # noqa: E402
@@ -32,6 +46,13 @@ from meta_ood.segments import segment_metrics, segment_metrics_multi  # noqa: E4
 
 THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
 GOAL_SECONDS = 2.0
+GOAL_SPEEDUP = 3.0
+GOAL_MAX_DIFF = 1e-12
+PREVIOUS_COMMIT = "2e9e645"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+#: Integer-valued columns, compared for equality.
+INTEGER_PRED = {"iou0", "prc", "S", "S_in", "S_bd"}
+INTEGER_GT = {"iou0", "train_class", "label_class", "S", "S_in", "S_bd"} | {f"S_{c}" for c in range(19)}
 NUM_CLASSES = 19
 OOD_ID = 2
 VOID = 255
@@ -97,6 +118,35 @@ def make_input(height: int, width: int, seed: int = 0) -> tuple[np.ndarray, np.n
     return probs, gt
 
 
+def load_previous(commit: str = PREVIOUS_COMMIT, root: Path = REPO_ROOT):
+    """``meta_ood.segments`` as of ``commit``, imported as a separate top-level package.
+
+    The package is extracted with ``git archive`` into a temporary directory, renamed, and its
+    absolute ``meta_ood.segments`` imports are pointed at the copy (everything else it imports,
+    e.g. ``meta_ood.scores``, comes from the current checkout). Returns the module and the
+    temporary directory (remove it when done), or ``(None, reason)``.
+    """
+    try:
+        tar = subprocess.run(["git", "-C", str(root), "archive", commit, "src/meta_ood/segments"],
+                             check=True, capture_output=True).stdout
+    except (OSError, subprocess.CalledProcessError) as exc:
+        err = getattr(exc, "stderr", b"") or b""
+        return None, f"git archive {commit} failed: {err.decode(errors='replace').strip() or exc}"
+    tmp = Path(tempfile.mkdtemp(prefix="bench_segments_"))
+    with tarfile.open(fileobj=io.BytesIO(tar)) as tf:
+        tf.extractall(tmp, filter="data")
+    name = f"meta_ood_segments_{commit}"
+    pkg = tmp / name
+    (tmp / "src/meta_ood/segments").rename(pkg)
+    for path in pkg.glob("*.py"):
+        path.write_text(path.read_text().replace("meta_ood.segments", name))
+    sys.path.insert(0, str(tmp))
+    try:
+        return importlib.import_module(name), tmp
+    finally:
+        sys.path.remove(str(tmp))
+
+
 def _best_time(fn, repeats: int) -> tuple[float, object]:
     best, result = float("inf"), None
     for _ in range(repeats):
@@ -106,12 +156,54 @@ def _best_time(fn, repeats: int) -> tuple[float, object]:
     return best, result
 
 
+def _interleaved(fns: dict, repeats: int) -> tuple[dict[str, float], dict[str, object]]:
+    """Best time and last result of each function, runs alternating so that load affects all alike."""
+    best = {k: float("inf") for k in fns}
+    results: dict[str, object] = {}
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            t0 = time.perf_counter()
+            results[k] = fn()
+            best[k] = min(best[k], time.perf_counter() - t0)
+    return best, results
+
+
+def compare_tables(new: dict, old: dict) -> tuple[float, list[str]]:
+    """Largest absolute difference of the float columns and a list of other differences between
+    two ``segment_metrics_multi`` results."""
+    worst, problems = 0.0, []
+    if list(new) != list(old):
+        return float("inf"), [f"thresholds differ: {list(new)} vs {list(old)}"]
+    for t in new:
+        for what, j, integer in (("pred", 0, INTEGER_PRED), ("gt", 2, INTEGER_GT)):
+            a, b = new[t][j], old[t][j]
+            ca, cb = new[t][j + 1], old[t][j + 1]
+            tag = f"t={t} {what}"
+            if ca.dtype != cb.dtype or not np.array_equal(ca, cb):
+                problems.append(f"{tag}: component maps differ ({ca.dtype} vs {cb.dtype})")
+            if list(a.columns) != list(b.columns) or a.shape != b.shape:
+                problems.append(f"{tag}: shape / columns differ ({a.shape} vs {b.shape})")
+                continue
+            if list(a.dtypes) != list(b.dtypes):
+                problems.append(f"{tag}: dtypes differ")
+            for col in a.columns:
+                x, y = a[col].to_numpy(), b[col].to_numpy()
+                if col in integer:
+                    if not np.array_equal(x, y):
+                        problems.append(f"{tag}: integer column {col} differs")
+                elif x.size:
+                    worst = max(worst, float(np.max(np.abs(x - y))))
+    return worst, problems
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--height", type=int, default=1024)
     parser.add_argument("--width", type=int, default=2048)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--previous", default=PREVIOUS_COMMIT,
+                        help="git commit of the previous implementation (default %(default)s)")
     args = parser.parse_args(argv)
 
     if hasattr(os, "sched_setaffinity"):
@@ -124,7 +216,16 @@ def main(argv: list[str] | None = None) -> None:
           f"void {np.mean(gt == VOID):.3f}, OoD {np.mean(gt == OOD_ID):.4f}; 1 thread; "
           f"best of {args.repeats}", flush=True)
 
-    t_one, res = _best_time(lambda: segment_metrics_multi(probs, gt, THRESHOLDS, OOD_ID), args.repeats)
+    previous, tmp = load_previous(args.previous)
+    try:
+        fns = {"new": lambda: segment_metrics_multi(probs, gt, THRESHOLDS, OOD_ID)}
+        if previous is not None:
+            fns["old"] = lambda: previous.segment_metrics_multi(probs, gt, THRESHOLDS, OOD_ID)
+        times, results = _interleaved(fns, args.repeats)
+    finally:
+        if previous is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+    t_one, res = times["new"], results["new"]
     t_base, base = _best_time(lambda: [segment_metrics(probs, gt, t, OOD_ID) for t in THRESHOLDS],
                               args.repeats)
     worst = 0.0
@@ -150,6 +251,25 @@ def main(argv: list[str] | None = None) -> None:
           f"(same segments; metrics agree to {worst:.1e}, floating-point summation order)")
     verdict = "met" if t_one <= GOAL_SECONDS else "NOT met"
     print(f"goal <= {GOAL_SECONDS:.1f} s per image for {len(THRESHOLDS)} thresholds: {verdict}")
+
+    if previous is None:
+        print(f"previous implementation not available ({tmp}); no comparison")
+        return
+    t_old = times["old"]
+    diff, problems = compare_tables(res, results["old"])
+    print(f"previous implementation ({args.previous}), one pass: {t_old:.3f} s per image, "
+          f"{pixels / t_old / 1e6:.2f} Mpixel/s")
+    print(f"current implementation, one pass: {t_one:.3f} s per image")
+    print(f"previous / current: {t_old / t_one:.2f}x (goal >= {GOAL_SPEEDUP:.0f}x: "
+          f"{'met' if t_old / t_one >= GOAL_SPEEDUP else 'NOT met'})")
+    print(f"max abs difference of float columns, current vs previous: {diff:.1e} "
+          f"(goal <= {GOAL_MAX_DIFF:.0e}: {'met' if diff <= GOAL_MAX_DIFF else 'NOT met'})")
+    print("integer columns, rows, columns, dtypes and component maps: "
+          + ("identical" if not problems else "DIFFERENT"))
+    for line in problems[:20]:
+        print("  " + line)
+    if problems or diff > GOAL_MAX_DIFF:
+        raise SystemExit("current and previous implementation disagree")
 
 
 if __name__ == "__main__":

@@ -418,3 +418,97 @@ def test_bad_input():
         sg.segment_metrics(probs, gt.astype(np.float32), 0.5, 2)
     with pytest.raises(InputError, match="gt_label"):
         sg.gt_segment_metrics(probs, gt, 0.5, 2, gt_label=np.ones((2, 2)))
+
+
+# -- fast paths against direct computations ------------------------------------------------
+
+
+def _fragmented_case(seed, h=40, w=56, dtype=np.float16):
+    """Softmax with many high-entropy pixels near the thresholds and a ground truth whose objects,
+    lines and single pixels cut the predicted segments apart."""
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(scale=6.0, size=(19, h, w))
+    temp = rng.uniform(0.02, 1.2, size=(h, w))
+    temp[rng.random((h, w)) < 0.4] = rng.uniform(0.01, 0.12)
+    z = logits * temp
+    p = np.exp(z - z.max(axis=0))
+    probs = (p / p.sum(axis=0)).astype(dtype)
+    gt = np.ones((h, w), np.uint8)
+    gt[rng.integers(0, h), :] = 2  # a line across the image
+    gt[:, rng.integers(0, w)] = 2
+    gt[rng.random((h, w)) < 0.04] = 2  # single pixels
+    y, x = rng.integers(5, h - 5), rng.integers(5, w - 5)
+    gt[y - 4:y + 4, x - 3:x + 3] = 2
+    gt[rng.random((h, w)) < 0.05] = 255
+    return probs, gt
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_masks_and_segments_equal_direct_labelling(seed):
+    """Candidates (bit screening, estimated entropies, exact re-decisions) and segments (pieces of
+    M minus G joined through M & G) equal the direct mask and scipy's labelling of it."""
+    from scipy import ndimage
+
+    from meta_ood.scores import entropy_mask
+
+    probs, gt = _fragmented_case(seed, dtype=(np.float16, np.float32)[seed % 2])
+    # thresholds next to many pixels' entropies: their decisions need the exact evaluation
+    ent = scipy.stats.entropy(probs.astype(np.float64)) / np.log(19)
+    ts = tuple(sorted({float(np.round(v, 6)) for v in np.quantile(ent[ent > 0.01], [0.1, 0.4, 0.7, 0.95])}))
+    res = sg.segment_metrics_multi(probs, gt, ts, 2)
+    for t in ts:
+        mask = entropy_mask(probs, t) & (gt != 255)
+        expected, n = ndimage.label(mask, structure=np.ones((3, 3), bool))
+        pred_df, comp, gt_df, _ = res[t]
+        np.testing.assert_array_equal(np.abs(comp), expected)
+        assert len(pred_df) == n
+        single, single_comp = sg.segment_metrics(probs, gt, t, 2)
+        np.testing.assert_array_equal(single_comp, comp)
+        pd.testing.assert_frame_equal(single, pred_df, check_exact=False, rtol=1e-12, atol=1e-13)
+    # the float16 store and its exact float32 cast give the same tables
+    if probs.dtype == np.float16:
+        wide = sg.segment_metrics_multi(probs.astype(np.float32), gt, ts, 2)
+        for t in ts:
+            for a, b in zip(res[t], wide[t]):
+                if isinstance(a, pd.DataFrame):
+                    pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=0, atol=1e-12)
+                else:
+                    np.testing.assert_array_equal(a, b)
+
+
+def test_screening_bound_is_sound():
+    """Pixels the octave test rules out have a normalized entropy below the lowest threshold."""
+    from meta_ood.segments.pixels import screen_corners, top_bits
+
+    rng = np.random.default_rng(5)
+    for c in (2, 3, 19):
+        n = 20000
+        # dominant class plus a random spread of the rest, over many orders of magnitude
+        p = rng.random((c, n)) ** rng.uniform(1, 30, size=(1, n))
+        p[rng.integers(0, c, n), np.arange(n)] += rng.uniform(0, 4, n)
+        p = (p / p.sum(axis=0)).astype(np.float16)
+        ent = scipy.stats.entropy(p.astype(np.float32)) / np.log(c)
+        b = p.view(np.uint16)[:, None, :]
+        p1, p2, p3, _ = (a[0] for a in top_bits(b))
+        for t_min in (0.02, 0.1, 0.3):
+            settled = np.zeros(n, bool)
+            for a, bb in screen_corners(t_min, c):
+                settled |= (p1 - p2 >= a << 10) & (p1 - p3 >= bb << 10)
+            assert settled.any()
+            assert ent[settled].max() < t_min
+
+
+def test_unusual_values_take_the_exact_path():
+    """Negative zeros and values above 2**60 are valid input the bit test does not vouch for."""
+    probs, gt = _fragmented_case(1, dtype=np.float32)
+    probs[probs < 1e-6] = 0.0
+    ref, ref_comp = sg.segment_metrics(probs, gt, 0.3, 2)
+    neg = probs.copy()
+    neg[probs == 0] = -0.0
+    df, comp = sg.segment_metrics(neg, gt, 0.3, 2)
+    np.testing.assert_array_equal(comp, ref_comp)
+    pd.testing.assert_frame_equal(df, ref)
+    big = probs * np.float32(2.0 ** 70)  # exact scaling: same normalized entropies
+    df, comp = sg.segment_metrics(big, gt, 0.3, 2)
+    np.testing.assert_array_equal(comp, ref_comp)
+    np.testing.assert_array_equal(df["S"], ref["S"])

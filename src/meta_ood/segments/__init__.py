@@ -27,20 +27,30 @@ whole image) gets ``S_rel = S``, ``S_rel_in = S_in`` and boundary statistics 0 i
 division by zero; component maps are int16 like the reference's unless an image has more than
 32767 segments, in which case they are int32.
 
-Everything is vectorized: :func:`scipy.ndimage.label` for the components (its labels already
-follow the row-major order of first pixels), shifted slices and flat-index offsets for
-boundaries and neighbourhoods, ``np.bincount`` for the per-segment sums. The heavy per-pixel
-work (entropy, E / D / V, argmax, class probabilities) happens once per image, only at the
-pixels that can be OoD at the lowest threshold; since the masks of increasing thresholds are
-nested, the per-segment sums of all thresholds come from one accumulation over those pixels
-(see :class:`~meta_ood.segments.image.ImageSegments`). Per threshold only the labelling, the
-boundary pixels, the neighbourhood counts and the IoU adjacency are computed, inside the
-bounding box of the OoD candidates and the ground truth. Results of one pass over several
-thresholds equal the single-threshold results up to floating-point summation order (about 1e-14).
+Everything is vectorized, and the work is organised around what the thresholds share:
+
+* :mod:`~meta_ood.segments.pixels` -- one pass over the probabilities: the three largest class
+  probabilities and the argmax of every pixel from integer operations on their bit patterns, a
+  proven entropy bound that rules out most non-OoD pixels, and for the rest ``E`` (the
+  reference's float32 formula) and their threshold levels (exactly the reference's decisions).
+  ``D``, ``V`` and the class probabilities of the candidates are kept.
+* :mod:`~meta_ood.segments.image` -- the candidates sorted by level (the masks of increasing
+  thresholds are nested, so a level's pixels are a prefix); per-segment sums of all thresholds
+  from one accumulation per channel (``np.bincount``) pushed down the nesting tree; per threshold
+  one :func:`scipy.ndimage.label` of ``M \\ G`` in the bounding box of the candidates and the
+  ground truth, boundary sums and neighbourhood class counts from pairs found once.
+* :mod:`~meta_ood.segments.ground_truth` -- the gt segments (labelled once) and the segments of
+  ``M`` from the pieces ``M \\ G`` joined through ``M & G`` on a small graph, numbered like
+  :func:`scipy.ndimage.label` would number them; the adjusted IoU of both tables from the pieces.
+
+Results of one pass over several thresholds equal the single-threshold results up to
+floating-point summation order (about 1e-14).
 
 Modules: :mod:`~meta_ood.segments.keys` (table columns, feature sets),
-:mod:`~meta_ood.segments.frame` (padded window, 8-neighbourhoods), :mod:`~meta_ood.segments.tables`
-(nested sums, metric columns), :mod:`~meta_ood.segments.image` (one image, all thresholds) and
+:mod:`~meta_ood.segments.frame` (padded window, compressed frames, 8-neighbourhoods),
+:mod:`~meta_ood.segments.pixels` (per-pixel inputs), :mod:`~meta_ood.segments.tables` (nested
+sums, metric columns), :mod:`~meta_ood.segments.ground_truth` (gt segments, segments from
+pieces), :mod:`~meta_ood.segments.image` (one image, all thresholds) and
 :mod:`~meta_ood.segments.metrics` (the public entry points).
 """
 

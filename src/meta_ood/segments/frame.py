@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
+from scipy import ndimage
 
-__all__ = ["OFFSETS", "STRUCT", "Frame", "adjacent_union", "bbox_slices", "component_dtype"]
+__all__ = ["OFFSETS", "STRUCT", "Frame", "SparseFrame", "component_dtype"]
 
 #: 8-connectivity structure of :func:`scipy.ndimage.label`.
 STRUCT = np.ones((3, 3), dtype=bool)
@@ -28,13 +29,15 @@ class Frame:
     8 neighbours of a pixel ``index + offset`` for a fixed set of offsets.
     """
 
-    def __init__(self, flat_lists: Sequence[np.ndarray], shape: tuple[int, int]):
+    def __init__(self, coords: Sequence[tuple[np.ndarray, np.ndarray]], shape: tuple[int, int]):
+        """``coords``: (rows, columns) arrays of the pixels to cover; ``shape``: the image size."""
         h, w = shape
-        idx = np.concatenate([np.asarray(a, np.int64) for a in flat_lists])
-        if idx.size:
-            rows, cols = np.divmod(idx, w)
-            r0, r1 = max(int(rows.min()) - 1, 0), min(int(rows.max()) + 2, h)
-            c0, c1 = max(int(cols.min()) - 1, 0), min(int(cols.max()) + 2, w)
+        coords = [(r, c) for r, c in coords if r.size]
+        if coords:
+            r0 = max(min(int(r.min()) for r, _ in coords) - 1, 0)
+            r1 = min(max(int(r.max()) for r, _ in coords) + 2, h)
+            c0 = max(min(int(c.min()) for _, c in coords) - 1, 0)
+            c1 = min(max(int(c.max()) for _, c in coords) + 2, w)
         else:
             r0, r1, c0, c1 = 0, min(1, h), 0, min(1, w)
         self.image_shape = shape
@@ -46,9 +49,9 @@ class Frame:
         self.inside = np.zeros(self.shape, bool)
         self.inside[1:-1, 1:-1] = True
 
-    def flat(self, image_flat: np.ndarray) -> np.ndarray:
-        rows, cols = np.divmod(np.asarray(image_flat, np.int64), self.image_shape[1])
-        return (rows - self.r0 + 1) * self.stride + (cols - self.c0 + 1)
+    def flat(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """Flat indices into the padded window of the image pixels (rows, cols)."""
+        return (rows - (self.r0 - 1)) * self.stride + (cols - (self.c0 - 1))
 
     def window(self, image_map: np.ndarray, fill=0) -> np.ndarray:
         out = np.full(self.shape, fill, dtype=image_map.dtype)
@@ -56,58 +59,50 @@ class Frame:
         out[1:-1, 1:-1] = image_map[self.r0:self.r0 + h, self.c0:self.c0 + w]
         return out
 
-    def inner_flat(self, image_flat: np.ndarray) -> np.ndarray:
-        """Flat indices into the unpadded window."""
-        rows, cols = np.divmod(np.asarray(image_flat, np.int64), self.image_shape[1])
+    def inner_flat(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """Flat indices into the unpadded window of the image pixels (rows, cols)."""
         return (rows - self.r0) * self.inner[1] + (cols - self.c0)
 
-    def outside_neighbour(self, mask: np.ndarray, sl: tuple[slice, slice]) -> np.ndarray:
-        """Bool map over ``sl`` of the padded window: the pixel has an in-image 8-neighbour
-        that is not in ``mask``."""
-        r0, r1, c0, c1 = sl[0].start, sl[0].stop, sl[1].start, sl[1].stop
-        ph, pw = self.shape
-        out = np.zeros((r1 - r0 + 2, c1 - c0 + 2), bool)
-        a0, a1, b0, b1 = max(r0 - 1, 0), min(r1 + 1, ph), max(c0 - 1, 0), min(c1 + 1, pw)
-        out[a0 - r0 + 1:a1 - r0 + 1, b0 - c0 + 1:b1 - c0 + 1] = (
-            ~mask[a0:a1, b0:b1] & self.inside[a0:a1, b0:b1])
-        h, w = r1 - r0, c1 - c0
-        acc = np.zeros((h, w), bool)
-        for dr, dc in OFFSETS:
-            acc |= out[1 + dr:1 + dr + h, 1 + dc:1 + dc + w]
-        return acc
 
+class SparseFrame:
+    """A gap-compressed frame for a sparse set of window pixels (e.g. the ground-truth OoD pixels).
 
-def bbox_slices(rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int]) -> tuple[slice, slice]:
-    """Bounding box of padded-window coordinates, grown by one pixel and clipped to ``shape``."""
-    return (slice(max(int(rows.min()) - 1, 0), min(int(rows.max()) + 2, shape[0])),
-            slice(max(int(cols.min()) - 1, 0), min(int(cols.max()) + 2, shape[1])))
-
-
-def adjacent_union(pix: np.ndarray, pix_labels: np.ndarray, nb_labels_flat: np.ndarray,
-                   other_sizes: np.ndarray, offsets: np.ndarray, n_seg: int,
-                   pixels_in_segments: bool = True) -> np.ndarray:
-    """For each of ``n_seg`` segments, the total size of the distinct ``other`` components
-    8-adjacent to it.
-
-    ``pix`` are padded-window flat indices of labelled pixels with labels ``pix_labels``;
-    ``nb_labels_flat`` is the padded label map (0 = no label) looked up at their neighbours
-    ``pix + offsets``. With ``pixels_in_segments`` the pixels belong to the segments and the map
-    labels the other components (sizes ``other_sizes``, indexed by label), otherwise the reverse.
+    It keeps the rows and columns that hold a pixel of the set and replaces every run of rows or
+    columns without one by a single empty row or column. The maps are monotone and two kept
+    pixels are 8-adjacent in the frame exactly when they are in the window, so
+    :func:`scipy.ndimage.label` of any subset gives the same components, numbered in the same
+    row-major order, at the cost of the (often much smaller) compressed area. Every window row
+    and column has a place (dropped ones share their run's empty one), so labels can be looked
+    up at any window position.
     """
-    n_other = other_sizes.size
-    keys = []
-    for off in offsets:
-        lab = nb_labels_flat[pix + off]
-        hit = lab > 0
-        if hit.any():
-            own = pix_labels[hit].astype(np.int64)
-            if pixels_in_segments:
-                keys.append(own * n_other + lab[hit])
-            else:
-                keys.append(lab[hit].astype(np.int64) * n_other + own)
-    if not keys:
-        return np.zeros(n_seg)
-    pairs = np.unique(np.concatenate(keys))
-    seg, other = np.divmod(pairs, n_other)
-    return np.bincount(seg, weights=other_sizes[other], minlength=n_seg + 1)[1:n_seg + 1]
 
+    def __init__(self, rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int]):
+        """``rows``, ``cols``: window coordinates of the set; ``shape``: the window size."""
+        self.rmap, nr = _axis_map(rows, shape[0])
+        self.cmap, nc = _axis_map(cols, shape[1])
+        self.shape = (nr, nc)
+        self.flat = self.rmap[rows] * nc + self.cmap[cols]
+
+    def label_image(self, select: np.ndarray | slice = slice(None)) -> tuple[np.ndarray, int]:
+        """Label image (compressed) of the 8-connected components of the pixels ``select``
+        (index or mask into the set) and their number."""
+        img = np.zeros(self.shape, bool)
+        img.ravel()[self.flat[select]] = True
+        return ndimage.label(img, structure=STRUCT)
+
+    def label(self, select: np.ndarray | slice = slice(None)) -> tuple[np.ndarray, int]:
+        """Labels (int64, in the order of ``select``) and number of the 8-connected components of
+        the pixels ``select``."""
+        lab, n = self.label_image(select)
+        return lab.ravel()[self.flat[select]].astype(np.int64), n
+
+
+def _axis_map(coords: np.ndarray, length: int) -> tuple[np.ndarray, int]:
+    """Compressed position of every window row (column) and the compressed length: occupied
+    ones are kept, each run of empty ones shares one place."""
+    keep = np.zeros(length, bool)
+    keep[coords] = True
+    keep[1:] |= keep[:-1].copy()  # an occupied place and the one after it (a run's first empty one)
+    keep[0] = True
+    pos = np.cumsum(keep) - 1
+    return pos, int(pos[-1]) + 1 if length else 0

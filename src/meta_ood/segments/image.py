@@ -5,25 +5,24 @@ from __future__ import annotations
 from typing import Iterable
 
 import numpy as np
-import pandas as pd
 from scipy import ndimage
 
 from meta_ood.errors import InputError
-from meta_ood.scores import (
-    as_float32,
-    compute_entropy_map,
-    margin_values,
-    reference_entropy_values,
-    top2,
-    variation_values,
-)
-from meta_ood.segments.frame import OFFSETS, STRUCT, Frame, adjacent_union, bbox_slices, component_dtype
-from meta_ood.segments.keys import HEATMAPS, gt_keys
-from meta_ood.segments.tables import empty_frame, pred_table, table, tree_sums
+from meta_ood.segments.frame import OFFSETS, STRUCT, Frame, component_dtype
+from meta_ood.segments.ground_truth import GroundTruth, MaskLabels
+from meta_ood.segments.keys import HEATMAPS
+from meta_ood.segments.pixels import class_values, pixel_data
+from meta_ood.segments.tables import lane_bincount, lane_keys, pred_table, tree_sums
 
 __all__ = ["ImageSegments"]
 
 _OUTSIDE_LEVEL = np.int8(127)
+
+
+def _as_weights(values: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """``values`` as float64 in the buffer ``out``."""
+    np.copyto(out, values, casting="unsafe")
+    return out
 
 
 class ImageSegments:
@@ -39,8 +38,16 @@ class ImageSegments:
     A pixel is a boundary pixel at level ``i`` exactly when ``ilev < i <= lev``. Segments of
     level ``i + 1`` are nested in segments of level ``i``, so per-segment sums over all pixels
     (and over interior pixels) are accumulated once per image: each pixel is added to the segment
-    of its own top level (its "atom"), and the sums are then pushed down the nesting tree. Only
-    the labelling, the boundary pixels and the neighbourhood counts are done per threshold.
+    of its own top level (its "atom"), and the sums are then pushed down the nesting tree
+    (:func:`~meta_ood.segments.tables.tree_sums`). Only the labelling, the boundary pixels and the
+    neighbourhood counts are done per threshold.
+
+    The candidates are kept sorted by descending level (stable): the pixels of the mask of level
+    ``i`` are then the first ``m[i]`` of them, and per-level work touches only those. The pixels
+    that are a boundary pixel at some level (``ilev < lev``) and their (pixel, outside neighbour)
+    pairs of all levels are found once (:meth:`_init_pairs`). Per level, one
+    :func:`scipy.ndimage.label` call labels ``M \\ G``; :class:`~meta_ood.segments.ground_truth.GroundTruth`
+    joins those pieces into the segments of ``M``.
     """
 
     def __init__(self, probs: np.ndarray, gt_train: np.ndarray, thresholds: Iterable[float], ood_id: int,
@@ -76,256 +83,215 @@ class ImageSegments:
             raise InputError(f"too many thresholds ({len(self.levels)}); at most 120 per pass")
 
         c, h, w = probs.shape
+        nlev = len(self.levels)
         self.num_classes = c
         self.shape = (h, w)
-        em = compute_entropy_map(probs, self.levels, with_argmax=True)
-        self._em = em
-        void = gt == void_id
         gmask = gt == ood_id
-
-        cand_img = em.mask(self.levels[0])
-        cand_img &= ~void
-        cand = np.flatnonzero(cand_img)
-        del cand_img
+        px = pixel_data(probs, gt == void_id, self.levels)
+        cand, lev = px.cand, px.lev
+        rows, cols = np.divmod(cand, w)
         g_img = np.flatnonzero(gmask)
-        fr = Frame((cand, g_img), (h, w))
+        g_rows, g_cols = np.divmod(g_img, w)
+        fr = Frame([(rows, cols), (g_rows, g_cols)], (h, w))
         self.frame = fr
-        self.argmax_w = fr.window(em.argmax)
-        flat_probs = probs.reshape(c, -1)
 
-        # candidate pixels: levels and the per-pixel maps, computed once
-        self.cand_img = cand
-        self.cand_fp = fr.flat(cand)
-        self.lev = self._levels(cand)
         # level map of the padded window; outside the image counts as "always OoD" so that the
         # image border never makes a boundary pixel
+        cand_fp = fr.flat(rows, cols)
         levw = np.full(fr.shape, -1, np.int8)
         levw[0, :] = levw[-1, :] = _OUTSIDE_LEVEL
         levw[:, 0] = levw[:, -1] = _OUTSIDE_LEVEL
-        levw.ravel()[self.cand_fp] = self.lev
-        self.levw = levw
+        levw.ravel()[cand_fp] = lev
         hh, ww = fr.inner
         nb_min = levw[1:-1, 1:-1].copy()
         for dr, dc in OFFSETS:
             np.minimum(nb_min, levw[1 + dr:1 + dr + hh, 1 + dc:1 + dc + ww], out=nb_min)
-        self.ilev = nb_min.ravel()[fr.inner_flat(cand)]
+        ilev = nb_min.ravel()[fr.inner_flat(rows, cols)]
+        del nb_min
 
-        pc = as_float32(np.take(flat_probs, cand, axis=1))
-        p1, p2, _ = top2(pc)
-        maps = {
-            "E": reference_entropy_values(pc).astype(np.float64),
-            "D": margin_values(p1, p2).astype(np.float64),
-            "V": variation_values(p1).astype(np.float64),
-        }
-        del p1, p2
-        self.maps = maps
-        rows, cols = np.divmod(cand, w)
-        self.cand_gt = gmask.ravel()[cand]
-        # channels summed over all pixels of a segment, and over its interior pixels
-        self._total_channels = [None, maps["E"], maps["E"] ** 2, maps["D"], maps["D"] ** 2,
-                                maps["V"], maps["V"] ** 2, rows.astype(np.float64),
-                                cols.astype(np.float64), self.cand_gt.astype(np.float64)] + list(pc)
-        self._interior_channels = self._total_channels[:7]
+        # candidates by descending level; m[i] = number of pixels in the mask of level i
+        order = np.argsort((nlev - 1) - lev, kind="stable")
+        self.order = order
+        self.m = np.concatenate([np.cumsum(np.bincount(lev, minlength=nlev)[::-1])[::-1], [0]])
+        self.fp_s = cand_fp[order]
+        self.img_s = cand[order]
+        self.ilev_s = ilev[order]
+        self.heat_s = {k: v[order] for k, v in px.heat.items()}
+        self._init_pairs(levw, lev[order], fr.window(px.argmax))
 
-        # ground-truth pixels and everything about gt segments that does not depend on t
-        self.g_img = g_img
-        self.g_fp = fr.flat(g_img)
-        self.g_lev = self._levels(g_img)
-        gw = np.zeros(fr.shape, bool)
-        gw.ravel()[self.g_fp] = True
-        self.g_window = gw
-        self._init_gt(flat_probs, label, em.argmax)
+        # what the per-segment sums read: E / D / V, class probabilities, ground truth
+        self.px = px
+        self.gt_flat = gmask.ravel()
+        self.g_s = self.gt_flat[self.img_s]  # level order: the pixel is a gt pixel
 
-    # -- helpers -------------------------------------------------------------------------
+        # ground-truth segments and everything about them that does not depend on t
+        self.gt = GroundTruth(fr, px, g_img, g_rows - (fr.r0 - 1), g_cols - (fr.c0 - 1), levw, label, (h, w))
+        self.g_pos = np.flatnonzero(self.g_s)  # level-order positions of gt candidates, their gt index
+        self.g_pos_index = self.gt.index[self.fp_s[self.g_pos]]
 
-    def _levels(self, idx: np.ndarray) -> np.ndarray:
-        """Highest level whose mask holds each pixel of ``idx`` (-1 for none), int8."""
-        tarr = np.asarray(self.levels)
-        return (np.searchsorted(tarr, self._decision_values(idx), side="right") - 1).astype(np.int8)
+        # from here on, outside the image is outside every mask; the pieces M \ G are labelled
+        levw[0, :] = levw[-1, :] = -1
+        levw[:, 0] = levw[:, -1] = -1
+        levw.ravel()[self.gt.fp] = -1
+        self.levw_pieces = levw
 
-    def _decision_values(self, idx: np.ndarray) -> np.ndarray:
-        """Entropy of the pixels ``idx`` as the threshold decisions see it (reference values near
-        a threshold)."""
-        em = self._em
-        vals = em.entropy.ravel()[idx].astype(np.float64)
-        if em.near_index.size and idx.size:
-            pos = np.minimum(np.searchsorted(em.near_index, idx), em.near_index.size - 1)
-            hit = em.near_index[pos] == idx
-            vals[hit] = em.near_value[pos[hit]]
-        return vals
+    def _init_pairs(self, levw: np.ndarray, lev_s: np.ndarray, argmax_w: np.ndarray) -> None:
+        """Boundary pixels and (boundary pixel, outside neighbour) pairs of all levels.
 
-    def _init_gt(self, flat_probs: np.ndarray, label: np.ndarray, argmax: np.ndarray) -> None:
-        """Label the ground-truth segments and fill the columns that do not depend on the threshold."""
-        fr, c = self.frame, self.num_classes
-        g = self.g_img
-        h, w = self.shape
-        self.n_gt = 0
-        self.gt_components = np.zeros((h, w), np.int16)
-        if g.size == 0:
-            return
-        grows, gcols = np.divmod(self.g_fp, fr.stride)
-        gsl = bbox_slices(grows, gcols, fr.shape)
-        self.g_slice = gsl
-        sub_w = gsl[1].stop - gsl[1].start
-        self.g_sub = (grows - gsl[0].start) * sub_w + (gcols - gsl[1].start)
-        lab_sub, n = ndimage.label(self.g_window[gsl], structure=STRUCT)
-        self.n_gt = n
-        lab = lab_sub.ravel()[self.g_sub].astype(np.int64)
-        self.g_labels = lab
-        bd = fr.outside_neighbour(self.g_window, gsl).ravel()[self.g_sub]
-        cnt = np.bincount(2 * lab + bd, minlength=2 * n + 2).reshape(n + 1, 2)[1:]
-        size = cnt.sum(axis=1).astype(np.float64)
-        self.g_size = size
-        comp = np.zeros((h, w), component_dtype(n))
-        comp.ravel()[g] = np.where(bd, -lab, lab)
-        self.gt_components = comp
+        A candidate is a boundary pixel at some level iff ``ilev < lev``; those pixels (positions
+        ``bpos`` in level order) are the only ones with pairs. A pair of pixel ``p`` and in-image
+        neighbour ``q`` enters the neighbourhood class distribution of ``p``'s segment at the
+        levels ``lev(q) < i <= lev(p)``. The pairs are sorted by ``(lev(q), -lev(p))`` so that
+        those of one level are one contiguous run per ``lev(q) < i``.
+        """
+        nlev = len(self.levels)
+        fr = self.frame
+        bpos = np.flatnonzero(self.ilev_s < lev_s)
+        self.bpos = bpos
+        self.b_ilev = self.ilev_s[bpos]
+        self.b_count = np.searchsorted(bpos, self.m)
+        bfp = self.fp_s[bpos]
+        blev = lev_s[bpos]
+        lev_flat = levw.ravel()
+        pos, cls, key = [], [], []
+        for off in fr.offsets:
+            q = bfp + off
+            lq = lev_flat[q]
+            hit = np.flatnonzero(lq < blev)  # the outside ring has level 127: never a pair
+            pos.append(bpos[hit])
+            cls.append(argmax_w.ravel()[q[hit]])
+            key.append((lq[hit].astype(np.int16) + 1) * nlev + (nlev - 1 - blev[hit].astype(np.int16)))
+        key = np.concatenate(key) if key else np.zeros(0, np.int16)  # small: radix sort
+        order = np.argsort(key, kind="stable")
+        self.pair_pos = np.concatenate(pos)[order] if pos else np.zeros(0, np.int64)
+        self.pair_cls = np.concatenate(cls)[order] if cls else np.zeros(0, np.uint8)
+        self.pair_start = np.searchsorted(key[order], np.arange((nlev + 1) * nlev + 1))
 
-        cols = {"S": size, "S_in": cnt[:, 0].astype(np.float64), "S_bd": cnt[:, 1].astype(np.float64)}
-        rows_img, cols_img = np.divmod(g, w)
-        cols["mean_x"] = np.bincount(lab, rows_img.astype(np.float64), n + 1)[1:] / size
-        cols["mean_y"] = np.bincount(lab, cols_img.astype(np.float64), n + 1)[1:] / size
-        cols["train_class"] = np.full(n, 255.0)
-        _, first = np.unique(lab, return_index=True)
-        cols["label_class"] = label.ravel()[g[first]].astype(np.float64)
-        counts = np.bincount(lab * c + argmax.ravel()[g], minlength=(n + 1) * c).reshape(n + 1, c)[1:]
-        pg = as_float32(np.take(flat_probs, g, axis=1))
-        for k in range(c):
-            cols[f"S_{k}"] = counts[:, k].astype(np.float64)
-            cols[f"cprob{k}"] = np.bincount(lab, pg[k], n + 1)[1:] / size
-        self._gt_static = cols
+    def _pairs_at(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """Level-order positions of the boundary pixels and classes of their outside neighbours,
+        one entry per pair counted at level ``i``."""
+        nlev = len(self.levels)
+        runs = [(self.pair_start[(b + 1) * nlev], self.pair_start[(b + 1) * nlev + nlev - i])
+                for b in range(-1, i)]
+        return (np.concatenate([self.pair_pos[lo:hi] for lo, hi in runs]),
+                np.concatenate([self.pair_cls[lo:hi] for lo, hi in runs]))
 
-    # -- per level -------------------------------------------------------------------------
+    # -- predicted segments ----------------------------------------------------------------
 
-    def _pred_level(self, i: int, mask: np.ndarray, lab_flat: np.ndarray, lab_c: np.ndarray,
+    def _pred_level(self, i: int, pieces_flat: np.ndarray, ml: MaskLabels, lab: np.ndarray,
                     n: int) -> tuple[dict, np.ndarray]:
-        """Per-threshold parts of the predicted-segment metrics of level ``i``."""
-        fr, c = self.frame, self.num_classes
-        lev, ilev = self.lev, self.ilev
-        member = np.flatnonzero(lev >= i)
+        """Per-threshold parts of the predicted-segment metrics of level ``i`` (``pieces_flat``:
+        the window label map of ``M \\ G``, ``ml``: the segments, ``lab``: their labels at the
+        level's pixels in level order)."""
+        c = self.num_classes
+        m = lab.size
         comp = np.zeros(self.shape, component_dtype(n))
-        inner = ilev[member] >= i
-        lm = lab_c[member]
-        comp.ravel()[self.cand_img[member]] = np.where(inner, lm, -lm)
+        flat = comp.ravel()
+        flat[self.img_s[:m]] = lab
         if n == 0:
             return {}, comp
 
-        # boundary pixels: sizes and E/D/V sums directly
-        bidx = member[~inner]
-        blab = lab_c[bidx].astype(np.int64)
+        # boundary pixels (ilev < i <= lev): sizes and E/D/V sums directly
+        bidx = self.bpos[np.flatnonzero(self.b_ilev[:self.b_count[i]] < i)]
+        flat[self.img_s[bidx]] *= -1
+        blab = lab[bidx].astype(np.int64)
         part: dict[str, np.ndarray] = {"n_bd": np.bincount(blab, minlength=n + 1)[1:].astype(np.float64)}
         for hname in HEATMAPS:
-            v = self.maps[hname][bidx]
+            v = self.heat_s[hname][bidx]
             part[hname + "_s1"] = np.bincount(blab, v, n + 1)[1:]
             part[hname + "_s2"] = np.bincount(blab, v * v, n + 1)[1:]
 
         # neighbourhood class distribution: pairs (boundary pixel, in-image neighbour outside M)
-        bfp = self.cand_fp[bidx]
-        bkey = blab * c
-        lev_flat = self.levw.ravel()
-        arg_flat = self.argmax_w.ravel()
-        keys = []
-        for off in fr.offsets:
-            q = bfp + off
-            o = lev_flat[q] < i
-            keys.append(bkey[o] + arg_flat[q[o]])
-        pairs = np.bincount(np.concatenate(keys), minlength=(n + 1) * c).reshape(n + 1, c)[1:]
+        pos, cls = self._pairs_at(i)
+        pairs = np.bincount(lab[pos].astype(np.int64) * c + cls, minlength=(n + 1) * c).reshape(n + 1, c)[1:]
         part["ndist"] = pairs / np.maximum(pairs.sum(axis=1), 1)[:, None].astype(np.float64)
 
         # adjusted IoU: components of G \ M that are 8-adjacent to a segment
-        part["adj"] = np.zeros(n)
-        gm = self.g_lev < i  # gt pixels outside the predicted mask (gt pixels are never void)
-        if self.cand_gt.any() and gm.any():
-            gsl = self.g_slice
-            sub = np.zeros((gsl[0].stop - gsl[0].start, gsl[1].stop - gsl[1].start), bool)
-            sub.ravel()[self.g_sub[gm]] = True
-            gml, ngm = ndimage.label(sub, structure=STRUCT)
-            gm_lab = gml.ravel()[self.g_sub[gm]].astype(np.int64)
-            gm_size = np.bincount(gm_lab, minlength=ngm + 1).astype(np.float64)
-            part["adj"] = adjacent_union(self.g_fp[gm], gm_lab, lab_flat, gm_size, fr.offsets, n,
-                                         pixels_in_segments=False)
+        part["adj"] = self.gt.outside_adjacency(i, pieces_flat, ml, n)
         return part, comp
 
-    def _gt_level(self, i: int, mask: np.ndarray, labels: np.ndarray) -> tuple[pd.DataFrame, np.ndarray]:
-        """Ground-truth-segment table and component map at level ``i`` (``mask`` / ``labels``: the
-        predicted mask and its segments in the padded window)."""
-        c, n = self.num_classes, self.n_gt
-        keys_order = gt_keys(c)
-        if n == 0:
-            return empty_frame(keys_order), self.gt_components.copy()
-        fr = self.frame
-        lab = self.g_labels
-        inter = np.bincount(lab[self.g_lev >= i], minlength=n + 1)[1:].astype(np.float64)
-        size = self.g_size
-        union = size.copy()
-        if inter.any():
-            # components of M \ G adjacent to a gt segment lie inside components of M that touch
-            # G, so labelling the bounding box of those components is enough
-            lab_flat = labels.ravel()
-            touching = np.unique(np.concatenate([lab_flat[self.g_fp + off] for off in fr.offsets]
-                                                + [lab_flat[self.g_fp]]))
-            touching = touching[touching > 0]
-            if touching.size:
-                boxes = ndimage.find_objects(labels, max_label=int(touching.max()))
-                boxes = [boxes[k - 1] for k in touching]
-                sl = (slice(max(min(b[0].start for b in boxes) - 1, 0),
-                            min(max(b[0].stop for b in boxes) + 1, fr.shape[0])),
-                      slice(max(min(b[1].start for b in boxes) - 1, 0),
-                            min(max(b[1].stop for b in boxes) + 1, fr.shape[1])))
-                other = np.zeros(fr.shape, np.int32)
-                sub_lab, n_other = ndimage.label(mask[sl] & ~self.g_window[sl], structure=STRUCT)
-                other[sl] = sub_lab
-                other_size = np.bincount(sub_lab.ravel(), minlength=n_other + 1).astype(np.float64)
-                union += adjacent_union(self.g_fp, lab, other.ravel(), other_size, fr.offsets, n)
-        cols = dict(self._gt_static)
-        cols["iou"] = np.where(inter > 0, inter / union, 0.0)
-        cols["iou0"] = (inter == 0).astype(np.float64)
-        cols["rec"] = inter / size
-        return table(cols, keys_order), self.gt_components.copy()
+    def _total_atoms(self, keys: np.ndarray, nbins: int) -> np.ndarray:
+        """Per-atom sums over all pixels (``keys`` in level order): count, E, E^2, D, D^2, V, V^2,
+        row, column, OoD ground truth and the C class probabilities (rows of the result)."""
+        px = self.px
+        cand_keys = np.empty_like(keys)
+        cand_keys[self.order] = keys  # back to candidate order, the order of the class probabilities
+        lkeys = lane_keys(cand_keys)
+        del cand_keys
+        values = np.empty(keys.size)  # one reused weight buffer
+        sums = [lane_bincount(lkeys, None, nbins)]
+        for h in HEATMAPS:
+            v = px.heat[h]
+            sums.append(lane_bincount(lkeys, v, nbins))
+            sums.append(lane_bincount(lkeys, np.multiply(v, v, out=values), nbins))
+        rows = px.cand // self.shape[1]
+        sums.append(lane_bincount(lkeys, _as_weights(rows, values), nbins))
+        sums.append(lane_bincount(lkeys, _as_weights(np.subtract(px.cand, rows * self.shape[1], out=rows),
+                                                     values), nbins))
+        sums.append(lane_bincount(lkeys, _as_weights(self.gt_flat[px.cand], values), nbins))
+        for bits in px.cand_bits:
+            sums.append(lane_bincount(lkeys, class_values(bits, px.dtype, values), nbins))
+        return np.stack(sums)
+
+    def _interior_atoms(self, keys: np.ndarray, nbins: int) -> np.ndarray:
+        """Per-atom sums over interior pixels (``keys`` in level order): count, E, E^2, D, D^2, V, V^2."""
+        lkeys = lane_keys(keys)
+        values = np.empty(keys.size)
+        sums = [lane_bincount(lkeys, None, nbins)]
+        for h in HEATMAPS:
+            v = self.heat_s[h]
+            sums.append(lane_bincount(lkeys, v, nbins))
+            sums.append(lane_bincount(lkeys, np.multiply(v, v, out=values), nbins))
+        return np.stack(sums)
 
     def run(self, want_pred: bool = True, want_gt: bool = True) -> dict[float, tuple]:
         """``{t: (pred_df, pred_components, gt_df, gt_components)}``; skipped parts are None."""
-        fr = self.frame
         nlev = len(self.levels)
-        lev, ilev = self.lev, self.ilev
-        n_cand = lev.size
+        n_cand = self.fp_s.size
         key_tot = np.empty(n_cand, np.int64)
         key_in = np.empty(n_cand, np.int64)
         bases, counts, parents, parts, comps, gts = [], [], [], [], [], []
         base = 0
         prev_lab = None
-        inside = fr.inside
+        mask = np.empty(self.levw_pieces.shape, bool)
+        pieces = np.empty(self.levw_pieces.shape, np.int32)
+        pflat = pieces.ravel()
         for i in range(nlev):
-            mask = self.levw >= i
-            mask &= inside
-            labels, n = ndimage.label(mask, structure=STRUCT)
-            lab_flat = labels.ravel()
-            lab_c = lab_flat[self.cand_fp]
+            # the pieces M \ G, then the segments of M
+            np.greater_equal(self.levw_pieces, i, out=mask)
+            n_pieces = ndimage.label(mask, structure=STRUCT, output=pieces)
+            m, m_next = int(self.m[i]), int(self.m[i + 1])
+            lp = pflat[self.fp_s[:m]]
+            ml = self.gt.mask_labels(i, pieces, n_pieces)
+            n = ml.n
+            lab = ml.of_piece[lp]
+            g = self.g_pos[:np.searchsorted(self.g_pos, m)]
+            lab[g] = ml.of_gt[self.g_pos_index[:g.size]]
             if want_pred:
-                sel = np.flatnonzero(lev == i)
-                key_tot[sel] = base + lab_c[sel]
-                sel = np.flatnonzero(ilev == i)
-                key_in[sel] = base + lab_c[sel]
+                key_tot[m_next:m] = base + lab[m_next:]
+                sel = np.flatnonzero(self.ilev_s[:m] == i)
+                key_in[sel] = base + lab[sel]
                 parent = np.zeros(n + 1, np.int64)
                 if prev_lab is not None:
-                    parent[lab_c] = prev_lab
-                    parent[0] = 0
-                part, comp = self._pred_level(i, mask, lab_flat, lab_c, n)
+                    parent[lab] = prev_lab[:m]
+                part, comp = self._pred_level(i, pflat, ml, lab, n)
                 bases.append(base)
                 counts.append(n)
                 parents.append(parent)
                 parts.append(part)
                 comps.append(comp)
                 base += n + 1
-                prev_lab = lab_c
+                prev_lab = lab
             if want_gt:
-                gts.append(self._gt_level(i, mask, labels))
-            del labels, lab_flat, mask
+                piece_size = np.bincount(lp, minlength=n_pieces + 1).astype(np.float64)
+                piece_size[0] = 0
+                gts.append(self.gt.level_table(i, pflat, piece_size))
 
         tables = [None] * nlev
         if want_pred:
-            key_in[ilev < 0] = base  # never interior: a spare bin
-            tot = tree_sums(key_tot, self._total_channels, base, bases, counts, parents)
-            inn = tree_sums(key_in, self._interior_channels, base + 1, bases, counts, parents)
+            key_in[self.ilev_s < 0] = base  # never interior: a spare bin
+            tot = tree_sums(self._total_atoms(key_tot, base), bases, counts, parents)
+            inn = tree_sums(self._interior_atoms(key_in, base + 1), bases, counts, parents)
             for i in range(nlev):
                 tables[i] = pred_table(self.num_classes, counts[i], tot[i], inn[i], parts[i])
         out = {}

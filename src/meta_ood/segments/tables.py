@@ -9,7 +9,7 @@ import pandas as pd
 
 from meta_ood.segments.keys import HEATMAPS, pred_keys
 
-__all__ = ["empty_frame", "pred_table", "table", "tree_sums"]
+__all__ = ["LANES", "empty_frame", "lane_bincount", "lane_keys", "pred_table", "table", "tree_sums"]
 
 
 def empty_frame(keys: Sequence[str]) -> pd.DataFrame:
@@ -33,19 +33,34 @@ def table(cols: dict[str, np.ndarray], keys: Sequence[str]) -> pd.DataFrame:
     return pd.DataFrame(data, columns=list(keys))
 
 
-def tree_sums(keys: np.ndarray, channels: list, nbins: int, bases: list[int], counts: list[int],
-               parents: list[np.ndarray]) -> list[np.ndarray]:
-    """Per-level, per-segment sums of ``channels`` from per-atom sums and the nesting tree.
+#: Interleaved partial sums per bin in :func:`lane_bincount` (a power of two).
+LANES = 4
 
-    ``keys`` assigns each candidate pixel to an atom bin ``bases[l] + label`` of the deepest
-    level ``l`` whose sum it enters; the sum of a segment of level ``l`` is its atom sum plus
-    the sums of its children at level ``l + 1`` (``parents[l + 1]`` maps child -> parent).
-    ``channels`` entries are weight arrays (None = pixel count). Returns, per level, an array
-    (channels, n_l) without the background label.
+
+def lane_keys(keys: np.ndarray) -> np.ndarray:
+    """``keys`` spread over :data:`LANES` interleaved sub-bins (see :func:`lane_bincount`)."""
+    return keys * LANES + (np.arange(keys.size, dtype=keys.dtype) & (LANES - 1))
+
+
+def lane_bincount(lkeys: np.ndarray, weights: np.ndarray | None, nbins: int) -> np.ndarray:
+    """``np.bincount(keys, weights, nbins)`` from :func:`lane_keys` ``lkeys``.
+
+    Neighbouring pixels mostly share a segment, and consecutive additions to the same bin wait
+    for each other; spreading consecutive entries over interleaved sub-bins and adding those at
+    the end roughly halves the time of a sum. Only the summation order differs.
     """
-    atoms = np.empty((len(channels), nbins))
-    for j, w in enumerate(channels):
-        atoms[j] = np.bincount(keys, w, nbins)[:nbins]
+    return np.bincount(lkeys, weights, nbins * LANES)[:nbins * LANES].reshape(nbins, LANES).sum(axis=1)
+
+
+def tree_sums(atoms: np.ndarray, bases: list[int], counts: list[int],
+              parents: list[np.ndarray]) -> list[np.ndarray]:
+    """Per-level, per-segment sums from per-atom sums and the nesting tree.
+
+    ``atoms`` (channels, bins) holds the sums per atom bin ``bases[l] + label`` of the pixels
+    whose deepest level is ``l``; the sum of a segment of level ``l`` is its atom sum plus the
+    sums of its children at level ``l + 1`` (``parents[l + 1]`` maps child -> parent). Returns,
+    per level, an array (channels, n_l) without the background label.
+    """
     out: list[np.ndarray] = [None] * len(bases)  # type: ignore[list-item]
     below = None
     for lvl in range(len(bases) - 1, -1, -1):
@@ -53,7 +68,7 @@ def tree_sums(keys: np.ndarray, channels: list, nbins: int, bases: list[int], co
         sums = atoms[:, bases[lvl]:bases[lvl] + n + 1].copy()
         if below is not None and below.shape[1] > 1:
             par = parents[lvl + 1][1:]
-            for j in range(len(channels)):
+            for j in range(atoms.shape[0]):
                 sums[j] += np.bincount(par, below[j, 1:], n + 1)
         out[lvl] = sums[:, 1:]
         below = sums
