@@ -104,6 +104,74 @@ def test_nan_is_an_error_even_in_void():
         summarize(np.zeros((3, 3), np.float16), np.full((3, 3), 7, np.uint8))
 
 
+@pytest.mark.parametrize("dtype", [np.float16, np.float32])
+def test_nan_outside_the_roi_box_is_counted(dtype):
+    """The counts cover the ROI's bounding box; NaN in the void around it (each of the four sides, and
+    in void inside the box) is still found and counted; so are invalid labels anywhere."""
+    s, lab = _frame(np.random.default_rng(5), 30, 40, dtype)
+    lab[:] = 255
+    lab[10:20, 12:25] = 0
+    lab[15, 15], lab[10, 24] = 1, 255
+    for k, (r, c) in enumerate([(2, 30), (25, 3), (12, 2), (18, 35), (10, 24)]):
+        s[r, c] = np.nan
+        with pytest.raises(InputError, match=f" {k + 1} NaN"):
+            summarize(s, lab)
+    lab[29, 39] = 9
+    with pytest.raises(InputError, match=r"labels contain \[9\]"):
+        summarize(np.zeros(s.shape, dtype), lab)
+    bad = np.zeros(s.shape, np.int32)
+    bad[3, 4], bad[5, 6] = -1, 256
+    with pytest.raises(InputError, match=r"labels contain \[-1, 256\]"):
+        summarize(np.zeros(s.shape, dtype), bad)
+
+
+def test_greater_on_bit_patterns_equals_the_float_comparison():
+    """``greater`` compares positive thresholds of the map's dtype on the bit patterns: the same answer
+    as the float comparison for every float16 value (NaN aside) and many float32 ones."""
+    from meta_ood.smiyc.summary import greater
+
+    f16 = np.arange(1 << 16, dtype=np.uint16).view(np.float16)
+    f16 = f16[~np.isnan(f16)].reshape(-1, 1)
+    rng = np.random.default_rng(2)
+    f32 = np.concatenate([rng.random(5000), -rng.random(500), rng.normal(0, 1e-39, 200), [0.0, -0.0, np.inf, -np.inf,
+                          1e-45, np.finfo(np.float32).max]]).astype(np.float32).reshape(-1, 2)
+    for values in (f16, f32):
+        t = values.dtype.type
+        for threshold in (t(0.4), t(1e-7), t(0.0), t(-0.0), t(-0.25), t(np.inf), t(-np.inf), t(65504.0),
+                          np.float64(0.4), np.float32(0.3), values.reshape(-1)[values.size // 3]):
+            np.testing.assert_array_equal(greater(values, threshold), values > threshold, err_msg=str(threshold))
+
+
+def test_ground_truth_and_labelling_of_pixel_lists():
+    """Components labelled from pixel lists (only the rows they span) carry the labels scipy gives the
+    whole image, and the ground truth of any pixels equals the dense definition: its component, 0
+    outside the anomaly, -1 in a component under ``instsize`` pixels."""
+    from scipy import ndimage
+
+    from meta_ood.smiyc.components import _label_pixels, ground_truth
+
+    rng = np.random.default_rng(9)
+    for density in (0.0, 0.02, 0.3, 0.7):
+        anomaly = ndimage.binary_dilation(rng.random((41, 57)) < density / 4) if density else np.zeros((41, 57), bool)
+        anomaly[:3] = False
+        roi = rng.random(anomaly.shape) < 0.9
+        full, n = ndimage.label(anomaly, structure=np.ones((3, 3), bool))
+        idx = np.flatnonzero(anomaly)
+        got, n_got = _label_pixels(idx, anomaly.shape[1])
+        assert n_got == n
+        np.testing.assert_array_equal(got, full.reshape(-1)[idx])
+        sizes = np.bincount(full.reshape(-1), minlength=n + 1)
+        truth = ground_truth(anomaly, roi, instsize=4)
+        want = np.where(sizes[full] < 4, -1, full).reshape(-1)
+        want[~anomaly.reshape(-1)] = 0
+        pixels = np.flatnonzero(roi)
+        np.testing.assert_array_equal(truth.at(pixels), want[pixels])
+        kept = sizes >= 4
+        kept[0] = False
+        np.testing.assert_array_equal(truth.size_gt[1:], np.where(kept, sizes, 0)[1:])
+        assert truth.size_gt[0] == np.count_nonzero(roi & ~np.isin(full, np.flatnonzero(~kept)[1:])) - sizes[kept].sum()
+
+
 def _tied_frames():
     rng = np.random.default_rng(4)
     frames = []
@@ -239,6 +307,36 @@ def test_read_scores_any_layout(tmp_path, kwargs, dtype):
     got = read_scores(_h5(tmp_path / "x.hdf5", data, **kwargs))
     assert got.dtype.isnative and got.dtype.name == np.dtype(dtype).name
     np.testing.assert_array_equal(got, data)
+
+
+def test_read_scores_unwritten_chunks_hold_the_fill_value(tmp_path):
+    data = np.random.default_rng(3).random((20, 30)).astype(np.float16)
+    with h5py.File(tmp_path / "x.hdf5", "w") as fh:
+        ds = fh.create_dataset("value", shape=(20, 30), dtype="<f2", chunks=(8, 8), compression="gzip",
+                               fillvalue=0.25)
+        ds[0:8, 8:24] = data[0:8, 8:24]
+        ds[16:20, 24:30] = data[16:20, 24:30]
+    want = np.full((20, 30), 0.25, np.float16)
+    want[0:8, 8:24] = data[0:8, 8:24]
+    want[16:20, 24:30] = data[16:20, 24:30]
+    np.testing.assert_array_equal(read_scores(tmp_path / "x.hdf5"), want)
+
+
+def test_chunk_offsets_without_chunk_iter(tmp_path):
+    """HDF5 releases without ``chunk_iter`` list the chunks one lookup at a time; same offsets."""
+    from meta_ood.smiyc.scorefiles import _chunk_offsets
+
+    path = _h5(tmp_path / "x.hdf5", np.zeros((45, 67), np.float16), compression="gzip", chunks=(7, 11))
+    with h5py.File(path, "r") as fh:
+        dsid = fh["value"].id
+
+        class Old:
+            get_num_chunks = dsid.get_num_chunks
+            get_chunk_info = dsid.get_chunk_info
+
+        old = _chunk_offsets(Old())
+        assert old == _chunk_offsets(dsid)
+    assert len(old) == 7 * 7 and old[1] == (0, 11)
 
 
 def test_read_scores_corrupt_chunk(tmp_path):

@@ -16,11 +16,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.sparse as sp
 from scipy import ndimage
 
 from meta_ood.errors import InputError
-from meta_ood.smiyc.summary import VOID, comparison_threshold, roi_box, summarize
+from meta_ood.smiyc.summary import VOID, comparison_threshold, greater, roi_rows, summarize
 
 __all__ = [
     "OFFICIAL_DATASET_TRACKS",
@@ -29,6 +28,7 @@ __all__ = [
     "FrameComponents",
     "FrameTruth",
     "GroundTruth",
+    "PixelTruth",
     "component_metrics",
     "filter_track",
     "frame_components",
@@ -108,91 +108,118 @@ class FrameComponents:
         return tp, self.sIoU_gt.size - tp, fp
 
 
-def _adjusted_siou(overlap: sp.csr_matrix, size_a: np.ndarray, size_b: np.ndarray) -> np.ndarray:
-    """sIoU of every component a against the union of the components b touching it.
+def _adjusted_siou(a: np.ndarray, b: np.ndarray, overlap: np.ndarray, size_a: np.ndarray,
+                   size_b: np.ndarray) -> np.ndarray:
+    """sIoU of every component a against the union of the components b touching it, from the
+    overlapping pairs ``(a, b)`` with ``overlap`` = |a ∩ b| (each pair once).
 
-    ``overlap[a, b]`` = |a ∩ b|; union = |B(a)| + |a| - |a ∩ B(a)| - |B(a) ∩ other a'|, where the
-    last two terms sum to the pixels of B(a) inside any a-component.
+    union = |B(a)| + |a| - |a ∩ B(a)| - |B(a) ∩ other a'|, where the last two terms sum to the
+    pixels of B(a) inside any a-component. Sums of pixel counts: exact in float64.
     """
-    touches = (overlap > 0).astype(np.float64)
-    b_in_any_a = np.asarray(overlap.sum(axis=0)).ravel()
-    inter = np.asarray(overlap.sum(axis=1)).ravel()
-    union = touches @ size_b + size_a - touches @ b_in_any_a
-    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+    b_in_any_a = np.bincount(b, weights=overlap, minlength=size_b.size)
+    inter = np.bincount(a, weights=overlap, minlength=size_a.size)
+    union = (np.bincount(a, weights=size_b[b], minlength=size_a.size) + size_a
+             - np.bincount(a, weights=b_in_any_a[b], minlength=size_a.size))
+    return np.divide(inter, union, out=np.zeros(size_a.size), where=union > 0)
+
+
+def _label_pixels(index: np.ndarray, width: int) -> tuple[np.ndarray, int]:
+    """The 8-connected component (1, 2, ...: raster order of first pixels) of each of the pixels
+    ``index`` (ascending flat indices into an image ``width`` columns wide) and the number of
+    components. Only the rows between the first and the last pixel are labelled."""
+    if index.size == 0:
+        return np.zeros(0, np.int64), 0
+    base = int(index[0]) // width * width
+    grid = np.zeros((int(index[-1]) // width + 1) * width - base, dtype=bool)
+    grid[index - base] = True
+    labelled, n = ndimage.label(grid.reshape(-1, width), structure=_EIGHT)
+    return labelled.reshape(-1)[index - base].astype(np.int64), int(n)
 
 
 @dataclass(frozen=True)
 class GroundTruth:
     """The threshold-independent part of a frame: ``roi`` (where predictions count before the
-    size filters), ``final`` (the ROI less the ground-truth components smaller than ``instsize``),
-    the labels ``gt`` of the kept components (0 elsewhere) and their sizes ``size_gt`` (index 0:
-    the rest of the final ROI)."""
+    size filters), the ``anomaly`` pixels (ascending flat indices) with their ``component`` (-1 for
+    the components smaller than ``instsize``, which become void) and the component sizes
+    ``size_gt`` (0 for the voided ones; index 0: the rest of the final ROI)."""
 
     roi: np.ndarray
-    final: np.ndarray
-    gt: np.ndarray
+    anomaly: np.ndarray
+    component: np.ndarray
     n_gt: int
     size_gt: np.ndarray
+
+    def at(self, index: np.ndarray) -> np.ndarray:
+        """The ground truth of the ROI pixels ``index`` (ascending flat indices): component, 0 for
+        none, -1 in a voided one; int16 when the component ids fit."""
+        out = np.zeros(index.size, np.int16 if self.n_gt < 2**15 else np.int32)
+        if index.size and self.anomaly.size:
+            pos = np.minimum(np.searchsorted(index, self.anomaly), index.size - 1)
+            hit = index[pos] == self.anomaly
+            out[pos[hit]] = self.component[hit]
+        return out
 
 
 def ground_truth(anomaly: np.ndarray, roi: np.ndarray, instsize: int) -> GroundTruth:
     """8-connected components of the ``anomaly`` mask; those under ``instsize`` pixels become void."""
-    gl, n_gt = ndimage.label(anomaly, structure=_EIGHT)
-    flat = gl.reshape(-1)
-    idx = np.flatnonzero(flat)
-    size = np.bincount(flat[idx], minlength=n_gt + 1).astype(np.float64)
+    idx = np.flatnonzero(anomaly)
+    component, n_gt = _label_pixels(idx, anomaly.shape[1])
+    size = np.bincount(component, minlength=n_gt + 1).astype(np.float64)
     small = size < instsize
     small[0] = False
-    final = roi
-    if small.any():
-        final = roi.copy()
-        drop = idx[small[flat[idx]]]
-        final.reshape(-1)[drop] = False
-        flat[drop] = 0
-        size[small] = 0
-    size[0] = np.count_nonzero(final) - size[1:].sum()
-    return GroundTruth(roi, final, gl, n_gt, size)
+    dropped = small[component]
+    component[dropped] = -1
+    size[small] = 0
+    size[0] = np.count_nonzero(roi) - np.count_nonzero(roi.reshape(-1)[idx[dropped]]) - size[1:].sum()
+    return GroundTruth(roi, idx, component, n_gt, size)
+
+
+def _pixel_components(index: np.ndarray, width: int, truth_at: np.ndarray, n_gt: int, size_gt: np.ndarray,
+                      segsize: int) -> tuple[FrameComponents, np.ndarray]:
+    """sIoU / PPV of the 8-connected components formed by the predicted pixels ``index`` (ascending
+    flat indices into an image ``width`` columns wide; those under ``segsize`` pixels dropped)
+    against the ground truth ``truth_at`` of each pixel (its component, 0: none, -1: outside the
+    final region). Also returns the indices of the pixels in kept components."""
+    labels, n_pred = _label_pixels(index, width)
+    kept = (np.bincount(labels, minlength=n_pred + 1) >= segsize)[labels]
+    idx, labels, truth_at = index[kept], labels[kept], truth_at[kept]
+    inside = truth_at >= 0
+    p, g = labels[inside], truth_at[inside].astype(np.int64)
+    size_p = np.bincount(p, minlength=n_pred + 1).astype(np.float64)
+    both = g > 0
+    pairs, overlap = np.unique(g[both] * (n_pred + 1) + p[both], return_counts=True)
+    pair_g, pair_p, overlap = pairs // (n_pred + 1), pairs % (n_pred + 1), overlap.astype(np.float64)
+    gt_ids = np.flatnonzero(size_gt[1:] > 0) + 1
+    pred_ids = np.flatnonzero(size_p[1:] > 0) + 1
+    siou_gt = _adjusted_siou(pair_g, pair_p, overlap, size_gt, size_p)
+    siou_pred = _adjusted_siou(pair_p, pair_g, overlap, size_p, size_gt)
+    in_gt = np.bincount(pair_p, weights=overlap, minlength=n_pred + 1).astype(np.float64)
+    fc = FrameComponents(
+        sIoU_gt=siou_gt[gt_ids],
+        size_gt=size_gt[gt_ids].astype(np.int64),
+        PPV=in_gt[pred_ids] / size_p[pred_ids],
+        sIoU_pred=siou_pred[pred_ids],
+        size_pred=size_p[pred_ids].astype(np.int64),
+        kept_pred_mask=None,
+    )
+    return fc, idx
+
+
+def _kept_mask(shape: tuple[int, int], rows: slice, idx: np.ndarray) -> np.ndarray:
+    """(H, W) mask of the pixels ``idx`` (flat indices into the band ``rows``)."""
+    full = np.zeros(shape, dtype=bool)
+    full[rows].reshape(-1)[idx] = True
+    return full
 
 
 def prediction_components(pred: np.ndarray, truth: GroundTruth, segsize: int, keep_mask: bool = False) -> FrameComponents:
     """sIoU / PPV of the 8-connected components of ``pred`` (restricted to ``truth.roi``; those
-    under ``segsize`` pixels dropped, before the small ground truth is voided) against ``truth``.
-
-    After the labelling only the predicted pixels are visited.
-    """
-    pl, n_pred = ndimage.label(pred & truth.roi, structure=_EIGHT)
-    flat = pl.reshape(-1)
-    idx = np.flatnonzero(flat)
-    labels = flat[idx].astype(np.int64)
-    keep = np.bincount(labels, minlength=n_pred + 1) >= segsize
-    keep[0] = False
-    kept = keep[labels]
-    idx, labels = idx[kept], labels[kept]
-    inside = truth.final.reshape(-1)[idx]
-    p, g = labels[inside], truth.gt.reshape(-1)[idx[inside]].astype(np.int64)
-    size_p = np.bincount(p, minlength=n_pred + 1).astype(np.float64)
-    both = g > 0
-    overlap = sp.csr_matrix((np.ones(int(both.sum())), (g[both], p[both])), shape=(truth.n_gt + 1, n_pred + 1))
-    overlap.sum_duplicates()
-    size_g = truth.size_gt
-    gt_ids = np.flatnonzero(size_g[1:] > 0) + 1
-    pred_ids = np.flatnonzero(size_p[1:] > 0) + 1
-    siou_gt = _adjusted_siou(overlap, size_g, size_p)
-    siou_pred = _adjusted_siou(overlap.T.tocsr(), size_p, size_g)
-    in_gt = np.asarray(overlap.sum(axis=0)).ravel()
-    mask = None
+    under ``segsize`` pixels dropped, before the small ground truth is voided) against ``truth``."""
+    index = np.flatnonzero(pred & truth.roi)
+    fc, idx = _pixel_components(index, pred.shape[1], truth.at(index), truth.n_gt, truth.size_gt, segsize)
     if keep_mask:
-        mask = np.zeros(pl.size, dtype=bool)
-        mask[idx] = True
-        mask = mask.reshape(pl.shape)
-    return FrameComponents(
-        sIoU_gt=siou_gt[gt_ids],
-        size_gt=size_g[gt_ids].astype(np.int64),
-        PPV=in_gt[pred_ids] / size_p[pred_ids],
-        sIoU_pred=siou_pred[pred_ids],
-        size_pred=size_p[pred_ids].astype(np.int64),
-        kept_pred_mask=mask,
-    )
+        fc = dataclasses.replace(fc, kept_pred_mask=_kept_mask(pred.shape, slice(None), idx))
+    return fc
 
 
 def mask_components(pred: np.ndarray, anomaly: np.ndarray, roi: np.ndarray, segsize: int, instsize: int,
@@ -204,29 +231,54 @@ def mask_components(pred: np.ndarray, anomaly: np.ndarray, roi: np.ndarray, segs
 
 
 class FrameTruth:
-    """One frame's labels, cropped to the bounding box of its ROI, with its ground truth
+    """One frame's labels, cut to the band of rows holding its ROI, with its ground truth
     components, ready for the predictions of any number of thresholds."""
 
     def __init__(self, labels: np.ndarray, instsize: int):
         labels = np.asarray(labels)
         self.shape = labels.shape
-        self.box = roi_box(labels)
-        crop = labels[self.box]
+        self.rows = roi_rows(labels)
+        crop = labels[self.rows]
         self.truth = ground_truth(crop == 1, crop != VOID, instsize)
 
     def components(self, scores: np.ndarray, threshold: np.generic | float, segsize: int,
                    keep_mask: bool = False) -> FrameComponents:
         """Components of ``scores > threshold`` (compared in the type of ``threshold``; see
         :func:`~meta_ood.smiyc.summary.comparison_threshold`)."""
-        return self.mask_components(np.asarray(scores)[self.box] > threshold, segsize, keep_mask)
+        return self.mask_components(greater(np.asarray(scores)[self.rows], threshold), segsize, keep_mask)
 
     def mask_components(self, pred: np.ndarray, segsize: int, keep_mask: bool = False) -> FrameComponents:
-        """Components of a prediction given on the ROI's bounding box (``pred``, boolean)."""
-        fc = prediction_components(pred, self.truth, segsize, keep_mask)
+        """Components of a prediction given on the ROI's rows (``pred``, boolean)."""
+        return self.at(np.flatnonzero(pred & self.truth.roi)).components(None, segsize, keep_mask)
+
+    def at(self, index: np.ndarray) -> PixelTruth:
+        """The ground truth of the ROI pixels ``index`` (ascending flat indices into the ROI's rows),
+        for the components of any prediction made of them, without the frame's arrays."""
+        return PixelTruth(self.shape, self.rows, index, self.truth.at(index), self.truth.n_gt,
+                          self.truth.size_gt)
+
+
+@dataclass(frozen=True)
+class PixelTruth:
+    """The ground truth at some ROI pixels of a frame of ``shape`` (``index``: ascending flat indices
+    into its band of ROI rows ``rows``; ``truth_at``: each one's ground truth component, 0 none, -1
+    outside the final region) and the frame's ground truth component sizes."""
+
+    shape: tuple[int, int]
+    rows: slice
+    index: np.ndarray
+    truth_at: np.ndarray
+    n_gt: int
+    size_gt: np.ndarray
+
+    def components(self, selected: np.ndarray | None, segsize: int, keep_mask: bool = False) -> FrameComponents:
+        """Components of the prediction made of the pixels where ``selected`` (boolean, per pixel of
+        ``index``; None: all of them)."""
+        index, truth_at = (self.index, self.truth_at) if selected is None else (self.index[selected],
+                                                                                 self.truth_at[selected])
+        fc, idx = _pixel_components(index, self.shape[1], truth_at, self.n_gt, self.size_gt, segsize)
         if keep_mask:
-            full = np.zeros(self.shape, dtype=bool)
-            full[self.box] = fc.kept_pred_mask
-            fc = dataclasses.replace(fc, kept_pred_mask=full)
+            fc = dataclasses.replace(fc, kept_pred_mask=_kept_mask(self.shape, self.rows, idx))
         return fc
 
 

@@ -6,8 +6,9 @@ and uniform variants) and its counts in a :class:`~meta_ood.pixel_eval.PooledHis
 ranking metrics and image-bootstrap intervals); the second computes the component metrics at the
 official best-F1 threshold, at the exact best-F1 threshold and at any extra pixel thresholds.
 Only per-frame histograms and component lists stay in memory, and a few frames at a time, plus
-each frame's highest-scoring ROI pixels within a fixed budget (``keep_mib``): a second pass whose
-thresholds lie above what a frame kept builds its predictions from them and reads only its labels.
+each frame's highest-scoring ROI pixels with their ground truth within a fixed budget
+(``keep_mib``): a second pass whose thresholds lie above what a frame kept builds its predictions
+from them without reading the frame again.
 """
 
 from __future__ import annotations
@@ -24,7 +25,14 @@ import numpy as np
 from meta_ood.errors import InputError
 from meta_ood.pixel_eval import PooledHistogram, bootstrap
 from meta_ood.pixel_eval.ranking import thin_indices
-from meta_ood.smiyc.components import TAU, FrameComponents, FrameTruth, component_metrics, size_filters
+from meta_ood.smiyc.components import (
+    TAU,
+    FrameComponents,
+    FrameTruth,
+    PixelTruth,
+    component_metrics,
+    size_filters,
+)
 from meta_ood.smiyc.protocol import (
     Curve,
     FrameBins,
@@ -36,7 +44,7 @@ from meta_ood.smiyc.protocol import (
     tie_range,
     uniform_edges,
 )
-from meta_ood.smiyc.summary import VOID, FrameSummary, comparison_threshold, roi_box, summarize
+from meta_ood.smiyc.summary import FrameSummary, comparison_threshold, greater, summarize
 from meta_ood.smiyc.scorefiles import paired_frames, read_label, read_scores, score_dtype, unlabelled_ids
 
 __all__ = ["EXACT_ENCODINGS", "FrameInput", "array_frames", "default_jobs", "evaluate_frames", "file_frames", "smiyc_eval"]
@@ -49,16 +57,11 @@ _EXACT_KEYS = {"auprc": "AP", "fpr95": "FPR95", "auroc": "AUROC", "best_f1": "be
 
 @dataclass(frozen=True)
 class FrameInput:
-    """One frame: its id, the stored score dtype, a loader of (scores, labels) and one of the labels alone."""
+    """One frame: its id, the stored score dtype and a loader of (scores, labels)."""
 
     fid: str
     dtype: np.dtype
     load: Callable[[], tuple[np.ndarray, np.ndarray]]
-    load_labels: Callable[[], np.ndarray] | None = None
-
-    def labels(self) -> np.ndarray:
-        """The label mask (without reading the score file when a label loader is given)."""
-        return self.load()[1] if self.load_labels is None else self.load_labels()
 
 
 def file_frames(
@@ -68,16 +71,14 @@ def file_frames(
     :func:`~meta_ood.smiyc.scorefiles.paired_frames` for the skipped unlabelled frames, ``strict``
     and the missing-score check)."""
     return [
-        FrameInput(fid, score_dtype(s), lambda s=s, lab=lab: (read_scores(s), read_label(lab)),
-                   lambda lab=lab: read_label(lab))
+        FrameInput(fid, score_dtype(s), lambda s=s, lab=lab: (read_scores(s), read_label(lab)))
         for fid, s, lab in paired_frames(scores_dir, labels_dir, strict=strict)
     ]
 
 
 def array_frames(items: Iterable[tuple[str, np.ndarray, np.ndarray]]) -> list[FrameInput]:
     """Frames held in memory as (fid, scores, labels)."""
-    frames = [FrameInput(str(fid), np.asarray(s).dtype, lambda s=s, lab=lab: (np.asarray(s), np.asarray(lab)),
-                         lambda lab=lab: np.asarray(lab))
+    frames = [FrameInput(str(fid), np.asarray(s).dtype, lambda s=s, lab=lab: (np.asarray(s), np.asarray(lab)))
               for fid, s, lab in items]
     ids = [f.fid for f in frames]
     if len(set(ids)) != len(ids):
@@ -132,26 +133,27 @@ KEEP_MIB = 64.0
 
 @dataclass(frozen=True)
 class _KeptPixels:
-    """A frame's ROI pixels scoring above ``floor``, kept from the first pass: flat indices into the
-    bounding box of its ROI (``shape``) and their scores, in the map's dtype."""
+    """A frame's ROI pixels scoring above ``floor``, kept from the first pass with their ground truth
+    (``truth``) and their scores (``values``, in the map's dtype)."""
 
-    shape: tuple[int, int]
     floor: np.generic
-    index: np.ndarray
+    truth: PixelTruth
     values: np.ndarray
 
     def covers(self, threshold: np.generic) -> bool:
         """Whether every pixel scoring above ``threshold`` is kept."""
         return bool(threshold >= self.floor)
 
-    def prediction(self, threshold: np.generic) -> np.ndarray:
-        """``scores > threshold`` on the ROI's bounding box (False outside the ROI), as the score map gives it."""
-        pred = np.zeros(self.shape, dtype=bool)
-        pred.reshape(-1)[self.index[self.values > threshold]] = True
-        return pred
+    def components(self, threshold: np.generic, segsize: int, keep_mask: bool) -> FrameComponents:
+        """Components of ``scores > threshold``, as the score map gives it."""
+        return self.truth.components(greater(self.values, threshold), segsize, keep_mask)
 
 
-def _kept_pixels(scores: np.ndarray, labels: np.ndarray, summary: FrameSummary, limit: int) -> _KeptPixels | None:
+#: Bytes per kept pixel: flat index (uint32), ground truth (int16; int32 past 32,767 components), score.
+_KEPT_BYTES = 4 + 2
+
+
+def _kept_pixels(scores: np.ndarray, truth: FrameTruth, summary: FrameSummary, limit: int) -> _KeptPixels | None:
     """The at most ``limit`` highest-scoring ROI pixels, cut between two distinct scores (the pixels above
     the highest score that leaves at most ``limit``); None when ``limit`` is 0."""
     if limit <= 0:
@@ -162,11 +164,12 @@ def _kept_pixels(scores: np.ndarray, labels: np.ndarray, summary: FrameSummary, 
         floor = summary.dtype.type(-np.inf)
     else:  # the lowest distinct score with at most ``limit`` pixels above it
         floor = summary.dtype.type(summary.values[int(np.searchsorted(counts, n - limit, side="left"))])
-    box = roi_box(labels)
-    crop = scores[box]
-    flat = np.flatnonzero((labels[box] != VOID) & (crop > floor))
+    crop = scores[truth.rows]
+    selected = greater(crop, floor)
+    selected &= truth.truth.roi
+    flat = np.flatnonzero(selected)
     index = flat.astype(np.uint32) if crop.size < 2**32 else flat
-    return _KeptPixels(crop.shape, floor, index, crop.reshape(-1)[flat])
+    return _KeptPixels(floor, truth.at(index), crop.reshape(-1)[flat])
 
 
 @dataclass(frozen=True)
@@ -181,14 +184,14 @@ class _FramePixels:
     kept: _KeptPixels | None
 
 
-def _pixels(frame: FrameInput, encoding: str, bits: int, keep: int) -> _FramePixels:
+def _pixels(frame: FrameInput, encoding: str, bits: int, keep: int, instsize: int) -> _FramePixels:
     scores, labels = frame.load()
     summary = summarize(scores, labels, f"frame {frame.fid!r}")
     if encoding == "unit":
         _check_unit(summary.values, frame.fid)
+    kept = _kept_pixels(scores, FrameTruth(labels, instsize), summary, keep) if keep > 0 else None
     return _FramePixels(summary.dtype, summary_percentile_bins(summary),
-                        bins_from_edges(summary, uniform_edges(summary.dtype)), summary.codes(bits, encoding),
-                        _kept_pixels(scores, labels, summary, keep))
+                        bins_from_edges(summary, uniform_edges(summary.dtype)), summary.codes(bits, encoding), kept)
 
 
 def _component_summary(frames: Sequence[FrameComponents]) -> dict[str, Any]:
@@ -242,10 +245,11 @@ def evaluate_frames(
 ) -> dict[str, Any]:
     """Both protocols on a list of frames (labels 0 / 1 / 255); see :func:`smiyc_eval` for the result.
 
-    Two passes over the frames, each frame read and checked once per pass: the first reduces it
-    to a :class:`~meta_ood.smiyc.summary.FrameSummary` (all pixel metrics follow from it), the
-    second computes its components at the thresholds the first pass chose, inside the bounding
-    box of its ROI. ``jobs`` threads (default: every core) work on frames in parallel; results
+    Two passes over the frames: the first reads and checks each frame once and reduces it to a
+    :class:`~meta_ood.smiyc.summary.FrameSummary` (all pixel metrics follow from it), the second
+    computes its components at the thresholds the first pass chose, in the band of rows holding
+    its ROI, from the pixels kept in the first pass or, where they do not reach down to a
+    threshold, from the frame read again. ``jobs`` threads (default: every core) work on frames in parallel; results
     are identical for any ``jobs``. ``curve_points``: points of the thinned official ROC / PR
     curve of the result's ``curve``. ``keep_mib``: memory for the highest-scoring ROI pixels kept
     from the first pass, shared by all frames (0: none; the second pass then reads every score
@@ -269,8 +273,9 @@ def evaluate_frames(
     uni_sum: list[FrameBins] = []
     kept: list[_KeptPixels | None] = []
     # each frame's share of the budget, in pixels of (index, score)
-    per_frame = int(keep_mib * 2**20 / len(frames) / (4 + max(np.dtype(f.dtype).itemsize for f in frames)))
-    for f, res in zip(frames, _ordered_map(lambda f: _pixels(f, hist.encoding, hist.bits, per_frame), frames, jobs)):
+    per_frame = int(keep_mib * 2**20 / len(frames) / (_KEPT_BYTES + max(np.dtype(f.dtype).itemsize for f in frames)))
+    for f, res in zip(frames, _ordered_map(lambda f: _pixels(f, hist.encoding, hist.bits, per_frame, inst), frames,
+                                           jobs)):
         pix.append(res.pix)
         kept.append(res.kept)
         uni_sum = sum_bins(uni_sum + [res.uni])
@@ -298,17 +303,17 @@ def evaluate_frames(
         cmps = {key: np.float64(thr) if key == "exact" else comparison_threshold(thr, f.dtype)
                 for key, thr in thresholds.items()}
         if top is not None and all(top.covers(c) for c in cmps.values()):
-            truth, scores = FrameTruth(f.labels(), inst), None
+            truth, scores = None, None  # every threshold's prediction is among the kept pixels
         else:
             scores, labels = f.load()
             truth = FrameTruth(labels, inst)
+        keep_mask = details is not None
         done: dict[float, FrameComponents] = {}
         out = {}
         for key, cmp in cmps.items():
             if float(cmp) not in done:
-                keep_mask = details is not None
-                done[float(cmp)] = (truth.components(scores, cmp, seg, keep_mask) if scores is not None
-                                    else truth.mask_components(top.prediction(cmp), seg, keep_mask))
+                done[float(cmp)] = (truth.components(scores, cmp, seg, keep_mask) if truth is not None
+                                    else top.components(cmp, seg, keep_mask))
             out[key] = done[float(cmp)]
         return out
 

@@ -74,24 +74,30 @@ def write_scores(path: str | os.PathLike, scores: np.ndarray, dtype: str = "floa
     return path
 
 
+def _chunk_offsets(dsid: h5py.h5d.DatasetID) -> list[tuple[int, ...]]:
+    """Offsets of a dataset's stored chunks: one index walk (``chunk_iter``) where HDF5 offers it."""
+    offsets: list[tuple[int, ...]] = []
+    try:
+        dsid.chunk_iter(lambda info: offsets.append(info.chunk_offset))
+        return offsets
+    except (AttributeError, NotImplementedError, RuntimeError):  # older HDF5: one lookup per chunk
+        return [dsid.get_chunk_info(i).chunk_offset for i in range(dsid.get_num_chunks())]
+
+
 def _deflate_chunks(ds: h5py.Dataset) -> list[tuple[tuple[int, ...], int, bytes]] | None:
     """The raw chunks (offset, filter mask, bytes) of a chunked dataset whose only filter is
     deflate (gzip, as the official tooling writes), or None for any other layout."""
     if ds.chunks is None or ds.compression != "gzip" or ds.id.get_create_plist().get_nfilters() != 1:
         return None
     dsid = ds.id
-    out = []
-    for i in range(dsid.get_num_chunks()):
-        offset = dsid.get_chunk_info(i).chunk_offset
-        mask, data = dsid.read_direct_chunk(offset)
-        out.append((offset, mask, data))
-    return out
+    return [(offset, *dsid.read_direct_chunk(offset)) for offset in _chunk_offsets(dsid)]
 
 
 def _inflate(chunks: list[tuple[tuple[int, ...], int, bytes]], shape: tuple[int, ...], chunk: tuple[int, ...],
              dtype: np.dtype, fill: float) -> np.ndarray:
     """The array of deflated chunks; inflating runs outside h5py's global lock, so threads decode in parallel."""
-    out = np.full(shape, fill, dtype=dtype)
+    grid = -(-shape[0] // chunk[0]) * -(-shape[1] // chunk[1])
+    out = np.empty(shape, dtype=dtype) if len(chunks) == grid else np.full(shape, fill, dtype=dtype)
     for (r, c), mask, data in chunks:
         block = np.frombuffer(_decompress(data) if mask == 0 else data, dtype=dtype).reshape(chunk)
         h, w = min(chunk[0], shape[0] - r), min(chunk[1], shape[1] - c)
