@@ -32,6 +32,10 @@ def test_schema_threshold_defaults_are_the_library_defaults():
     evaluation = load_schema()["properties"]["evaluation"]["properties"]
     assert tuple(evaluation["thresholds"]["default"]) == ENTROPY_THRESHOLDS
     assert tuple(evaluation["miou_thresholds"]["default"]) == MIOU_THRESHOLDS
+    from meta_ood.report.definitions import DEFINITIONS
+
+    keys = [d[0] for d in DEFINITIONS]  # table_definitions' columns: every one by default, the enum in its order
+    assert evaluation["definitions"]["default"] == evaluation["definitions"]["items"]["enum"] == keys
 
 
 def test_workflow_validates_against_the_packaged_schema():

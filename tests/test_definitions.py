@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
 
+from meta_ood.errors import InputError
 from meta_ood.pixel_eval import PooledHistogram
 from meta_ood.report.definitions import definition_values, table_definitions
 
@@ -87,3 +90,27 @@ def test_table_notes_pairs_whose_order_a_definition_reverses(tmp_path):
     md = out["out_md"].read_text()
     assert "m a vs m b: the AP definitions disagree on which is better" in md
     assert (tmp_path / "d.html").is_file()
+
+
+def test_definitions_key_selects_columns_and_smiyc_binned_comes_from_the_json(tmp_path):
+    """``definitions`` (config evaluation.definitions) picks and orders nothing but the named columns; the SMIYC
+    binned values are the pixel evaluation's ``smiyc_binned`` (shown as "–" where a result lacks them)."""
+    rng = np.random.default_rng(5)
+    imgs = [(f"i{k}", np.round(rng.random((8, 9)) * 4095) / 4095, (rng.random((8, 9)) < 0.3).astype(np.uint8))
+            for k in range(3)]
+    _hist(imgs).save(tmp_path / "a.npz")
+    (tmp_path / "a.json").write_text(json.dumps({"smiyc_binned": {"auprc": 0.625, "auroc": 0.75, "fpr95": 0.5}}))
+    _hist(imgs).save(tmp_path / "b.npz")
+    (tmp_path / "b.json").write_text("{}")
+    entries = [{"model": "m", "label": x, "dataset": "lostandfound", "path": str(tmp_path / f"{x}.json")}
+               for x in ("a", "b")]
+    out = {f"out_{ext}": tmp_path / f"d.{ext}" for ext in ("csv", "md", "tex")}
+    df = table_definitions(entries, **out, definitions=["fpr95_smiyc", "ap_step", "ap_smiyc"])
+    assert [c for c in df.columns if c not in ("dataset", "model", "label", "n_images", "n_images_used")] == \
+        ["ap_step", "ap_smiyc", "fpr95_smiyc"]
+    assert (df["ap_smiyc"].iloc[0], df["fpr95_smiyc"].iloc[0]) == (0.625, 0.5)
+    assert df["ap_smiyc"].isna().iloc[1]
+    header = out["out_md"].read_text().splitlines()
+    assert any("AP SMIYC binned" in line and "AP trapezoid" not in line for line in header)
+    with pytest.raises(InputError, match="definitions"):
+        table_definitions(entries, **out, definitions=["ap_nope"])

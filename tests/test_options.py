@@ -81,6 +81,9 @@ ENUM_TESTS = {
     "datasets.smiyc_obstacle.split": "test_smiyc_split_values",
     "models.<name>.finetune.coco_background": "tests/test_training.py::test_coco_background_modes",
     "models.<name>.finetune.loss_reduction": "tests/test_losses.py (reference and mean against the golden values)",
+    "evaluation.definitions[]": "tests/test_definitions.py (each definition against scikit-learn / numpy on the pixels, "
+                                "the selection of columns) and tests/test_store_planes.py::"
+                                "test_pixel_eval_smiyc_binned_equals_the_smiyc_protocol_on_the_stored_scores",
 }
 
 

@@ -37,7 +37,7 @@ REPORT_TARGETS = [
         "table",
         entry_paths(TABLE1_PIXEL) + [p[: -len(".json")] + ".npz" for p in entry_paths(TABLE1_PIXEL)],
         {},
-        {"entries": TABLE1_PIXEL},
+        {"entries": TABLE1_PIXEL, "definitions": EVAL["definitions"]},
     ),
     ("table2", "table", entry_paths(TABLE2_ENTRIES), {}, {"entries": TABLE2_ENTRIES}),
     ("table3", "table", entry_paths(TABLE3_ENTRIES), {}, {"entries": TABLE3_ENTRIES}),

@@ -23,9 +23,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from meta_ood.errors import InputError
-from meta_ood.pixel_eval.encoding import quantize
+from meta_ood.pixel_eval.encoding import dequantize, quantize
 
-__all__ = ["VOID", "FrameSummary", "comparison_threshold", "greater", "official_quantiles", "roi_rows", "summarize"]
+__all__ = ["VOID", "FrameSummary", "code_summary", "comparison_threshold", "greater", "official_quantiles", "roi_rows", "summarize"]
 
 #: Label of void pixels (ignored everywhere); 0 = not anomaly, 1 = anomaly.
 VOID = 255
@@ -182,6 +182,26 @@ def summarize(scores: np.ndarray, labels: np.ndarray, where: str = "frame") -> F
     if scores.dtype == np.float16:
         return _summary_float16(scores, labels, where)
     return _summary_sorted(scores, labels, where)
+
+
+def code_summary(codes: np.ndarray, labels: np.ndarray, in_id: int, out_id: int, encoding: str) -> FrameSummary:
+    """The :class:`FrameSummary` of one image of a softmax store: ``codes`` (H, W) are the 16-bit bins
+    of the pixel histogram's ``encoding`` (as the store keeps the scores), pixels labelled ``out_id``
+    are anomalies, ``in_id`` not, all others void. Its values are the scores the codes stand for in
+    the dtype a score file of them would hold (float16 for the "float16" encoding, else float32)."""
+    codes, labels = np.asarray(codes), np.asarray(labels)
+    if codes.dtype != np.uint16 or codes.shape != labels.shape:
+        raise InputError(f"codes {codes.dtype} {codes.shape}, labels {labels.shape}: expected uint16 codes of the "
+                         "labels' shape")
+    key = np.full(labels.shape, 2 << 16, np.uint32)
+    key[labels == in_id] = 0
+    key[labels == out_id] = 1 << 16
+    key |= codes
+    counts = np.bincount(key.reshape(-1), minlength=3 << 16).reshape(3, 1 << 16)
+    nz = np.flatnonzero(counts[0] | counts[1])
+    dtype = np.dtype(np.float16 if encoding == "float16" else np.float32)
+    values = dequantize(nz, 16, encoding).astype(dtype).astype(np.float64)  # code order is value order
+    return FrameSummary(values, counts[1, nz].astype(np.int64), counts[0, nz].astype(np.int64), dtype)
 
 
 def _order_statistics(values: np.ndarray, counts: np.ndarray, k: np.ndarray) -> np.ndarray:

@@ -15,6 +15,8 @@ from meta_ood.errors import InputError
 from meta_ood.io import atomic_path, write_json
 from meta_ood.labels import MIOU_THRESHOLDS
 from meta_ood.scores import LOGIT_SCORERS
+from meta_ood.smiyc.protocol import curve_metrics, merge_frames, summary_percentile_bins
+from meta_ood.smiyc.summary import code_summary
 from meta_ood.store import StoreReader, decode_scores
 
 #: Points of the thinned ROC and PR curves in the result JSON.
@@ -41,7 +43,8 @@ def pixel_eval_stage(
     OoD datasets (the store has an in/out convention): AUROC, FPR95, AUPRC and best F1 of the
     ``scorer`` (default: normalized entropy) over all evaluated pixels pooled over the dataset,
     with image-bootstrap intervals, thinned ROC/PR curves and violin histograms; the pooled
-    histogram goes to ``out_npz``. Scores in [0, 1] use the histogram's "unit" encoding, the
+    histogram goes to ``out_npz``; ``smiyc_binned``: AUPRC, AUROC and FPR95 of the same scores under
+    the SegmentMeIfYouCan per-frame percentile-binned curve (for ``table_definitions``). Scores in [0, 1] use the histogram's "unit" encoding, the
     unbounded logit scorers its exact "float16" encoding (``encoding`` in the JSON; bootstrap at
     14 bits, i.e. 8 of the 10 float16 mantissa bits). Cityscapes (no convention): mIoU with an
     extra OoD class for normalized entropy >= t (paper fig. 5, whatever the scorer); ``out_npz``
@@ -82,8 +85,11 @@ def pixel_eval_stage(
                                     **{f"confusion_{_key(t)}": acc.confusion(t) for t in res})
     else:
         hist = pe.PooledHistogram(encoding=encoding, image_bits=12 if encoding == "unit" else 14)
+        smiyc_bins = []  # the SegmentMeIfYouCan per-frame binned curve of the same scores (table_definitions)
         for img in bar:
             hist.update_codes(img.scores[scorer], img.label, conv.train_id_in, conv.train_id_out, image_id=img.name)
+            smiyc_bins.append(summary_percentile_bins(
+                code_summary(img.scores[scorer], img.label, conv.train_id_in, conv.train_id_out, encoding)))
         metrics = hist.metrics(curve_points=CURVE_POINTS)
         result["kind"] = "ood"
         result["encoding"] = encoding
@@ -92,6 +98,9 @@ def pixel_eval_stage(
         result["roc"] = {k: metrics["roc"][k] for k in ("fpr", "tpr")}
         result["pr"] = {k: metrics["pr"][k] for k in ("precision", "recall")}
         result["ood_pixel_fraction"] = metrics["n_pos"] / (metrics["n_pos"] + metrics["n_neg"])
+        if metrics["n_pos"] and metrics["n_neg"]:
+            binned = curve_metrics(merge_frames(smiyc_bins))
+            result["smiyc_binned"] = {"auprc": binned["AP"], "auroc": binned["AUROC"], "fpr95": binned["FPR95"]}
         if n_boot > 0:
             ci = pe.bootstrap(hist, n_boot=n_boot, seed=seed)
             result["bootstrap"] = {"n_boot": n_boot, "seed": seed, "alpha": 0.05,
