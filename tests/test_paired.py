@@ -10,7 +10,7 @@ from meta_ood.errors import InputError
 from meta_ood.pixel_eval import PooledHistogram
 from meta_ood.pixel_eval.bootstrap import bootstrap_weights
 from meta_ood.pixel_eval.encoding import quantize
-from meta_ood.pixel_eval.paired import paired_bootstrap, paired_summary
+from meta_ood.pixel_eval.paired import paired_bootstrap, paired_counts, paired_summary
 
 IN, OUT = 0, 1
 
@@ -163,3 +163,27 @@ def test_table_smiyc_marks_exact_values_the_frames_do_not_separate(tmp_path):
     p = paired_bootstrap(method_histogram(b, labels), method_histogram(a, labels), n_boot=200, seed=0)["auprc"]["p"]
     assert marked["b"] == (min(1.0, 2 * p) >= 0.05)  # Holm over the two others (the copy's p is 1): 2 p
     assert "paired image bootstrap of the exact histograms" in md
+
+
+def test_paired_counts_equals_a_loop_over_resamples():
+    """Totals of per-image counts (detection errors): the difference's interval and p-value equal a loop that
+    draws the images of each resample (the same seeded draws for both sides, matched by image id whatever the
+    order), sums both sides and takes numpy's percentiles; identical counts give 0, [0, 0] and p = 1."""
+    rng = np.random.default_rng(4)
+    n, n_boot = 12, 300
+    ids = [f"img{k}" for k in range(n)]
+    a, b = rng.integers(0, 9, n), rng.integers(0, 6, n)
+    order = rng.permutation(n)
+    res = paired_counts([ids[k] for k in order], a[order], ids, b, n_boot=n_boot, seed=3)
+    draws = bootstrap_weights(n, n_boot, 3)
+    diffs = []
+    for r in range(n_boot):
+        picked = np.repeat(np.arange(n), draws[r])
+        diffs.append(a[picked].sum() - b[picked].sum())
+    diffs = np.array(diffs, float)
+    lo, hi = np.quantile(diffs, [0.025, 0.975])
+    assert (res["a"], res["b"], res["diff"]) == (a.sum(), b.sum(), a.sum() - b.sum())
+    assert (res["lo"], res["hi"]) == (lo, hi)
+    assert res["p"] == min(1.0, 2 * min(np.mean(diffs <= 0), np.mean(diffs >= 0)))
+    same = paired_counts(ids, a, ids, a, n_boot=n_boot, seed=3)
+    assert (same["diff"], same["lo"], same["hi"], same["p"]) == (0.0, 0.0, 0.0, 1.0)

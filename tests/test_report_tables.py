@@ -599,3 +599,51 @@ def test_table1_marks_values_the_frames_do_not_separate_from_the_best(run, tmp_p
     assert [r[1] for r in rows] == ["Plain", "Plain again"]
     assert all(c.endswith("≈") for c in rows[1][2:]) and not any(c.endswith("≈") for c in rows[0][2:])
     assert "Holm-adjusted" in out["out_md"].read_text()
+
+
+def test_table2_marks_sums_the_images_do_not_separate_from_the_best(run, tmp_path):
+    """With per-image errors in the JSON, a Σ that differs from the bold one on a single image of ten is marked
+    "≈" (a resample leaves that image out with probability 0.9^10 = 0.35, so p is about 0.7), one that is larger
+    on every image is not; without per-image counts nothing is marked."""
+    data = _load(_seg_entries(run)[0]["path"])
+    data["thresholds"] = {k: v for k, v in data["thresholds"].items() if results.parse_tag(k) >= 0.3}
+    per_image = {"t0.3": [1] * 10, "t0.4": [1] * 9 + [2], "t0.5": [5] * 10, "t0.6": [4] * 10, "t0.7": [3] * 10}
+    for tag, r in data["thresholds"].items():
+        errs = per_image[tag]
+        r.update(fp_before=sum(errs), fn_before=0, total_before=sum(errs),
+                 per_image={"fp_before": errs, "fn_before": [0] * 10})
+        r.pop("fp_after", None)
+    (tmp_path / "seg.json").write_text(json.dumps(data))
+    entries = [{"label": "Baseline", "path": str(tmp_path / "seg.json")}]
+    out = _outs(tmp_path, "t2")
+    report.table2(entries, **out, n_boot=400, seed=1)
+    _, rows = _md_table(out["out_md"].read_text())
+    sums = {t: rows[k][3] for k, t in enumerate([0.3, 0.4, 0.5, 0.6, 0.7])}
+    assert sums[0.3] == "**10**" and sums[0.4] == "11 ≈"
+    assert all("≈" not in sums[t] for t in (0.5, 0.6, 0.7))
+    assert "paired image bootstrap of the per-image errors, 400 resamples, seed 1" in out["out_md"].read_text()
+    report.table2(entries, **out, n_boot=0)
+    assert "≈" not in out["out_md"].read_text()
+
+
+def test_segment_eval_per_image_errors_are_the_errors_of_each_image(run):
+    """The per-image counts of a segment_eval JSON sum to its totals, and each equals detection_errors on that
+    image's segments alone."""
+    from meta_ood.io import read_parquet
+    from meta_ood.segment_eval import detection_errors
+
+    path = _seg_entries(run)[0]["path"]
+    data = _load(path)
+    seg_dir = run / "segments" / MODEL / SEG_LABELS[0][1] / "lostandfound"
+    images = read_parquet(seg_dir / "images.parquet")
+    assert data["frames"] == images["name"].astype(str).tolist()
+    for tag, r in data["thresholds"].items():
+        pi = r["per_image"]
+        assert len(pi["fp_before"]) == len(data["frames"]) and sum(pi["fp_before"]) == r["fp_before"]
+        assert sum(pi["fn_before"]) == r["fn_before"]
+        if r.get("fp_after") is not None:
+            assert (sum(pi["fp_after"]), sum(pi["fn_after"])) == (r["fp_after"], r["fn_after"])
+        pred, gt = read_parquet(seg_dir / f"{tag}.parquet"), read_parquet(seg_dir / f"{tag}.gt.parquet")
+        for k, image in enumerate(images["image"]):
+            one = detection_errors(pred[pred["image"] == image], gt[gt["image"] == image])
+            assert (pi["fp_before"][k], pi["fn_before"][k]) == (one["fp_before"], one["fn_before"])

@@ -156,6 +156,34 @@ def _gt_found_after(
     return np.array([bool(f) if h else False for f, h in zip(found, has_overlap)], dtype=bool)
 
 
+class _PerImage:
+    """Counts of flagged segments per image, in the order of a dataset's image ids."""
+
+    def __init__(self, images: Sequence[Hashable], pred: pd.DataFrame, gt: pd.DataFrame):
+        index = pd.Index(list(images))
+        if not index.is_unique:
+            raise InputError("images: expected unique image ids")
+        self.n = len(index)
+        self.pos = {}
+        for name, df in (("pred", pred), ("gt", gt)):
+            pos = index.get_indexer(df["image"].to_numpy())
+            if (pos < 0).any():
+                raise InputError(f"{name} table holds image {df['image'].to_numpy()[pos < 0][0]!r}, which is not "
+                                 "among the dataset's images")
+            self.pos[name] = pos
+
+    def _count(self, name: str, flags: np.ndarray) -> list[int]:
+        return np.bincount(self.pos[name][flags], minlength=self.n).astype(int).tolist()
+
+    def pred(self, flags: np.ndarray) -> list[int]:
+        """Flagged predicted segments per image."""
+        return self._count("pred", flags)
+
+    def gt(self, flags: np.ndarray) -> list[int]:
+        """Flagged ground-truth segments per image."""
+        return self._count("gt", flags)
+
+
 def detection_errors(
     pred: pd.DataFrame,
     gt: pd.DataFrame,
@@ -163,6 +191,7 @@ def detection_errors(
     overlaps: pd.DataFrame | None = None,
     n_gt_in_total: Any = None,
     reference_fp_after: bool = False,
+    images: Sequence[Hashable] | None = None,
 ) -> dict[str, Any]:
     """FP, FN, their sum and the road miss rate before and after meta classification.
 
@@ -179,6 +208,10 @@ def detection_errors(
     With ``n_gt_in_total`` (the number of ground-truth in-distribution pixels of the dataset, e.g.
     ``PooledHistogram.n_neg``) and the ``n_gt_in`` column: ``eps_before`` = Σ n_gt_in / total over
     all segments, ``eps_after`` = the same over the remaining segments (paper eq. 10).
+
+    With ``images`` (every image id of the dataset, segments or not): ``per_image`` holds the lists
+    ``fp_before``, ``fn_before`` (and ``fp_after``, ``fn_after``) per image in that order, for paired
+    comparisons over images (:func:`meta_ood.pixel_eval.paired.paired_counts`).
     """
     _check_table(pred, "pred", ("image", "segment", "iou0"), ("image", "segment"))
     _check_table(gt, "gt", ("image", "segment", "iou0"), ("image", "segment"))
@@ -191,6 +224,9 @@ def detection_errors(
         "fn_before": int(gt_missed.sum()),
     }
     out["total_before"] = out["fp_before"] + out["fn_before"]
+    per_image = None if images is None else _PerImage(images, pred, gt)
+    if per_image is not None:
+        out["per_image"] = {"fp_before": per_image.pred(pred_fp), "fn_before": per_image.gt(gt_missed)}
 
     n_gt_in = None
     if n_gt_in_total is not None:
@@ -217,6 +253,9 @@ def detection_errors(
         found_after = _gt_found_after(pred, removed, gt, gt_missed, overlaps)
         out["fn_after"] = int((~found_after).sum())
         out["total_after"] = out["fp_after"] + out["fn_after"]
+        if per_image is not None:
+            fp_after = (removed & ~pred_fp) if reference_fp_after else (~removed & pred_fp)
+            out["per_image"].update({"fp_after": per_image.pred(fp_after), "fn_after": per_image.gt(~found_after)})
         if n_gt_in is not None:
             out["eps_after"] = road_miss_rate(n_gt_in[~removed], n_gt_in_total)
     return out

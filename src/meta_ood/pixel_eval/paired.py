@@ -18,7 +18,7 @@ from meta_ood.errors import InputError
 from meta_ood.pixel_eval.bootstrap import bootstrap_replicates, bootstrap_weights
 from meta_ood.pixel_eval.histogram import PooledHistogram
 
-__all__ = ["PAIRED_METRICS", "aligned_weights", "paired_against", "paired_bootstrap", "paired_summary"]
+__all__ = ["PAIRED_METRICS", "aligned_weights", "paired_against", "paired_bootstrap", "paired_counts", "paired_summary"]
 
 #: The metrics compared, with the direction that is better.
 PAIRED_METRICS = {"auroc": "max", "auprc": "max", "fpr95": "min", "best_f1": "max"}
@@ -90,3 +90,18 @@ def paired_bootstrap(hist_a: PooledHistogram, hist_b: PooledHistogram, n_boot: i
     resolution, as the unpaired intervals do.
     """
     return paired_against([hist_a], hist_b, n_boot=n_boot, seed=seed, alpha=alpha, tpr_level=tpr_level)[0]
+
+
+def paired_counts(ids_a: Sequence[str], counts_a: Sequence[float], ids_b: Sequence[str], counts_b: Sequence[float],
+                  n_boot: int = 1000, seed: int = 0, alpha: float = 0.05) -> dict[str, Any]:
+    """Paired bootstrap of the difference of two totals over the same images (e.g. two methods' detection errors,
+    counted per image): resample r sums each side's per-image counts with the same draws (those of
+    :func:`aligned_weights`, in ``ids_b``'s order, so the pixel comparisons of a dataset use the same ones).
+    Both totals (``a``, ``b``) and :func:`paired_summary` of a - b."""
+    if not 0.0 < alpha < 1.0:
+        raise InputError(f"alpha={alpha}: expected a value in (0, 1)")
+    a, b = np.asarray(counts_a, dtype=float), np.asarray(counts_b, dtype=float)
+    if a.shape != (len(ids_a),) or b.shape != (len(ids_b),):
+        raise InputError(f"{a.shape} / {b.shape} counts for {len(ids_a)} / {len(ids_b)} images: expected one per image")
+    w_b, w_a = aligned_weights(ids_b, ids_a, n_boot, seed)
+    return {"a": float(a.sum()), "b": float(b.sum()), **paired_summary(w_a @ a - w_b @ b, float(a.sum() - b.sum()), alpha)}

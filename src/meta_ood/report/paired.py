@@ -17,11 +17,11 @@ import numpy as np
 import pandas as pd
 
 from meta_ood.pixel_eval import PooledHistogram
-from meta_ood.pixel_eval.paired import paired_against, paired_bootstrap
+from meta_ood.pixel_eval.paired import paired_against, paired_bootstrap, paired_counts
 from meta_ood.report.formatting import Cell, Header, Layout, fmt_float, latex_escape, write_table
 from meta_ood.report.results import check_entries, dataset_title
 
-__all__ = ["holm", "mark_unresolved", "table_paired"]
+__all__ = ["holm", "mark_unresolved", "mark_unresolved_counts", "table_paired"]
 
 #: (metric key, title, LaTeX title) of the paired table.
 _METRICS = (("auroc", "AUROC", "AUROC"), ("auprc", "AP", "AP"), ("fpr95", "FPR95", r"FPR$_{95}$"))
@@ -63,11 +63,32 @@ def mark_unresolved(cells: Sequence[Cell], histograms: Sequence[str | os.PathLik
                                  PooledHistogram.load(histograms[best]), n_boot=n_boot, seed=seed, alpha=alpha)
         cache.update({(str(histograms[i]), str(histograms[best])): r for i, r in zip(missing, results)})
     pvalues = [cache[(str(histograms[i]), str(histograms[best]))][metric]["p"] for i in others]
+    return _mark(cells, others, pvalues, alpha)
+
+
+def _mark(cells: Sequence[Cell], others: Sequence[int], pvalues: Sequence[float], alpha: float) -> list[int]:
+    """Mark the cells ``others`` whose Holm-adjusted p-value is not below ``alpha``; their indices."""
     marked = [i for i, q in zip(others, holm(pvalues)) if q >= alpha]
     for i in marked:
         c = cells[i]
         c.text, c.latex = c.text + UNRESOLVED_MARK, c.latex + r"$^{\approx}$"
     return marked
+
+
+def mark_unresolved_counts(cells: Sequence[Cell], per_image: Sequence[Sequence[int] | None], n_boot: int = 1000,
+                           seed: int = 0, alpha: float = 0.05) -> list[int]:
+    """:func:`mark_unresolved` for totals of per-image counts over the same images, smaller is better (table 2's
+    Σ at several thresholds): each cell against the smallest by :func:`~meta_ood.pixel_eval.paired.paired_counts`;
+    cells equal to the smallest are not compared. ``per_image``: each row's counts (None: not compared)."""
+    rows = [i for i, (c, v) in enumerate(zip(cells, per_image)) if c.value is not None and v is not None]
+    if len(rows) < 2:
+        return []
+    best = min(rows, key=lambda i: cells[i].value)
+    others = [i for i in rows if cells[i].value != cells[best].value]
+    ids = [str(k) for k in range(len(per_image[best]))]
+    pvalues = [paired_counts(ids, per_image[i], ids, per_image[best], n_boot=n_boot, seed=seed, alpha=alpha)["p"]
+               for i in others]
+    return _mark(cells, others, pvalues, alpha)
 
 
 def _diff_cell(r: Mapping[str, Any]) -> Cell:

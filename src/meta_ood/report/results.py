@@ -32,6 +32,7 @@ __all__ = [
     "load_result",
     "load_segment_eval",
     "parse_tag",
+    "per_image_errors",
     "require",
     "slug",
     "unique_labels",
@@ -221,3 +222,13 @@ def unique(seq: Iterable[Any]) -> list[Any]:
         if x not in out:
             out.append(x)
     return out
+
+
+def per_image_errors(r: Mapping[str, Any], when: str) -> list[int] | None:
+    """FP + FN per image of one threshold's segment_eval result, ``when`` "before" / "after" (None when the
+    result has no per-image counts)."""
+    counts = r.get("per_image") or {}
+    fp, fn = counts.get(f"fp_{when}"), counts.get(f"fn_{when}")
+    if fp is None or fn is None:
+        return None
+    return [int(a) + int(b) for a, b in zip(fp, fn)]

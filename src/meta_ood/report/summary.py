@@ -9,8 +9,8 @@ from typing import Any
 
 from meta_ood.io import read_json, write_text_atomic
 from meta_ood.pixel_eval import PooledHistogram
-from meta_ood.pixel_eval.paired import paired_bootstrap
-from meta_ood.report.results import dataset_title
+from meta_ood.pixel_eval.paired import paired_bootstrap, paired_counts
+from meta_ood.report.results import dataset_title, per_image_errors
 
 
 def _fmt(x: Any, digits: int = 4) -> str:
@@ -95,7 +95,8 @@ def _claims(pixel: Sequence[tuple[dict[str, Any], dict[str, Any]]], miou: Sequen
     # the paper's numbers are for LostAndFound (section 7): the best plain baseline against the best OoD
     # training + meta classifier, each at its best acceptable threshold t >= 0.3
     where = f" on {dataset_title(_ERRORS_DATASET)}" if any(_error_dataset(e) != _ERRORS_DATASET for e, _ in errors) else ""
-    best: dict[tuple[str, str], tuple[int, str]] = {}  # (label, stage) -> (smallest total, its t)
+    best: dict[tuple[str, str], tuple[int, str, list[int] | None, list[str]]] = {}  # (label, stage) -> smallest
+    # total, its t, its errors per image and the images
     model = ""
     for e, r in errors:
         if _error_dataset(e) != _ERRORS_DATASET or e.get("label") not in ("Baseline", "OoD training"):
@@ -108,19 +109,37 @@ def _claims(pixel: Sequence[tuple[dict[str, Any], dict[str, Any]]], miou: Sequen
                 total = d.get(f"total_{stage}")
                 key = (str(e["label"]), stage)
                 if total is not None and (key not in best or total < best[key][0]):
-                    best[key] = (int(total), tag[1:])
+                    best[key] = (int(total), tag[1:], per_image_errors(d, stage), [str(f) for f in r.get("frames", [])])
     who = f" ({model})" if model else ""
     if ("Baseline", "before") in best and ("OoD training", "after") in best:
-        (b, tb), (o, to) = best[("Baseline", "before")], best[("OoD training", "after")]
+        base, ood = best[("Baseline", "before")], best[("OoD training", "after")]
+        (b, tb), (o, to) = base[:2], ood[:2]
         cut = (b - o) / b if b else 0.0
+        verdict, paired = _fewer_errors(ood, base, n_boot, seed)
         out.append(f"- OoD training + meta classifier cut the detection errors of the best baseline{where} (paper: by "
-                   f"{100 * PAPER_ERROR_REDUCTION:.0f} %, 1,242 -> 598){who}: {_mark(o < b)} ({b:,} at t = {tb} -> "
-                   f"{o:,} at t = {to}, {100 * cut:.0f} %)")
+                   f"{100 * PAPER_ERROR_REDUCTION:.0f} %, 1,242 -> 598){who}: {verdict} ({b:,} at t = {tb} -> "
+                   f"{o:,} at t = {to}, {100 * cut:.0f} %{paired})")
     if ("Baseline", "after") in best and ("OoD training", "after") in best:
-        (b, tb), (o, to) = best[("Baseline", "after")], best[("OoD training", "after")]
+        base, ood = best[("Baseline", "after")], best[("OoD training", "after")]
+        (b, tb), (o, to) = base[:2], ood[:2]
+        verdict, paired = _fewer_errors(ood, base, n_boot, seed)
         out.append(f"- OoD training + meta classifier beats baseline + meta classifier{where} (paper: 598 vs 714 errors)"
-                   f"{who}: {_mark(o < b)} ({o:,} at t = {to} vs {b:,} at t = {tb})")
+                   f"{who}: {verdict} ({o:,} at t = {to} vs {b:,} at t = {tb}{paired})")
     return out
+
+
+def _fewer_errors(a: tuple[int, str, list[int] | None, list[str]], b: tuple[int, str, list[int] | None, list[str]],
+                  n_boot: int, seed: int) -> tuple[str, str]:
+    """(verdict, paired numbers) of the claim that ``a`` makes fewer detection errors than ``b`` ((total, t,
+    per-image errors, images) each): with per-image errors on the same images the paired bootstrap of the
+    difference decides (pass: its 95 % interval below 0, fail: above, not resolved: it holds 0), else the totals."""
+    (ta, _, pa, fa), (tb, _, pb, fb) = a, b
+    if n_boot > 0 and pa is not None and pb is not None and sorted(fa) == sorted(fb) and len(fa) == len(pa):
+        r = paired_counts(fa, pa, fb, pb, n_boot=n_boot, seed=seed)
+        verdict = "**pass**" if r["hi"] < 0 else "**fail**" if r["lo"] > 0 else "**not resolved**"
+        return verdict, (f"; difference {r['diff']:+,.0f} [{r['lo']:+,.0f}, {r['hi']:+,.0f}], p = {r['p']:.3f}, "
+                         "paired bootstrap over images")
+    return _mark(ta < tb), ""
 
 
 def summary_stage(

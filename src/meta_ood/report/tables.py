@@ -28,7 +28,7 @@ from meta_ood.report.formatting import (
     latex_escape,
     write_table,
 )
-from meta_ood.report.paired import mark_unresolved
+from meta_ood.report.paired import mark_unresolved, mark_unresolved_counts
 from meta_ood.report.results import (
     ACCEPTABLE_FROM,
     check_entries,
@@ -39,6 +39,7 @@ from meta_ood.report.results import (
     load_result,
     load_segment_eval,
     parse_tag,
+    per_image_errors,
     require,
     slug,
     unique,
@@ -306,6 +307,8 @@ def table2(
     out_md: str | os.PathLike,
     out_tex: str | os.PathLike,
     acceptable_from: float | None = ACCEPTABLE_FROM,
+    n_boot: int = 1000,
+    seed: int = 0,
 ) -> pd.DataFrame:
     """Paper table 2: detection errors of OoD objects per entropy threshold t.
 
@@ -314,7 +317,10 @@ def table2(
     Meta Classifier" (after removing the segments the meta classifier calls FP), each with FP, FN,
     Σ = FP + FN and the road miss rate ε in % ("< 0.01" below 0.01 %). The smallest Σ of each group
     among the acceptable thresholds (t >= ``acceptable_from``; paper: 0.3) is bold; a horizontal rule
-    (LaTeX ``\\midrule``) separates the thresholds below ``acceptable_from`` from the rest.
+    (LaTeX ``\\midrule``) separates the thresholds below ``acceptable_from`` from the rest. Where
+    the JSONs hold per-image counts, a Σ of the same group that the images do not separate from
+    the bold one is marked "≈" (paired image bootstrap of the per-image errors, ``n_boot``
+    resamples, ``seed``; Holm within the group, 5 %; ``n_boot=0``: no marks).
 
     Entries of several datasets (their ``dataset`` keys) get one block of threshold rows per
     dataset, in order of first appearance, under a first index column "Dataset" (the display name,
@@ -336,9 +342,11 @@ def table2(
             out[f"{s}_{prefix}fn"] = finite_int(r.get(f"fn_{when}"))
             out[f"{s}_{prefix}total"] = finite_int(r.get(f"total_{when}"))
             out[f"{s}_{prefix}eps"] = finite_float(r.get(f"eps_{when}"))
+            out[f"_{s}_{prefix}per_image"] = per_image_errors(r, when)  # for the marks, not a column
         return out | {f"{s}_n_pred": finite_int(r.get("n_pred")), f"{s}_n_removed": finite_int(r.get("n_removed"))}
 
     multi, labels, records, rows, block_thresholds = _segment_eval_records(entries, "table2", values)
+    per_image = [{k: rec.pop(k) for k in [k for k in rec if k.startswith("_")]} for rec in records]
     df = pd.DataFrame.from_records(records)
     _column_types(df, lambda c: not c.endswith("eps"), labels=("dataset", "t"))
 
@@ -360,7 +368,8 @@ def table2(
                             "original performance is considered acceptable (paper section 6.3); bold: the "
                             "smallest Σ of each column group among these thresholds.")
     sums: dict[tuple[int, int], list[Cell]] = {}  # (block, column group) -> its Σ cells
-    for rec, (b, ds, t) in zip(records, rows):
+    errors: dict[tuple[int, int], list[list[int] | None]] = {}  # ... and their per-image errors
+    for rec, hidden, (b, ds, t) in zip(records, per_image, rows):
         cells = []
         for k, label in enumerate(labels):
             s = slug(label)
@@ -370,9 +379,17 @@ def table2(
                           fmt_eps(rec[f"{s}_{prefix}eps"])]
                 if acceptable_from is None or t >= acceptable_from - 1e-9:  # bold only where the loss is acceptable
                     sums.setdefault((b, 2 * k + g), []).append(total)
+                    errors.setdefault((b, 2 * k + g), []).append(hidden[f"_{s}_{prefix}per_image"])
         layout.rows.append((([_dataset_label(ds)] if multi else []) + [_t_label(t)], cells))
-    for col in sums.values():
+    marked = 0
+    for key, col in sums.items():
         bold_best(col, "min")
+        if n_boot > 0:
+            marked += len(mark_unresolved_counts(col, errors[key], n_boot=n_boot, seed=seed))
+    if marked:
+        layout.notes.append(f"≈: a Σ its dataset's images do not separate from the bold one of its column group "
+                            f"(paired image bootstrap of the per-image errors, {n_boot} resamples, seed {seed}; "
+                            "Holm-adjusted within the group, 5 %).")
     write_table(df, layout, out_csv, out_md, out_tex)
     return df
 

@@ -29,12 +29,15 @@ def segment_eval_stage(
     A segment is removed when its ``prob_fp`` (the first meta protocol) exceeds ``meta_threshold``.
     When that protocol gave no estimate (``prob_fp`` NaN for every segment: leave-one-image-out
     with all segments in one image), the "after" numbers are None and ``meta_unavailable`` says why.
+    Per threshold, ``per_image`` holds the counts per image in the order of ``frames`` (for paired
+    comparisons of two methods on the same images).
     """
     segments_dir, meta_dir = Path(segments_dir), Path(meta_dir)
     images = read_parquet(segments_dir / SEGMENT_IMAGES)
     n_gt_in_total = int(images["n_gt_in"].sum()) if len(images) else 0
     components = read_json(segments_dir / SEGMENT_COMPONENTS) if (segments_dir / SEGMENT_COMPONENTS).is_file() else {}
     frames = images["name"].astype(str).tolist() if "name" in images else []
+    image_ids = images["image"].tolist() if "image" in images else None  # per-image counts, in the order of frames
     result: dict[str, Any] = {"n_images": int(len(images)), "frames": frames, "n_gt_in_total": n_gt_in_total,
                               "meta_threshold": meta_threshold, "reference_fp_after": reference_fp_after,
                               "thresholds": {}}
@@ -62,10 +65,13 @@ def segment_eval_stage(
         if len(overlaps) == 0:
             overlaps = pd.DataFrame({"image": [], "pred_segment": [], "gt_segment": [], "n_pixels": []})
         errors = detection_errors(pred, gt, meta_threshold=meta_threshold, overlaps=overlaps,
-                                  n_gt_in_total=n_gt_in_total, reference_fp_after=reference_fp_after)
+                                  n_gt_in_total=n_gt_in_total, reference_fp_after=reference_fp_after,
+                                  images=image_ids)
         if unavailable is not None:
             errors.update({"meta_threshold": float(meta_threshold), "n_removed": None, "fp_after": None,
                            "fn_after": None, "total_after": None, "eps_after": None, "meta_unavailable": unavailable})
+            for key in ("fp_after", "fn_after"):
+                errors.get("per_image", {}).pop(key, None)
         errors["components"] = components.get(tag)
         result["thresholds"][tag] = errors
     write_json(out_json, result)
