@@ -65,7 +65,9 @@ class GroundTruth:
         self.lev = levw.ravel()[self.fp]  # gt pixels are never void
         self.num_classes = c = pixels.bits.shape[0]
         self.n = 0
-        self.components = np.zeros(shape, np.int16)
+        self.shape = shape
+        self.comp_dtype: type = np.int16
+        self.comp_values = np.zeros(0, np.int16)
         index = np.full(levw.size, -1, np.int64)
         index[self.fp] = np.arange(g_img.size)
         self.index = index  # gt index of every window pixel, -1 elsewhere
@@ -82,9 +84,8 @@ class GroundTruth:
         cnt = np.bincount(2 * lab + bd, minlength=2 * n + 2).reshape(n + 1, 2)[1:]
         size = cnt.sum(axis=1).astype(np.float64)
         self.size = size
-        comp = np.zeros(shape, component_dtype(n))
-        comp.ravel()[g_img] = np.where(bd, -lab, lab)
-        self.components = comp
+        self.comp_dtype = component_dtype(n)
+        self.comp_values = np.where(bd, -lab, lab).astype(self.comp_dtype)
 
         w = shape[1]
         cols = {"S": size, "S_in": cnt[:, 0].astype(np.float64), "S_bd": cnt[:, 1].astype(np.float64)}
@@ -100,6 +101,12 @@ class GroundTruth:
             cols[f"S_{k}"] = counts[:, k].astype(np.float64)
             cols[f"cprob{k}"] = np.bincount(lab, pg[k], n + 1)[1:] / size
         self.static = cols
+
+    def components(self) -> np.ndarray:
+        """A new component map of the gt segments (+k interior, -k boundary, 0 elsewhere)."""
+        comp = np.zeros(self.shape, self.comp_dtype)  # zero pages: only the gt rows get written
+        comp.ravel()[self.img] = self.comp_values
+        return comp
 
     # -- the segments of M -----------------------------------------------------------------
 
@@ -174,7 +181,7 @@ class GroundTruth:
         window label map of the components of ``M \\ G`` and ``piece_size`` their sizes."""
         keys_order = gt_keys(self.num_classes)
         if self.n == 0:
-            return empty_frame(keys_order), self.components.copy()
+            return empty_frame(keys_order), self.components()
         inter = np.bincount(self.labels[self.lev >= i], minlength=self.n + 1)[1:].astype(np.float64)
         union = self.size.copy()
         if inter.any():
@@ -188,7 +195,7 @@ class GroundTruth:
         cols["iou"] = np.where(inter > 0, inter / union, 0.0)
         cols["iou0"] = (inter == 0).astype(np.float64)
         cols["rec"] = inter / self.size
-        return table(cols, keys_order), self.components.copy()
+        return table(cols, keys_order), self.components()
 
 
 def _sum_distinct(keys: list, n_other: int, sizes: np.ndarray, n: int) -> np.ndarray:

@@ -116,7 +116,6 @@ class ImageSegments:
         self.fp_s = cand_fp[order]
         self.img_s = cand[order]
         self.ilev_s = ilev[order]
-        self.heat_s = {k: v[order] for k, v in px.heat.items()}
         self._init_pairs(levw, lev[order], fr.window(px.argmax))
 
         # what the per-segment sums read: E / D / V, class probabilities, ground truth
@@ -153,6 +152,7 @@ class ImageSegments:
         bfp = self.fp_s[bpos]
         blev = lev_s[bpos]
         lev_flat = levw.ravel()
+        key_dtype = np.uint8 if (nlev + 1) * nlev <= 256 else np.int16  # 8 bits: one radix pass
         pos, cls, key = [], [], []
         for off in fr.offsets:
             q = bfp + off
@@ -160,8 +160,8 @@ class ImageSegments:
             hit = np.flatnonzero(lq < blev)  # the outside ring has level 127: never a pair
             pos.append(bpos[hit])
             cls.append(argmax_w.ravel()[q[hit]])
-            key.append((lq[hit].astype(np.int16) + 1) * nlev + (nlev - 1 - blev[hit].astype(np.int16)))
-        key = np.concatenate(key) if key else np.zeros(0, np.int16)  # small: radix sort
+            key.append(((lq[hit].astype(np.int16) + 1) * nlev + (nlev - 1 - blev[hit])).astype(key_dtype))
+        key = np.concatenate(key) if key else np.zeros(0, key_dtype)  # small: radix sort
         order = np.argsort(key, kind="stable")
         self.pair_pos = np.concatenate(pos)[order] if pos else np.zeros(0, np.int64)
         self.pair_cls = np.concatenate(cls)[order] if cls else np.zeros(0, np.uint8)
@@ -196,8 +196,9 @@ class ImageSegments:
         flat[self.img_s[bidx]] *= -1
         blab = lab[bidx].astype(np.int64)
         part: dict[str, np.ndarray] = {"n_bd": np.bincount(blab, minlength=n + 1)[1:].astype(np.float64)}
+        bcand = self.order[bidx]
         for hname in HEATMAPS:
-            v = self.heat_s[hname][bidx]
+            v = self.px.heat[hname][bcand].astype(np.float64)
             part[hname + "_s1"] = np.bincount(blab, v, n + 1)[1:]
             part[hname + "_s2"] = np.bincount(blab, v * v, n + 1)[1:]
 
@@ -210,20 +211,30 @@ class ImageSegments:
         part["adj"] = self.gt.outside_adjacency(i, pieces_flat, ml, n)
         return part, comp
 
+    def _cand_lane_keys(self, keys: np.ndarray) -> np.ndarray:
+        """:func:`~meta_ood.segments.tables.lane_keys` of ``keys`` (level order) in candidate
+        order, the order of the per-pixel values."""
+        cand_keys = np.empty_like(keys)
+        cand_keys[self.order] = keys
+        return lane_keys(cand_keys)
+
+    def _heat_sums(self, lkeys: np.ndarray, nbins: int, values: np.ndarray) -> list[np.ndarray]:
+        """Per-bin count, E, E^2, D, D^2, V, V^2 from candidate-order lane keys (``values``: a
+        float64 buffer of one entry per candidate)."""
+        sums = [lane_bincount(lkeys, None, nbins)]
+        for h in HEATMAPS:
+            v = _as_weights(self.px.heat[h], values)
+            sums.append(lane_bincount(lkeys, v, nbins))
+            sums.append(lane_bincount(lkeys, np.multiply(v, v, out=v), nbins))
+        return sums
+
     def _total_atoms(self, keys: np.ndarray, nbins: int) -> np.ndarray:
         """Per-atom sums over all pixels (``keys`` in level order): count, E, E^2, D, D^2, V, V^2,
         row, column, OoD ground truth and the C class probabilities (rows of the result)."""
         px = self.px
-        cand_keys = np.empty_like(keys)
-        cand_keys[self.order] = keys  # back to candidate order, the order of the class probabilities
-        lkeys = lane_keys(cand_keys)
-        del cand_keys
+        lkeys = self._cand_lane_keys(keys)
         values = np.empty(keys.size)  # one reused weight buffer
-        sums = [lane_bincount(lkeys, None, nbins)]
-        for h in HEATMAPS:
-            v = px.heat[h]
-            sums.append(lane_bincount(lkeys, v, nbins))
-            sums.append(lane_bincount(lkeys, np.multiply(v, v, out=values), nbins))
+        sums = self._heat_sums(lkeys, nbins, values)
         rows = px.cand // self.shape[1]
         sums.append(lane_bincount(lkeys, _as_weights(rows, values), nbins))
         sums.append(lane_bincount(lkeys, _as_weights(np.subtract(px.cand, rows * self.shape[1], out=rows),
@@ -235,14 +246,7 @@ class ImageSegments:
 
     def _interior_atoms(self, keys: np.ndarray, nbins: int) -> np.ndarray:
         """Per-atom sums over interior pixels (``keys`` in level order): count, E, E^2, D, D^2, V, V^2."""
-        lkeys = lane_keys(keys)
-        values = np.empty(keys.size)
-        sums = [lane_bincount(lkeys, None, nbins)]
-        for h in HEATMAPS:
-            v = self.heat_s[h]
-            sums.append(lane_bincount(lkeys, v, nbins))
-            sums.append(lane_bincount(lkeys, np.multiply(v, v, out=values), nbins))
-        return np.stack(sums)
+        return np.stack(self._heat_sums(self._cand_lane_keys(keys), nbins, np.empty(keys.size)))
 
     def run(self, want_pred: bool = True, want_gt: bool = True) -> dict[float, tuple]:
         """``{t: (pred_df, pred_components, gt_df, gt_components)}``; skipped parts are None."""

@@ -82,7 +82,7 @@ class PixelData:
 
     ``cand`` are the flat image indices of the non-void pixels that are OoD at the lowest
     threshold, ``lev`` (int8) the highest threshold level whose mask holds each of them and
-    ``heat`` maps ``"E"``, ``"D"``, ``"V"`` to their float64 values there and ``cand_bits`` (C, n)
+    ``heat`` maps ``"E"``, ``"D"``, ``"V"`` to their (float32) values there and ``cand_bits`` (C, n)
     holds the bit patterns of their class probabilities. ``argmax`` is the first maximal class of
     every pixel (H, W); ``bits`` (C, H*W) are the probabilities' bit patterns and ``dtype`` their
     float dtype (float16 or float32), for :func:`class_values`.
@@ -360,9 +360,9 @@ def _scan(bits: np.ndarray, dtype: np.dtype, void: np.ndarray, levels: tuple[flo
     p1c = class_values(p1.ravel()[cand], dtype, np.empty(cand.size, np.float32))
     p2c = class_values(p2.ravel()[cand], dtype, np.empty(cand.size, np.float32))
     heat = {
-        "E": e.astype(np.float64),
-        "D": margin_values(p1c, p2c).astype(np.float64),
-        "V": variation_values(p1c).astype(np.float64),
+        "E": e,
+        "D": margin_values(p1c, p2c),
+        "V": variation_values(p1c),
     }
     return PixelData(cand=cand, lev=lev, heat=heat, cand_bits=cand_bits[:, :n], argmax=argmax,
                      bits=flat, dtype=dtype)
