@@ -647,3 +647,39 @@ def test_segment_eval_per_image_errors_are_the_errors_of_each_image(run):
         for k, image in enumerate(images["image"]):
             one = detection_errors(pred[pred["image"] == image], gt[gt["image"] == image])
             assert (pi["fp_before"][k], pi["fn_before"][k]) == (one["fp_before"], one["fn_before"])
+
+
+def test_table_paired_error_rows_are_the_paired_bootstrap_of_per_image_errors(run, tmp_path):
+    """Detection-error rows (OoD training + meta against OoD training alone, against baseline + meta): one per
+    threshold t >= 0.3, each equal to paired_counts on the JSONs' per-image FP + FN; pixel rows keep their
+    columns, error rows show "–" there."""
+    from meta_ood.pixel_eval.paired import paired_counts
+
+    seg = lambda v: str(run / "segment_eval" / MODEL / v / "lostandfound.json")  # noqa: E731
+    npz = lambda v: str(run / "pixel" / MODEL / v / "lostandfound.npz")  # noqa: E731
+    entries = [{"dataset": "lostandfound", "model": MODEL, "label": "OoD training − Plain", "a": npz("epoch2"),
+                "b": npz("baseline")}]
+    errors = [{"dataset": "lostandfound", "model": MODEL, "label": "meta − none", "a": seg("epoch2"), "a_stage": "after",
+               "b": seg("epoch2"), "b_stage": "before"},
+              {"dataset": "lostandfound", "model": MODEL, "label": "ood − base", "a": seg("epoch2"), "a_stage": "after",
+               "b": seg("baseline"), "b_stage": "after"}]
+    out = _outs(tmp_path, "table_paired")
+    df = report.table_paired(entries, **out, n_boot=60, seed=2, error_entries=errors)
+    ts = [t for t in THRESHOLDS if t >= 0.3]
+    assert len(df) == 1 + 2 * len(ts) and pd.isna(df.loc[0, "t"]) and pd.isna(df.loc[1, "auprc_diff"])
+    data = {v: _load(seg(v)) for v in ("epoch2", "baseline")}
+    for k, (e, (va, sa, vb, sb)) in enumerate([(e, x) for e, x in zip(errors, [("epoch2", "after", "epoch2", "before"),
+                                                                               ("epoch2", "after", "baseline", "after")])]):
+        for j, t in enumerate(ts):
+            row = df.iloc[1 + k * len(ts) + j]
+            ra, rb = (data[v]["thresholds"][pl.threshold_tag(t)]["per_image"] for v in (va, vb))
+            pa = [x + y for x, y in zip(ra[f"fp_{sa}"], ra[f"fn_{sa}"])]
+            pb = [x + y for x, y in zip(rb[f"fp_{sb}"], rb[f"fn_{sb}"])]
+            want = paired_counts(data[va]["frames"], pa, data[vb]["frames"], pb, n_boot=60, seed=2)
+            assert row["comparison"] == f"{e['label']} at t = {t:.2f}" and row["t"] == t
+            for field in ("a", "b", "diff", "lo", "hi", "p"):
+                assert row[f"errors_{field}"] == pytest.approx(want[field], abs=1e-12)
+    header, rows = _md_table(out["out_md"].read_text())
+    assert len(header) == 4 + 12 and rows[1][4] == "–" and rows[0][13] == "–"
+    r = df.iloc[1]
+    assert rows[1][13] == f"{r['errors_diff']:+,.0f} [{r['errors_lo']:+,.0f}, {r['errors_hi']:+,.0f}]"

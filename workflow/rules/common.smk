@@ -450,6 +450,21 @@ def paired_entries():
     return out
 
 
+def paired_error_entries():
+    """{dataset, model, label, a, b, a_stage, b_stage} of table_paired's detection-error rows: the main model's OoD
+    training + meta classifier against OoD training alone and against baseline + meta classifier (the paper's
+    claim), on every dataset of evaluation.segment_datasets, from the segment evaluations' per-image counts."""
+    (_, base), (_, ood) = reported_variants(MAIN_MODEL)
+    out = []
+    for ds in SEGMENT_DATASETS:
+        a = segment_eval_json(MAIN_MODEL, ood, ds)
+        out.append({"dataset": ds, "model": MAIN_MODEL, "label": "OoD training + meta − OoD training",
+                    "a": a, "a_stage": "after", "b": a, "b_stage": "before"})
+        out.append({"dataset": ds, "model": MAIN_MODEL, "label": "OoD training + meta − Baseline + meta",
+                    "a": a, "a_stage": "after", "b": segment_eval_json(MAIN_MODEL, base, ds), "b_stage": "after"})
+    return out
+
+
 def pixel_entries_of(entries, models, datasets):
     """The table-1 entries of some models on some datasets (the per-figure selections of figures 3/4, 8/9, 11/12)."""
     return [e for e in entries if e["model"] in models and e["dataset"] in datasets]

@@ -4,6 +4,7 @@ PIXEL_ENTRIES, MIOU_ENTRIES = table1_entries()  # per model (figures 8, 9, 11, 1
 TABLE1_PIXEL, TABLE1_MIOU = one_per_baseline(PIXEL_ENTRIES), one_per_baseline(MIOU_ENTRIES)
 TABLE2_ENTRIES = table2_entries()
 PAIRED_ENTRIES = paired_entries()
+PAIRED_ERROR_ENTRIES = paired_error_entries()
 TABLE3_ENTRIES = table3_entries()
 FIG14_ENTRIES = figure14_entries()
 EXAMPLE_VARIANTS = [v for _, v in reported_variants(MAIN_MODEL)]
@@ -28,9 +29,10 @@ REPORT_TARGETS = [
     (
         "table_paired",
         "table",
-        entry_paths(PAIRED_ENTRIES, keys=("a", "b")),
+        entry_paths(PAIRED_ENTRIES + PAIRED_ERROR_ENTRIES, keys=("a", "b")),
         {},
-        {"entries": PAIRED_ENTRIES, "n_boot": EVAL["n_boot"], "seed": config["seed"]},
+        {"entries": PAIRED_ENTRIES, "error_entries": PAIRED_ERROR_ENTRIES, "n_boot": EVAL["n_boot"],
+         "seed": config["seed"]},
     ),
     (
         "table_definitions",

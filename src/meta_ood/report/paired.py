@@ -19,7 +19,14 @@ import pandas as pd
 from meta_ood.pixel_eval import PooledHistogram
 from meta_ood.pixel_eval.paired import paired_against, paired_bootstrap, paired_counts
 from meta_ood.report.formatting import Cell, Header, Layout, fmt_float, latex_escape, write_table
-from meta_ood.report.results import check_entries, dataset_title
+from meta_ood.report.results import (
+    ACCEPTABLE_FROM,
+    check_entries,
+    dataset_title,
+    load_result,
+    parse_tag,
+    per_image_errors,
+)
 
 __all__ = ["holm", "mark_unresolved", "mark_unresolved_counts", "table_paired"]
 
@@ -91,10 +98,33 @@ def mark_unresolved_counts(cells: Sequence[Cell], per_image: Sequence[Sequence[i
     return _mark(cells, others, pvalues, alpha)
 
 
-def _diff_cell(r: Mapping[str, Any]) -> Cell:
-    """"+0.1021 [+0.070, +0.131]": the difference with its interval."""
+def _diff_cell(r: Mapping[str, Any], counts: bool = False) -> Cell:
+    """"+0.1021 [+0.070, +0.131]" (or "-12 [-20, -4]" for ``counts``): the difference with its interval."""
+    if counts:
+        d, lo, hi = (f"{r[k]:+,.0f}" for k in ("diff", "lo", "hi"))
+        tex = [x.replace(",", "{,}") for x in (d, lo, hi)]
+        return Cell(r["diff"], f"{d} [{lo}, {hi}]", f"{tex[0]} {{\\scriptsize [{tex[1]}, {tex[2]}]}}")
     text = f"{r['diff']:+.4f} [{r['lo']:+.3f}, {r['hi']:+.3f}]"
     return Cell(r["diff"], text, f"{r['diff']:+.4f} {{\\scriptsize [{r['lo']:+.3f}, {r['hi']:+.3f}]}}")
+
+
+def _error_rows(e: Mapping[str, Any], acceptable_from: float | None
+                ) -> list[tuple[float, tuple[list[int], list[str], list[int], list[str]]]]:
+    """(t, (errors per image of a, its images, the same of b)) per threshold of an error entry ``{a, b, a_stage,
+    b_stage}`` (segment_eval JSONs) that both results hold with per-image counts, from ``acceptable_from`` on."""
+    data = {side: load_result(e[side]) for side in ("a", "b")}
+    out = []
+    for tag, ra in data["a"].get("thresholds", {}).items():
+        rb = data["b"].get("thresholds", {}).get(tag)
+        t = parse_tag(tag, str(e["a"]))
+        if rb is None or (acceptable_from is not None and t < acceptable_from - 1e-9):
+            continue
+        pa, pb = per_image_errors(ra, e["a_stage"]), per_image_errors(rb, e["b_stage"])
+        if pa is None or pb is None:
+            continue
+        out.append((t, (pa, [str(f) for f in data["a"].get("frames", [])], pb,
+                        [str(f) for f in data["b"].get("frames", [])])))
+    return sorted(out, key=lambda x: x[0])
 
 
 def table_paired(
@@ -105,46 +135,72 @@ def table_paired(
     n_boot: int = 1000,
     seed: int = 0,
     alpha: float = 0.05,
+    error_entries: Sequence[Mapping[str, Any]] = (),
+    acceptable_from: float | None = ACCEPTABLE_FROM,
 ) -> pd.DataFrame:
     """One row per comparison: ``entries`` ``{dataset, model, label, a, b}`` with ``a`` / ``b`` the pixel-evaluation
     ``.npz`` histograms of the two variants on ``dataset`` (``label`` names the comparison, e.g. "OoD training −
     Plain"). Per metric (AUROC, AP, FPR95): a − b with its paired 95 % interval, the two-sided p-value and the
     smallest difference the dataset's frames resolve.
 
-    CSV columns: ``dataset``, ``model``, ``comparison``, ``n_frames`` and per metric ``<m>_a``, ``<m>_b``,
-    ``<m>_diff``, ``<m>_lo``, ``<m>_hi``, ``<m>_p``, ``<m>_resolvable``.
+    ``error_entries`` ``{dataset, model, label, a, b, a_stage, b_stage}``: detection errors (FP + FN) of two
+    segment_eval JSONs, each "before" or "after" meta classification (e.g. OoD training + meta classifier against
+    OoD training alone), one row per threshold t >= ``acceptable_from`` with per-image counts in both, compared by
+    the paired bootstrap of the per-image errors (:func:`~meta_ood.pixel_eval.paired.paired_counts`).
+
+    CSV columns: ``dataset``, ``model``, ``comparison``, ``t`` (error rows), ``n_frames`` and per metric ``<m>_a``,
+    ``<m>_b``, ``<m>_diff``, ``<m>_lo``, ``<m>_hi``, ``<m>_p``, ``<m>_resolvable`` (metrics ``auroc``, ``auprc``,
+    ``fpr95`` and ``errors``).
     """
     entries = check_entries(entries, ("dataset", "model", "label", "a", "b"), "table_paired entry")
+    error_entries = check_entries(error_entries, ("dataset", "model", "label", "a", "b", "a_stage", "b_stage"),
+                                  "table_paired error entry") if error_entries else []
     level = round(100 * (1 - alpha))
+    metrics = _METRICS + ((("errors", "Σ errors (FP + FN)", r"$\Sigma$ errors (FP + FN)"),) if error_entries else ())
     layout = Layout(
         index=[Header("Dataset", "Dataset"), Header("Model", "Model"), Header("Comparison", "Comparison"),
                Header("Frames", "Frames")],
-        levels=[[Header(t, lt, 3) for _, t, lt in _METRICS]],
-        columns=[h for _ in _METRICS for h in (Header(f"difference [{level} %]", f"difference [{level}\\,\\%]"),
-                                              Header("p", "$p$"), Header("resolvable", "resolvable"))],
+        levels=[[Header(t, lt, 3) for _, t, lt in metrics]],
+        columns=[h for _ in metrics for h in (Header(f"difference [{level} %]", f"difference [{level}\\,\\%]"),
+                                             Header("p", "$p$"), Header("resolvable", "resolvable"))],
         title=f"Paired comparisons on the same frames: difference, {level} % paired image-bootstrap interval "
               f"({n_boot} resamples, seed {seed}), p-value",
         notes=[f"Each dataset's frames are drawn once per resample for both variants. p: two-sided bootstrap "
                f"p-value of the difference; resolvable: the smallest difference these frames separate at "
                f"{level} % (normal quantile x the standard error of the paired difference). FPR95: lower is better."],
     )
+    if error_entries:
+        layout.notes.append("Σ errors: detection errors of OoD objects (table 2) summed over the images, resampled "
+                            "with the per-image counts; lower is better.")
     records = []
-    for e in entries:
-        hist_a = PooledHistogram.load(e["a"])
-        res = paired_bootstrap(hist_a, PooledHistogram.load(e["b"]), n_boot=n_boot, seed=seed, alpha=alpha)
-        n_frames = hist_a.n_images
-        rec: dict[str, Any] = {"dataset": str(e["dataset"]), "model": str(e["model"]), "comparison": str(e["label"]),
-                               "n_frames": n_frames}
+
+    def add(e: Mapping[str, Any], comparison: str, n_frames: int, res: Mapping[str, Mapping[str, Any]],
+            extra: Mapping[str, Any]) -> None:
+        rec: dict[str, Any] = {"dataset": str(e["dataset"]), "model": str(e["model"]), "comparison": comparison,
+                               **extra, "n_frames": n_frames}
         cells = []
-        for key, *_ in _METRICS:
+        for key, *_ in metrics:
+            if key not in res:
+                cells += [fmt_float(None), fmt_float(None), fmt_float(None)]
+                continue
             r = res[key]
             rec.update({f"{key}_{f}": r[f] for f in ("a", "b", "diff", "lo", "hi", "p", "resolvable")})
-            cells += [_diff_cell(r), fmt_float(r["p"], 3), fmt_float(r["resolvable"])]
+            counts = key == "errors"
+            cells += [_diff_cell(r, counts), fmt_float(r["p"], 3), fmt_float(r["resolvable"], 1 if counts else 4)]
         records.append(rec)
         title = dataset_title(str(e["dataset"]))
         layout.rows.append(([Header(title, latex_escape(title)), Header(str(e["model"]), latex_escape(str(e["model"]))),
-                             Header(str(e["label"]), latex_escape(str(e["label"]))), Header(str(n_frames), str(n_frames))],
+                             Header(comparison, latex_escape(comparison)), Header(str(n_frames), str(n_frames))],
                             cells))
+
+    for e in entries:
+        hist_a = PooledHistogram.load(e["a"])
+        res = paired_bootstrap(hist_a, PooledHistogram.load(e["b"]), n_boot=n_boot, seed=seed, alpha=alpha)
+        add(e, str(e["label"]), hist_a.n_images, res, {})
+    for e in error_entries:
+        for t, (pa, fa, pb, fb) in _error_rows(e, acceptable_from):
+            r = paired_counts(fa, pa, fb, pb, n_boot=n_boot, seed=seed, alpha=alpha)
+            add(e, f"{e['label']} at t = {t:.2f}", len(pa), {"errors": r}, {"t": t})
     df = pd.DataFrame.from_records(records)
     write_table(df, layout, out_csv, out_md, out_tex)
     return df
