@@ -129,6 +129,9 @@ def _ordered_map(fn: Callable[[Any], Any], items: Sequence[Any], jobs: int) -> I
 
 #: Default budget, over all frames, for the ROI pixels kept from the first pass (MiB).
 KEEP_MIB = 64.0
+#: A frame keeps at most this many pixels per anomaly pixel, plus KEEP_ANY: at a best-F1 threshold the
+#: predicted pixels are of the order of the anomaly pixels, and every kept pixel is memory touched.
+KEEP_PER_ANOMALY, KEEP_ANY = 4, 1 << 14
 
 
 @dataclass(frozen=True)
@@ -160,6 +163,7 @@ def _kept_pixels(scores: np.ndarray, truth: FrameTruth, summary: FrameSummary, l
         return None
     counts = np.cumsum(summary.pos + summary.neg)
     n = int(counts[-1]) if counts.size else 0
+    limit = min(limit, KEEP_PER_ANOMALY * summary.num_pos + KEEP_ANY)
     if n <= limit:
         floor = summary.dtype.type(-np.inf)
     else:  # the lowest distinct score with at most ``limit`` pixels above it
@@ -252,8 +256,9 @@ def evaluate_frames(
     threshold, from the frame read again. ``jobs`` threads (default: every core) work on frames in parallel; results
     are identical for any ``jobs``. ``curve_points``: points of the thinned official ROC / PR
     curve of the result's ``curve``. ``keep_mib``: memory for the highest-scoring ROI pixels kept
-    from the first pass, shared by all frames (0: none; the second pass then reads every score
-    file again); results do not depend on it. ``histogram_out``: also save the exact pooled
+    from the first pass, shared by all frames, a frame keeping at most :data:`KEEP_PER_ANOMALY`
+    times its anomaly pixels plus :data:`KEEP_ANY` (0: none; the second pass then reads every
+    score file again); results do not depend on it. ``histogram_out``: also save the exact pooled
     histogram (one image per frame, id = fid) there, for paired comparisons of methods.
 
     ``details``: a dict to fill with per-frame bins, merged curves and per-frame component values
