@@ -271,7 +271,7 @@ def test_table3_cells_are_the_json_numbers(run, tmp_path):
     assert header[1] == "LOO Baseline + MSP AUROC ↑" and header[3] == "LOO Baseline + Meta C. AUROC ↑"
     assert header[-1] == "LOGO OoD training + Meta C. AUPRC ↑"
     res = _load(_meta_entries(run)[THRESHOLDS.index(0.3)]["path"])
-    assert rows[THRESHOLDS.index(0.3)][3].strip("*") == f"{res['protocols']['loo']['auroc']:.4f}"
+    assert rows[THRESHOLDS.index(0.3)][3].removesuffix(" ≈").strip("*") == f"{res['protocols']['loo']['auroc']:.4f}"
     text = out["out_md"].read_text()
     assert "LOGO = leave-one-image-out" in text
 
@@ -683,3 +683,42 @@ def test_table_paired_error_rows_are_the_paired_bootstrap_of_per_image_errors(ru
     assert len(header) == 4 + 12 and rows[1][4] == "–" and rows[0][13] == "–"
     r = df.iloc[1]
     assert rows[1][13] == f"{r['errors_diff']:+,.0f} [{r['errors_lo']:+,.0f}, {r['errors_hi']:+,.0f}]"
+
+
+def test_table3_marks_detectors_the_images_do_not_separate_from_the_best(tmp_path):
+    """Per row and block, a meta classifier that differs from the best only on one image of ten is marked "≈"
+    (left out of a resample with probability 0.9^10 = 0.35), an MSP baseline near chance is not; the marks
+    come from the per-segment scores in the parquet beside each JSON (no image_ids: no marks)."""
+    from meta_ood.io import write_parquet
+    from meta_ood.meta.evaluation import evaluate
+
+    rng = np.random.default_rng(7)
+    images = np.repeat(np.arange(10), 20)
+    fp = (rng.random(images.size) < 0.4).astype(float)
+    good = fp * 0.6 + rng.random(images.size) * 0.3
+    worse = good.copy()
+    worse[images == 0] = 0.9 - worse[images == 0]  # wrong on image 0 only
+    msp = rng.random(images.size)
+    entries = []
+    for label, prob in (("A", good), ("B", worse)):
+        seg = pd.DataFrame({"image": images, "segment": np.arange(images.size), "iou0": fp, "prob_fp": prob, "msp": msp})
+        write_parquet(tmp_path / f"{label}.parquet", seg)
+        scores, base = evaluate(fp, prob), evaluate(fp, msp)
+        data = {"n_segments": int(images.size), "image_ids": list(range(10)), "protocols": {"loo": {
+            "auroc": scores["auroc"], "auprc": scores["auprc"], "accuracy": scores["accuracy"],
+            "msp_auroc": base["auroc"], "msp_auprc": base["auprc"]}}}
+        (tmp_path / f"{label}.json").write_text(json.dumps(data))
+        entries.append({"label": label, "tag": "t0.3", "path": str(tmp_path / f"{label}.json")})
+    out = _outs(tmp_path, "t3")
+    report.table3(entries, **out, n_boot=300, seed=0)
+    header, rows = _md_table(out["out_md"].read_text())
+    cells = dict(zip(header[1:], rows[0][1:]))
+    assert cells["LOO A + Meta C. AUROC ↑"].startswith("**") and cells["LOO B + Meta C. AUROC ↑"].endswith(" ≈")
+    assert cells["LOO B + Meta C. AUPRC ↑"].endswith(" ≈")
+    assert not any(cells[f"LOO {x} + MSP {m} ↑"].endswith("≈") for x in "AB" for m in ("AUROC", "AUPRC"))
+    for label in "AB":
+        data = json.loads((tmp_path / f"{label}.json").read_text())
+        del data["image_ids"]
+        (tmp_path / f"{label}.json").write_text(json.dumps(data))
+    report.table3(entries, **out, n_boot=300, seed=0)
+    assert "≈" not in out["out_md"].read_text()

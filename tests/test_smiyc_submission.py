@@ -21,6 +21,7 @@ import torch
 from PIL import Image
 
 from conftest import REPO, make_real_tree, run_snakemake
+from meta_ood.io import read_parquet
 
 pytestmark = pytest.mark.slow
 
@@ -153,9 +154,17 @@ def test_every_evaluation_uses_exactly_the_labelled_frames(submission_run):
             assert pixel["n_unlabelled_skipped"] == len(every) - len(labelled)
             errors = json.loads((res / "segment_eval" / MODEL / variant / f"{ds}.json").read_text())
             assert errors["frames"] == labelled
+            images = read_parquet(res / "segments" / MODEL / variant / ds / "images.parquet")
             for tag in ("t0.3", "t0.5"):
                 meta = json.loads((res / "meta" / MODEL / variant / ds / f"{tag}.json").read_text())
                 assert meta["frames"] == labelled
+                # store positions (with gaps where the test frames lie), as the segments' image column holds them
+                assert meta["image_ids"] == images["image"].tolist() and len(meta["image_ids"]) == len(labelled)
+                segs = read_parquet(res / "meta" / MODEL / variant / ds / f"{tag}.parquet")
+                assert set(segs["image"]) <= set(meta["image_ids"])
+                per_image = errors["thresholds"][tag]["per_image"]
+                assert len(per_image["fp_before"]) == len(labelled)
+                assert sum(per_image["fp_before"]) == errors["thresholds"][tag]["fp_before"]
         for method in METHODS:
             ev = json.loads((res / "smiyc" / "eval" / method / f"{ds}.json").read_text())
             assert ev["frames"] == labelled

@@ -10,8 +10,9 @@ from sklearn.metrics import accuracy_score, average_precision_score, roc_auc_sco
 
 from meta_ood.errors import InputError
 from meta_ood.meta.inputs import DegenerateInputWarning, as_binary01
+from meta_ood.pixel_eval import PooledHistogram
 
-__all__ = ["evaluate", "msp_baseline", "msp_scores"]
+__all__ = ["evaluate", "msp_baseline", "msp_scores", "segment_histogram"]
 
 
 def evaluate(y_true: Any, proba: Any) -> dict[str, float | int | None]:
@@ -67,3 +68,28 @@ def msp_baseline(mean_msp: Any, y: Any) -> dict[str, float | int | None]:
     ``MSP > 0.5`` as FP. Returns :func:`evaluate`'s dict.
     """
     return evaluate(y, mean_msp)
+
+
+def segment_histogram(scores: Any, y_true: Any, images: Any, image_ids: Any) -> PooledHistogram:
+    """The FP-detection scores of segments as a ranking histogram with one image per id of ``image_ids``
+    (images without segments included), so that :mod:`meta_ood.pixel_eval.paired` compares two detectors on the
+    same images: FP segments (label 1) are the positive class, and the bins are the ranks of the distinct scores,
+    so its AUROC and AUPRC are those of :func:`evaluate` (up to 65,536 distinct scores; more are merged into
+    65,536 rank groups)."""
+    s = np.asarray(scores, dtype=np.float64)
+    t = as_binary01(y_true, s.shape[0]).astype(bool)
+    img = np.asarray(images)
+    if img.shape != s.shape:
+        raise InputError(f"images {img.shape} for {s.shape[0]} scores: expected one image id per segment")
+    values, rank = np.unique(s, return_inverse=True)
+    if values.size > 1 << 16:
+        rank = rank * (1 << 16) // values.size
+    hist = PooledHistogram(bits=16, image_bits=16, encoding="unit")
+    for image in image_ids:
+        sel = img == image
+        r = rank[sel]
+        bins, inverse = np.unique(r, return_inverse=True)
+        pos = np.bincount(inverse, weights=t[sel], minlength=bins.size).astype(np.int64)
+        neg = np.bincount(inverse, minlength=bins.size).astype(np.int64) - pos
+        hist.update_counts(bins, pos, neg, image_id=str(image))
+    return hist

@@ -28,7 +28,7 @@ from meta_ood.report.results import (
     per_image_errors,
 )
 
-__all__ = ["holm", "mark_unresolved", "mark_unresolved_counts", "table_paired"]
+__all__ = ["holm", "mark_against_best", "mark_unresolved", "mark_unresolved_counts", "table_paired"]
 
 #: (metric key, title, LaTeX title) of the paired table.
 _METRICS = (("auroc", "AUROC", "AUROC"), ("auprc", "AP", "AP"), ("fpr95", "FPR95", r"FPR$_{95}$"))
@@ -80,6 +80,23 @@ def _mark(cells: Sequence[Cell], others: Sequence[int], pvalues: Sequence[float]
         c = cells[i]
         c.text, c.latex = c.text + UNRESOLVED_MARK, c.latex + r"$^{\approx}$"
     return marked
+
+
+def mark_against_best(cells: Sequence[Cell], hists: Sequence[PooledHistogram | None], metric: str, mode: str,
+                      n_boot: int = 1000, seed: int = 0, alpha: float = 0.05) -> list[int]:
+    """:func:`mark_unresolved` for histograms in memory (e.g. table 3's per-segment scores,
+    :func:`~meta_ood.meta.evaluation.segment_histogram`): each cell with a histogram against the best one by
+    :func:`~meta_ood.pixel_eval.paired.paired_against`; cells equal to the best are not compared."""
+    rows = [i for i, (c, h) in enumerate(zip(cells, hists)) if c.value is not None and h is not None]
+    if len(rows) < 2:
+        return []
+    values = [cells[i].value for i in rows]
+    best = rows[int(np.argmax(values) if mode == "max" else np.argmin(values))]
+    others = [i for i in rows if cells[i].value != cells[best].value]
+    if not others:
+        return []
+    results = paired_against([hists[i] for i in others], hists[best], n_boot=n_boot, seed=seed, alpha=alpha)
+    return _mark(cells, others, [r[metric]["p"] for r in results], alpha)
 
 
 def mark_unresolved_counts(cells: Sequence[Cell], per_image: Sequence[Sequence[int] | None], n_boot: int = 1000,

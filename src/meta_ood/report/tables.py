@@ -13,9 +13,13 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from meta_ood.errors import InputError
+from meta_ood.io import read_parquet
+from meta_ood.meta.evaluation import segment_histogram
+from meta_ood.pixel_eval import PooledHistogram
 from meta_ood.report.formatting import (
     Cell,
     Header,
@@ -28,7 +32,7 @@ from meta_ood.report.formatting import (
     latex_escape,
     write_table,
 )
-from meta_ood.report.paired import mark_unresolved, mark_unresolved_counts
+from meta_ood.report.paired import mark_against_best, mark_unresolved, mark_unresolved_counts
 from meta_ood.report.results import (
     ACCEPTABLE_FROM,
     check_entries,
@@ -400,12 +404,31 @@ PROTOCOL_TITLES = {"loo": "Leave-one-out", "logo": "Leave-one-image-out"}
 PROTOCOL_SHORT = {"loo": "LOO", "logo": "LOGO"}
 
 
+def _detector_histogram(v: Mapping[str, Any], detector: str) -> PooledHistogram | None:
+    """The per-segment scores behind one table-3 column (``detector``: "msp" or a protocol) as a
+    :func:`~meta_ood.meta.evaluation.segment_histogram`; None when the meta classification's parquet or its image
+    ids are missing, or the scores are NaN (protocol unavailable)."""
+    path, image_ids, protocols = v.get("_scores", (None, None, []))
+    if path is None or image_ids is None or not Path(path).is_file() or not protocols:
+        return None
+    column = "msp" if detector == "msp" else "prob_fp" if detector == protocols[0] else f"prob_fp_{detector}"
+    seg = read_parquet(path)
+    if column not in seg or len(seg) == 0:
+        return None
+    scores = seg[column].to_numpy(dtype=float)
+    if not np.isfinite(scores).all():
+        return None
+    return segment_histogram(scores, seg["iou0"].to_numpy(), seg["image"].to_numpy(), image_ids)
+
+
 def table3(
     entries: Sequence[Mapping[str, Any]],
     out_csv: str | os.PathLike,
     out_md: str | os.PathLike,
     out_tex: str | os.PathLike,
     acceptable_from: float | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
 ) -> pd.DataFrame:
     """Paper table 3: meta classification (FP vs TP segments) against the MSP baseline per threshold.
 
@@ -415,7 +438,10 @@ def table3(
     and "<label> + Meta C." (AUROC, AUPRC of the meta classifier); a "Leave-one-image-out" block
     with "<label> + Meta C." follows when the JSONs have that protocol (the MSP baseline does not
     depend on the protocol). Missing values are "–"; the best AUROC and AUPRC of each row and block
-    are bold.
+    are bold, and where the per-segment scores lie beside the JSONs (the meta classification's
+    ``.parquet`` and its ``image_ids``) every value of the row and block that the images do not
+    separate from the bold one is marked "≈" (paired image bootstrap of the segments' scores,
+    ``n_boot`` resamples, ``seed``; Holm within the row and block, 5 %; ``n_boot=0``: no marks).
 
     Entries of several datasets get one block of threshold rows per dataset, in order of first
     appearance, under a first index column "Dataset" (the display name, as in table 1), with a
@@ -453,6 +479,7 @@ def table3(
                     msp_auroc = finite_float(res.get("msp_auroc")) if finite_float(res.get("msp_auroc")) is not None else msp_auroc
                     msp_auprc = finite_float(res.get("msp_auprc")) if finite_float(res.get("msp_auprc")) is not None else msp_auprc
             v["msp_auroc"], v["msp_auprc"] = msp_auroc, msp_auprc
+            v["_scores"] = (Path(str(e["path"])).with_suffix(".parquet"), data.get("image_ids"), list(protocols))
             values[(ds, label, t)] = v
             if label not in labels:
                 labels.append(label)
@@ -487,6 +514,9 @@ def table3(
             if p == protocols_seen[0]:
                 plan.append((p, f"{label} + MSP", f"{s}_msp_auroc", f"{s}_msp_auprc"))
             plan.append((p, f"{label} + Meta C.", f"{s}_{p}_auroc", f"{s}_{p}_auprc"))
+    # per column: its label and detector ("msp" or the protocol), to find its per-segment scores
+    label_of = [next(label for label in labels if key.startswith(slug(label) + "_")) for _, _, key, _ in plan]
+    detector_of = ["msp" if title.endswith("+ MSP") else p for p, title, _, _ in plan]
     protocol_blocks = []
     for p in protocols_seen:
         n = 2 * sum(1 for q, *_ in plan if q == p)
@@ -505,15 +535,24 @@ def table3(
     layout.notes.append("; ".join(f"{PROTOCOL_SHORT.get(p, p)} = {PROTOCOL_TITLES.get(p, p).lower()}"
                                   + (" (the paper's protocol)" if p == "loo" else "") for p in protocols_seen)
                         + ". The MSP baseline does not depend on the protocol.")
+    marked = 0
     for rec, (ds, t) in zip(records, rows):
         cells: list[Cell] = []
         for _, _, k_roc, k_prc in plan:
             cells += [fmt_float(rec.get(k_roc)), fmt_float(rec.get(k_prc))]
         for p in protocols_seen:
             idx = [i for i, (q, *_) in enumerate(plan) if q == p]
-            bold_best([cells[2 * i] for i in idx], "max")
-            bold_best([cells[2 * i + 1] for i in idx], "max")
+            hists = [_detector_histogram(values.get((ds, label_of[i], t), {}), detector_of[i]) if n_boot > 0 else None
+                     for i in idx]
+            for j, metric in ((0, "auroc"), (1, "auprc")):
+                col = [cells[2 * i + j] for i in idx]
+                bold_best(col, "max")
+                marked += len(mark_against_best(col, hists, metric, "max", n_boot=n_boot, seed=seed))
         layout.rows.append((([_dataset_label(ds)] if multi else []) + [_t_label(t)], cells))
+    if marked:
+        layout.notes.append(f"≈: a value its dataset's images do not separate from the bold one of its row and block "
+                            f"(paired image bootstrap of the segments' scores, {n_boot} resamples, seed {seed}; "
+                            "Holm-adjusted within the row and block, 5 %).")
     write_table(df, layout, out_csv, out_md, out_tex)
     return df
 

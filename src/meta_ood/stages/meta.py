@@ -49,6 +49,8 @@ def meta_classify_stage(
     frames = read_parquet(images) if images.is_file() else None
     if frames is not None and "name" in frames:  # the frames whose segments were classified (the labelled ones)
         summary["frames"] = frames["name"].astype(str).tolist()
+        if "image" in frames:  # their ids in the segments' ``image`` column (paired comparisons over images)
+            summary["image_ids"] = frames["image"].astype(int).tolist()
     for k, protocol in enumerate(protocols):
         if len(seg) == 0:
             summary["protocols"][protocol] = {"fallback": "no_segments", "fallback_reason": "no segments at this threshold",
