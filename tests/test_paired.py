@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
@@ -162,7 +165,22 @@ def test_table_smiyc_marks_exact_values_the_frames_do_not_separate(tmp_path):
 
     p = paired_bootstrap(method_histogram(b, labels), method_histogram(a, labels), n_boot=200, seed=0)["auprc"]["p"]
     assert marked["b"] == (min(1.0, 2 * p) >= 0.05)  # Holm over the two others (the copy's p is 1): 2 p
-    assert "paired image bootstrap of the exact histograms" in md
+    assert "of the exact histograms (exact AP and FPR95) and of the per-frame component counts" in md
+    # component columns: against the best by the paired bootstrap of the per-frame counts; equal values not compared
+    from meta_ood.report.paired import holm
+    from meta_ood.smiyc.component_counts import load_counts, paired_components
+
+    for col, protocol, key in ((4, "official", "sIoU_gt"), (5, "official", "PPV"), (2 + 5 + 4, "exact", "F1_mean")):
+        res = {e["method"]: json.loads(Path(e["path"]).read_text()) for e in entries}
+        value = {m: (r if protocol == "official" else r["exact"])[key] for m, r in res.items()}
+        counts = {m: load_counts(Path(e["path"]).with_suffix(".components.npz"))[protocol]
+                  for m, e in zip(res, entries)}
+        best = max(value, key=value.get)
+        others = [m for m in value if value[m] != value[best]]
+        adjusted = holm([paired_components(counts[m], counts[best], n_boot=200, seed=0)[key]["p"] for m in others])
+        for m in value:
+            want = m in others and adjusted[others.index(m)] >= 0.05
+            assert rows[m][col].strip("*").endswith("≈") == want, (key, m)
 
 
 def test_paired_counts_equals_a_loop_over_resamples():
@@ -210,3 +228,30 @@ def test_segment_histogram_gives_the_detectors_auroc_and_auprc():
     assert big["auroc"] == pytest.approx(roc_auc_score(y, many), abs=1e-4)
     with pytest.raises(InputError, match="one image id per segment"):
         segment_histogram(scores, fp, images[:-1], range(18))
+
+
+def test_component_counts_give_the_component_metrics_of_resampled_frames():
+    """The per-frame component counts weighted by a resample equal component_metrics on the frames drawn (each
+    repeated as often as drawn); a method against itself differs by 0 with p = 1."""
+    from meta_ood.pixel_eval.paired import aligned_weights
+    from meta_ood.smiyc.component_counts import ComponentCounts, paired_components
+    from meta_ood.smiyc.components import FrameComponents, component_metrics
+
+    rng = np.random.default_rng(21)
+    frames = []
+    for k in range(7):
+        n_gt, n_pred = rng.integers(0, 4), rng.integers(0, 5)
+        frames.append(FrameComponents(sIoU_gt=rng.random(n_gt), size_gt=np.ones(n_gt, np.int64), PPV=rng.random(n_pred),
+                                      sIoU_pred=rng.random(n_pred), size_pred=np.ones(n_pred, np.int64),
+                                      kept_pred_mask=None))
+    ids = [f"f{k}" for k in range(7)]
+    counts = ComponentCounts.of(ids, frames)
+    weights, _ = aligned_weights(ids, ids, 20, 4)
+    got = counts.metrics(weights)
+    for r in range(20):
+        drawn = [f for f, w in zip(frames, weights[r]) for _ in range(w)]
+        want = component_metrics(drawn)
+        for key in ("sIoU_gt", "PPV", "F1_mean"):
+            np.testing.assert_allclose(got[key][r], want[key], rtol=1e-12, atol=0, equal_nan=True, err_msg=key)
+    same = paired_components(counts, counts, n_boot=50, seed=1)
+    assert all(v["diff"] == 0.0 and v["p"] == 1.0 for v in same.values())

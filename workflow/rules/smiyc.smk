@@ -71,6 +71,7 @@ rule smiyc_eval:
     output:
         json=f"{SMIYC}/eval/{{method}}/{{dataset}}.json",
         npz=f"{SMIYC}/eval/{{method}}/{{dataset}}.npz",
+        components=f"{SMIYC}/eval/{{method}}/{{dataset}}.components.npz",
     params:
         options=smiyc_eval_options,
     log:
@@ -88,7 +89,8 @@ SMIYC_REPORT_TARGETS = [
     (
         "table_smiyc",
         "table",
-        entry_paths(SMIYC_ENTRIES) + [p[: -len(".json")] + ".npz" for p in entry_paths(SMIYC_ENTRIES)],
+        entry_paths(SMIYC_ENTRIES)
+        + [p[: -len(".json")] + ext for p in entry_paths(SMIYC_ENTRIES) for ext in (".npz", ".components.npz")],
         {},
         {"entries": SMIYC_ENTRIES, "n_boot": EVAL["n_boot"], "seed": config["seed"]},
     ),

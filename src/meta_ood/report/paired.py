@@ -9,7 +9,7 @@ for both methods, so that every table's numbers are reproducible.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ from meta_ood.report.results import (
     per_image_errors,
 )
 
-__all__ = ["holm", "mark_against_best", "mark_unresolved", "mark_unresolved_counts", "table_paired"]
+__all__ = ["holm", "mark_against_best", "mark_by", "mark_unresolved", "mark_unresolved_counts", "table_paired"]
 
 #: (metric key, title, LaTeX title) of the paired table.
 _METRICS = (("auroc", "AUROC", "AUROC"), ("auprc", "AP", "AP"), ("fpr95", "FPR95", r"FPR$_{95}$"))
@@ -97,6 +97,19 @@ def mark_against_best(cells: Sequence[Cell], hists: Sequence[PooledHistogram | N
         return []
     results = paired_against([hists[i] for i in others], hists[best], n_boot=n_boot, seed=seed, alpha=alpha)
     return _mark(cells, others, [r[metric]["p"] for r in results], alpha)
+
+
+def mark_by(cells: Sequence[Cell], items: Sequence[Any], mode: str, pvalue: Callable[[Any, Any], float],
+            alpha: float = 0.05) -> list[int]:
+    """Mark every cell of a column with an item (not None) whose ``pvalue(item, best item)`` is, Holm-adjusted over
+    the column, not below ``alpha``; the best by ``mode`` ("max" / "min"), cells equal to it are not compared."""
+    rows = [i for i, (c, it) in enumerate(zip(cells, items)) if c.value is not None and it is not None]
+    if len(rows) < 2:
+        return []
+    values = [cells[i].value for i in rows]
+    best = rows[int(np.argmax(values) if mode == "max" else np.argmin(values))]
+    others = [i for i in rows if cells[i].value != cells[best].value]
+    return _mark(cells, others, [pvalue(items[i], items[best]) for i in others], alpha)
 
 
 def mark_unresolved_counts(cells: Sequence[Cell], per_image: Sequence[Sequence[int] | None], n_boot: int = 1000,

@@ -8,7 +8,7 @@ pooled protocol under ``exact``).
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +16,9 @@ import pandas as pd
 
 from meta_ood.errors import InputError
 from meta_ood.report.formatting import Cell, Header, Layout, bold_best, fmt_float, latex_escape, write_table
-from meta_ood.report.paired import mark_unresolved
+from meta_ood.report.paired import mark_by, mark_unresolved
 from meta_ood.report.results import check_entries, dataset_title, load_result, require
+from meta_ood.smiyc.component_counts import ComponentCounts, load_counts, paired_components
 
 __all__ = ["figure_smiyc_curves", "table_smiyc", "table_smiyc_scenes"]
 
@@ -91,6 +92,11 @@ _PROTOCOL_NOTE = ("official: the benchmark's evaluation (per-frame percentile bi
                   "Bold: the best value of each column within a dataset.")
 
 
+def _component_counts(path: Path, protocol: str) -> ComponentCounts | None:
+    """One protocol's per-frame component counts that ``smiyc_eval`` saves beside its JSON (None when absent)."""
+    return load_counts(path).get(protocol) if path.is_file() else None
+
+
 def table_smiyc(
     entries: Sequence[Mapping[str, Any]],
     out_csv: str | os.PathLike,
@@ -105,7 +111,9 @@ def table_smiyc(
 
     Exact AP and FPR95 values the frames do not separate from the dataset's best are marked "≈"
     (:func:`~meta_ood.report.paired.mark_unresolved` on the exact histograms ``smiyc_eval`` writes
-    beside its JSONs; ``n_boot`` resamples, ``seed``).
+    beside its JSONs; ``n_boot`` resamples, ``seed``), and so are the sIoU, PPV and mean F1 of both
+    protocols (:func:`~meta_ood.smiyc.component_counts.paired_components` on the per-frame
+    component counts beside them).
 
     CSV columns: ``dataset``, ``method``, ``<official|exact>_<ap|fpr95|siou|ppv|f1_mean>``.
     """
@@ -131,15 +139,34 @@ def table_smiyc(
     _bold_groups(grid, groups, modes)
     marked = 0
     exact = len(METRICS)  # the exact protocol's columns start here
+    cache: dict[tuple[int, int], dict[str, Any]] = {}
+
+    def component_p(metric: str) -> Callable[[ComponentCounts, ComponentCounts], float]:
+        def p(a: ComponentCounts, b: ComponentCounts) -> float:
+            if (id(a), id(b)) not in cache:
+                try:
+                    cache[(id(a), id(b))] = paired_components(a, b, n_boot=n_boot, seed=seed)
+                except InputError:  # no resample has such components: nothing separates the two
+                    cache[(id(a), id(b))] = {key: {"p": 1.0} for key, *_ in METRICS}
+            return cache[(id(a), id(b))][metric]["p"]
+        return p
+
     for d in _unique(groups):
         rows = [k for k, g in enumerate(groups) if g == d]
         for j, metric in ((exact, "auprc"), (exact + 1, "fpr95")):
             mode = modes[j]
             marked += len(mark_unresolved([grid[k][j] for k in rows], [histograms[k] for k in rows], metric, mode,
                                           n_boot=n_boot, seed=seed))
+        if n_boot <= 0:
+            continue
+        for start, (protocol, *_) in zip((0, exact), PROTOCOLS):
+            counts = [_component_counts(histograms[k].with_suffix(".components.npz"), protocol) for k in rows]
+            for offset, (key, *_rest, mode) in enumerate(METRICS[2:], start=2):
+                marked += len(mark_by([grid[k][start + offset] for k in rows], counts, mode, component_p(key)))
     if marked:
-        layout.notes.append(f"≈ (exact AP and FPR95): not significantly different from the dataset's best (bold) at "
-                            f"5 %: paired image bootstrap of the exact histograms ({n_boot} resamples, seed {seed}), "
+        layout.notes.append(f"≈: not significantly different from the dataset's best (bold) at 5 %: paired image "
+                            f"bootstrap ({n_boot} resamples, seed {seed}) of the exact histograms (exact AP and FPR95) "
+                            "and of the per-frame component counts (sIoU, PPV, mean F1 of both protocols), "
                             "Holm-adjusted per column.")
     return _write(records, 2, layout, out_csv, out_md, out_tex)
 

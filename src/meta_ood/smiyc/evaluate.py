@@ -25,6 +25,7 @@ import numpy as np
 from meta_ood.errors import InputError
 from meta_ood.pixel_eval import PooledHistogram, bootstrap
 from meta_ood.pixel_eval.ranking import thin_indices
+from meta_ood.smiyc.component_counts import ComponentCounts, save_counts
 from meta_ood.smiyc.components import (
     TAU,
     FrameComponents,
@@ -246,6 +247,7 @@ def evaluate_frames(
     keep_mib: float = KEEP_MIB,
     details: dict[str, np.ndarray] | None = None,
     histogram_out: str | os.PathLike | None = None,
+    components_out: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """Both protocols on a list of frames (labels 0 / 1 / 255); see :func:`smiyc_eval` for the result.
 
@@ -259,7 +261,9 @@ def evaluate_frames(
     from the first pass, shared by all frames, a frame keeping at most :data:`KEEP_PER_ANOMALY`
     times its anomaly pixels plus :data:`KEEP_ANY` (0: none; the second pass then reads every
     score file again); results do not depend on it. ``histogram_out``: also save the exact pooled
-    histogram (one image per frame, id = fid) there, for paired comparisons of methods.
+    histogram (one image per frame, id = fid) there, for paired comparisons of methods;
+    ``components_out``: the per-frame component counts of both protocols
+    (:func:`~meta_ood.smiyc.component_counts.save_counts`, "official" and "exact"), likewise.
 
     ``details``: a dict to fill with per-frame bins, merged curves and per-frame component values
     under the keys of the golden reference files (``pix_*``, ``pixuni_*``, ``inst_*`` at the
@@ -327,6 +331,10 @@ def evaluate_frames(
         for key, fc in per_frame.items():
             comps[key].append(fc)
 
+    if components_out is not None:
+        ids = [f.fid for f in frames]
+        save_counts(components_out, {"official": ComponentCounts.of(ids, comps["inst"]),
+                                     "exact": ComponentCounts.of(ids, comps["exact"])})
     result: dict[str, Any] = {
         "track": track,
         "segsize": seg,

@@ -239,7 +239,8 @@ def smiyc_eval_stage(
     filters unless ``segsize`` / ``instsize`` are given) plus
     ``method``, ``dataset`` and, for ObstacleTrack,
     ``scenes`` (official and exact metrics of each scene's frames). The exact pooled histogram (one
-    image per frame) goes next to the JSON (``.npz``), for paired comparisons of the methods.
+    image per frame) goes next to the JSON (``.npz``), and the per-frame component counts of both
+    protocols (``.components.npz``), for paired comparisons of the methods.
     """
     if dataset not in TRACKS:
         raise InputError(f"dataset {dataset!r}: expected one of {sorted(TRACKS)}")
@@ -247,7 +248,8 @@ def smiyc_eval_stage(
     result: dict[str, Any] = {"method": method, "dataset": dataset,
                               **evaluate_frames(frames, TRACKS[dataset], segsize=segsize, instsize=instsize,
                                                 n_boot=n_boot, seed=seed, curve_points=CURVE_POINTS,
-                                                jobs=jobs, histogram_out=Path(out_json).with_suffix(".npz"))}
+                                                jobs=jobs, histogram_out=Path(out_json).with_suffix(".npz"),
+                                                components_out=Path(out_json).with_suffix(".components.npz"))}
     result["frames"] = sorted(f.fid for f in frames)
     result["skipped_unlabelled"] = unlabelled_ids(scores_dir, labels_dir)
     if dataset in SCENE_DATASETS:
