@@ -138,6 +138,54 @@ def test_compare_cli_prints_the_paired_table(tmp_path, capsys):
     assert all(r["p"] == 1.0 and r["lo"] == r["hi"] == 0.0 for r in same.values())
 
 
+def test_compare_cli_with_a_track_pairs_the_component_metrics(tmp_path, capsys):
+    """``compare --track``: per protocol, sIoU / PPV / mean F1 of each method equal its own ``smiyc-eval`` JSON,
+    and their paired intervals equal ``paired_components`` of the counts ``smiyc-eval`` saves; the pixel
+    metrics are those of the plain comparison; size filters without a track are refused."""
+    import json
+
+    from meta_ood.cli import main
+    from meta_ood.smiyc.component_counts import paired_components
+
+    a, b, labels = _score_folders(tmp_path)
+    evals, counts = {}, {}
+    for name, folder in (("a", a), ("b", b)):
+        out = tmp_path / f"{name}.json"
+        assert main(["smiyc-eval", "--scores", str(folder), "--labels", str(labels), "--track", "obstacle",
+                     "--segsize", "5", "--instsize", "3", "--n-boot", "0", "--out", str(out)]) == 0
+        evals[name] = json.loads(out.read_text())
+        counts[name] = smiyc_counts(folder, labels, tmp_path / f"{name}.components.npz")
+    cmp_out, plain_out = tmp_path / "cmp.json", tmp_path / "plain.json"
+    args = ["compare", "--scores", str(a), str(b), "--labels", str(labels), "--n-boot", "200", "--seed", "5"]
+    assert main([*args, "--track", "obstacle", "--segsize", "5", "--instsize", "3", "--out", str(cmp_out)]) == 0
+    text = capsys.readouterr().out
+    assert main([*args, "--out", str(plain_out)]) == 0
+    res, plain = json.loads(cmp_out.read_text()), json.loads(plain_out.read_text())
+    assert res["metrics"] == plain["metrics"] and res["track"] == "obstacle"
+    assert evals["a"]["sIoU_gt"] != evals["b"]["sIoU_gt"]  # frame 2 of B lost part of its anomaly
+    for protocol in ("official", "exact"):
+        expected = paired_components(counts["a"][protocol], counts["b"][protocol], n_boot=200, seed=5)
+        for key in ("sIoU_gt", "PPV", "F1_mean"):
+            r = res["components"][protocol][key]
+            for side in ("a", "b"):
+                ev = evals[side] if protocol == "official" else evals[side]["exact"]
+                assert r[side] == pytest.approx(ev[key], abs=1e-12), (protocol, key, side)
+            for field in ("diff", "lo", "hi", "p", "se"):
+                assert r[field] == pytest.approx(expected[key][field], abs=1e-12), (protocol, key, field)
+        assert f"| sIoU ({protocol}) ↑ | {res['components'][protocol]['sIoU_gt']['a']:.4f} |" in text
+    assert main([*args, "--segsize", "5"]) == 2
+    assert "need --track" in capsys.readouterr().err
+
+
+def smiyc_counts(folder, labels, path):
+    """The per-frame component counts ``smiyc_eval`` saves (sizes 5 / 3, as in the test above)."""
+    from meta_ood.smiyc import smiyc_eval
+    from meta_ood.smiyc.component_counts import load_counts
+
+    smiyc_eval(folder, labels, "obstacle", segsize=5, instsize=3, n_boot=0, components_out=path)
+    return load_counts(path)
+
+
 def test_table_smiyc_marks_exact_values_the_frames_do_not_separate(tmp_path):
     """smiyc_eval writes the exact histogram beside its JSON; a method equal to the best one is "≈" in table_smiyc's
     exact AP and FPR95 columns, a clearly worse one is not."""

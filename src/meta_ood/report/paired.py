@@ -82,17 +82,23 @@ def _mark(cells: Sequence[Cell], others: Sequence[int], pvalues: Sequence[float]
     return marked
 
 
+def _best_and_others(cells: Sequence[Cell], items: Sequence[Any], mode: str) -> tuple[int, list[int]]:
+    """The row of the column's best value by ``mode`` ("max" / "min") among the cells with a value and an item, and
+    the other such rows whose value differs from it (none when fewer than two rows qualify)."""
+    rows = [i for i, (c, it) in enumerate(zip(cells, items)) if c.value is not None and it is not None]
+    if len(rows) < 2:
+        return -1, []
+    values = [cells[i].value for i in rows]
+    best = rows[int(np.argmax(values) if mode == "max" else np.argmin(values))]
+    return best, [i for i in rows if cells[i].value != cells[best].value]
+
+
 def mark_against_best(cells: Sequence[Cell], hists: Sequence[PooledHistogram | None], metric: str, mode: str,
                       n_boot: int = 1000, seed: int = 0, alpha: float = 0.05) -> list[int]:
     """:func:`mark_unresolved` for histograms in memory (e.g. table 3's per-segment scores,
     :func:`~meta_ood.meta.evaluation.segment_histogram`): each cell with a histogram against the best one by
     :func:`~meta_ood.pixel_eval.paired.paired_against`; cells equal to the best are not compared."""
-    rows = [i for i, (c, h) in enumerate(zip(cells, hists)) if c.value is not None and h is not None]
-    if len(rows) < 2:
-        return []
-    values = [cells[i].value for i in rows]
-    best = rows[int(np.argmax(values) if mode == "max" else np.argmin(values))]
-    others = [i for i in rows if cells[i].value != cells[best].value]
+    best, others = _best_and_others(cells, hists, mode)
     if not others:
         return []
     results = paired_against([hists[i] for i in others], hists[best], n_boot=n_boot, seed=seed, alpha=alpha)
@@ -103,12 +109,7 @@ def mark_by(cells: Sequence[Cell], items: Sequence[Any], mode: str, pvalue: Call
             alpha: float = 0.05) -> list[int]:
     """Mark every cell of a column with an item (not None) whose ``pvalue(item, best item)`` is, Holm-adjusted over
     the column, not below ``alpha``; the best by ``mode`` ("max" / "min"), cells equal to it are not compared."""
-    rows = [i for i, (c, it) in enumerate(zip(cells, items)) if c.value is not None and it is not None]
-    if len(rows) < 2:
-        return []
-    values = [cells[i].value for i in rows]
-    best = rows[int(np.argmax(values) if mode == "max" else np.argmin(values))]
-    others = [i for i in rows if cells[i].value != cells[best].value]
+    best, others = _best_and_others(cells, items, mode)
     return _mark(cells, others, [pvalue(items[i], items[best]) for i in others], alpha)
 
 
@@ -117,11 +118,9 @@ def mark_unresolved_counts(cells: Sequence[Cell], per_image: Sequence[Sequence[i
     """:func:`mark_unresolved` for totals of per-image counts over the same images, smaller is better (table 2's
     Σ at several thresholds): each cell against the smallest by :func:`~meta_ood.pixel_eval.paired.paired_counts`;
     cells equal to the smallest are not compared. ``per_image``: each row's counts (None: not compared)."""
-    rows = [i for i, (c, v) in enumerate(zip(cells, per_image)) if c.value is not None and v is not None]
-    if len(rows) < 2:
+    best, others = _best_and_others(cells, per_image, "min")
+    if not others:
         return []
-    best = min(rows, key=lambda i: cells[i].value)
-    others = [i for i in rows if cells[i].value != cells[best].value]
     ids = [str(k) for k in range(len(per_image[best]))]
     pvalues = [paired_counts(ids, per_image[i], ids, per_image[best], n_boot=n_boot, seed=seed, alpha=alpha)["p"]
                for i in others]

@@ -9,11 +9,19 @@ from pathlib import Path
 
 import numpy as np
 
+from meta_ood.errors import InputError
 from meta_ood.io import write_text_atomic
 from meta_ood.smiyc.components import OFFICIAL_DATASET_TRACKS, SIZE_FILTERS, track_names
 from meta_ood.smiyc.evaluate import EXACT_ENCODINGS, smiyc_eval
 
 __all__ = ["add_compare_args", "add_smiyc_eval_args", "cmd_compare", "cmd_smiyc_eval"]
+
+
+def _track_help() -> str:
+    names = {track: [track, *(n for n, t in OFFICIAL_DATASET_TRACKS.items() if t == track)] for track in SIZE_FILTERS}
+    groups = "; ".join(f"{track} ({seg} / {inst}): {', '.join(names[track])}"
+                       for track, (seg, inst) in SIZE_FILTERS.items())
+    return f"track or official SegmentMeIfYouCan dataset name; sets the size filters (segsize / instsize): {groups}"
 
 
 def add_smiyc_eval_args(p: argparse.ArgumentParser) -> None:
@@ -23,12 +31,7 @@ def add_smiyc_eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--labels", required=True,
                    help="folder with <fid>_labels_semantic.png masks (0 / 1 / 255), "
                         "or its parent holding labels_masks/")
-    names = {track: [track, *(n for n, t in OFFICIAL_DATASET_TRACKS.items() if t == track)] for track in SIZE_FILTERS}
-    groups = "; ".join(f"{track} ({seg} / {inst}): {', '.join(names[track])}"
-                       for track, (seg, inst) in SIZE_FILTERS.items())
-    p.add_argument("--track", required=True, choices=track_names(), metavar="TRACK",
-                   help=f"track or official SegmentMeIfYouCan dataset name; sets the size filters "
-                        f"(segsize / instsize): {groups}")
+    p.add_argument("--track", required=True, choices=track_names(), metavar="TRACK", help=_track_help())
     p.add_argument("--strict", action="store_true",
                    help="refuse score files without a label, the former behaviour (default: skip them, "
                         "as the unlabelled test frames of an official anomaly_p/<method>/<dataset> folder)")
@@ -87,6 +90,12 @@ def add_compare_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--exact-encoding", default="auto", choices=list(EXACT_ENCODINGS),
                    help="score encoding of the exact histograms (auto: float16 if every map is float16, else unit)")
     p.add_argument("--jobs", type=int, default=None, help="threads reading frames (default: every core)")
+    p.add_argument("--track", choices=track_names(), metavar="TRACK",
+                   help="also compare the component metrics (sIoU, PPV, mean F1; official and exact protocol) "
+                        "with this track's size filters; " + _track_help() + " (default: pixel metrics only)")
+    p.add_argument("--segsize", type=int, help="with --track: minimum predicted component size (default: by track)")
+    p.add_argument("--instsize", type=int,
+                   help="with --track: minimum ground-truth component size (default: by track)")
     p.add_argument("--out", help="also write the comparison as JSON (default: none)")
 
 
@@ -95,8 +104,11 @@ def cmd_compare(args: argparse.Namespace) -> None:
     from meta_ood.smiyc.compare import compare_methods, comparison_markdown
 
     a, b = args.scores
+    if args.track is None and (args.segsize is not None or args.instsize is not None):
+        raise InputError("--segsize / --instsize: size filters of the component metrics, which need --track")
     res = compare_methods(a, b, args.labels, n_boot=args.n_boot, seed=args.seed, alpha=args.alpha,
-                          encoding=args.exact_encoding, jobs=args.jobs)
+                          encoding=args.exact_encoding, jobs=args.jobs, track=args.track, segsize=args.segsize,
+                          instsize=args.instsize)
     names = args.names or [Path(a).name or a, Path(b).name or b]
     if args.out:
         write_text_atomic(Path(args.out), json.dumps(res, indent=1))
