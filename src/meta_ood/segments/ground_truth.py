@@ -3,7 +3,7 @@ components of ``M \\ G``.
 
 Per level, the adjusted IoU of a gt segment needs the components of ``M \\ G`` (``M``: the
 predicted mask, ``G``: the OoD ground truth) and the predicted segments need those of ``M``.
-Only ``M \\ G`` is labelled (:func:`scipy.ndimage.label`); the components of ``M`` are its
+Only ``M \\ G`` is labelled (:func:`~meta_ood.segments.kernels.label_level`); the components of ``M`` are its
 *pieces* joined through the pixels of ``M & G``, found on a small graph (pieces plus those
 pixels) with :func:`scipy.sparse.csgraph.connected_components` and numbered like
 :func:`scipy.ndimage.label` numbers them, in row-major order of their first pixel
@@ -68,7 +68,8 @@ class GroundTruth:
         self.shape = shape
         self.comp_dtype: type = np.int16
         self.comp_values = np.zeros(0, np.int16)
-        index = np.full(levw.size, -1, np.int64)
+        self._comp: np.ndarray | None = None
+        index = np.full(levw.size, -1, np.int32 if g_img.size < 2**31 else np.int64)
         index[self.fp] = np.arange(g_img.size)
         self.index = index  # gt index of every window pixel, -1 elsewhere
         self.nb_index = [index[self.fp + off] for off in frame.offsets]
@@ -103,22 +104,26 @@ class GroundTruth:
         self.static = cols
 
     def components(self) -> np.ndarray:
-        """A new component map of the gt segments (+k interior, -k boundary, 0 elsewhere)."""
-        comp = np.zeros(self.shape, self.comp_dtype)  # zero pages: only the gt rows get written
-        comp.ravel()[self.img] = self.comp_values
-        return comp
+        """The component map of the gt segments (+k interior, -k boundary, 0 elsewhere): the same for every
+        level, so built once and shared, read-only."""
+        if self._comp is None:
+            comp = np.zeros(self.shape, self.comp_dtype)  # zero pages: only the gt rows get written
+            comp.ravel()[self.img] = self.comp_values
+            comp.flags.writeable = False
+            self._comp = comp
+        return self._comp
 
     # -- the segments of M -----------------------------------------------------------------
 
-    def mask_labels(self, i: int, pieces: np.ndarray, n_pieces: int) -> MaskLabels:
-        """The segments of the predicted mask ``M`` of level ``i`` from the window label map
-        ``pieces`` of its ``n_pieces`` pieces ``M \\ G``: pieces and pixels of ``M & G`` joined by
-        8-adjacency, numbered in row-major order of their first pixel."""
+    def mask_labels(self, i: int, flat: np.ndarray, n_pieces: int, first: np.ndarray) -> MaskLabels:
+        """The segments of the predicted mask ``M`` of level ``i`` from the (flat) window label map
+        ``flat`` of its ``n_pieces`` pieces ``M \\ G`` and their first window positions ``first`` (index
+        1..n): pieces and pixels of ``M & G`` joined by 8-adjacency, numbered in row-major order of
+        their first pixel."""
         gin = np.flatnonzero(self.lev >= i)
         of_gt = np.zeros(self.img.size, np.int64)
         if gin.size == 0:
             return MaskLabels(n_pieces, np.arange(n_pieces + 1), of_gt)
-        flat = pieces.ravel()
         node = np.full(self.img.size, -1, np.int64)
         node[gin] = n_pieces + 1 + np.arange(gin.size)
         src, dst = [], []
@@ -148,7 +153,7 @@ class GroundTruth:
         primary = 2 * j_min
         with_gt = np.flatnonzero(g_first < big)
         if with_gt.size:
-            rank = _pieces_before(pieces, g_first[with_gt])
+            rank = np.searchsorted(first[1:n_pieces + 1], g_first[with_gt])  # pieces starting before
             gt_first = j_min[with_gt] > rank
             primary[with_gt[gt_first]] = 2 * rank[gt_first] + 1
         keep = np.setdiff1d(np.arange(ncomp), [comp[0]])  # the background node
@@ -204,16 +209,3 @@ def _sum_distinct(keys: list, n_other: int, sizes: np.ndarray, n: int) -> np.nda
     pairs = np.unique(np.concatenate(keys)) if keys else np.zeros(0, np.int64)
     seg, other = np.divmod(pairs, n_other)
     return np.bincount(seg, weights=sizes[other], minlength=n + 1)[1:n + 1]
-
-
-def _pieces_before(pieces: np.ndarray, positions: np.ndarray) -> np.ndarray:
-    """Number of pieces (labels numbered in row-major order of their first pixel) whose first
-    pixel comes before each of the window ``positions``: the largest label before it."""
-    rows = pieces.max(axis=1)
-    np.maximum.accumulate(rows, out=rows)
-    r, c = np.divmod(positions, pieces.shape[1])
-    out = np.where(r > 0, rows[np.maximum(r - 1, 0)], 0).astype(np.int64)
-    for k in range(positions.size):
-        if c[k]:
-            out[k] = max(out[k], int(pieces[r[k], :c[k]].max()))
-    return out

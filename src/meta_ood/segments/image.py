@@ -5,24 +5,18 @@ from __future__ import annotations
 from typing import Iterable
 
 import numpy as np
-from scipy import ndimage
 
 from meta_ood.errors import InputError
-from meta_ood.segments.frame import OFFSETS, STRUCT, Frame, component_dtype
+from meta_ood.segments.frame import OFFSETS, Frame, component_dtype
 from meta_ood.segments.ground_truth import GroundTruth, MaskLabels
 from meta_ood.segments.keys import HEATMAPS
-from meta_ood.segments.pixels import class_values, pixel_data
-from meta_ood.segments.tables import lane_bincount, lane_keys, pred_table, tree_sums
+from meta_ood.segments.kernels import atom_sums, boundary_pairs, label_level, level_pass
+from meta_ood.segments.pixels import float16_values, pixel_data
+from meta_ood.segments.tables import pred_table, tree_sums
 
 __all__ = ["ImageSegments"]
 
 _OUTSIDE_LEVEL = np.int8(127)
-
-
-def _as_weights(values: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """``values`` as float64 in the buffer ``out``."""
-    np.copyto(out, values, casting="unsafe")
-    return out
 
 
 class ImageSegments:
@@ -46,7 +40,8 @@ class ImageSegments:
     ``i`` are then the first ``m[i]`` of them, and per-level work touches only those. The pixels
     that are a boundary pixel at some level (``ilev < lev``) and their (pixel, outside neighbour)
     pairs of all levels are found once (:meth:`_init_pairs`). Per level, one
-    :func:`scipy.ndimage.label` call labels ``M \\ G``; :class:`~meta_ood.segments.ground_truth.GroundTruth`
+    :func:`~meta_ood.segments.kernels.label_level` call labels ``M \\ G`` (its pixels in row-major order,
+    numbered as :func:`scipy.ndimage.label` numbers them); :class:`~meta_ood.segments.ground_truth.GroundTruth`
     joins those pieces into the segments of ``M``.
     """
 
@@ -116,7 +111,7 @@ class ImageSegments:
         self.fp_s = cand_fp[order]
         self.img_s = cand[order]
         self.ilev_s = ilev[order]
-        self._init_pairs(levw, lev[order], fr.window(px.argmax))
+        self._init_pairs(levw, lev[order], px.argmax)
 
         # what the per-segment sums read: E / D / V, class probabilities, ground truth
         self.px = px
@@ -128,44 +123,32 @@ class ImageSegments:
         self.g_pos = np.flatnonzero(self.g_s)  # level-order positions of gt candidates, their gt index
         self.g_pos_index = self.gt.index[self.fp_s[self.g_pos]]
 
-        # from here on, outside the image is outside every mask; the pieces M \ G are labelled
-        levw[0, :] = levw[-1, :] = -1
-        levw[:, 0] = levw[:, -1] = -1
-        levw.ravel()[self.gt.fp] = -1
-        self.levw_pieces = levw
+        # the pixels of the pieces M \ G (candidates outside the ground truth) in row-major order, with their
+        # levels (candidates come row-major, then those decided exactly: two sorted runs)
+        nongt = np.flatnonzero(~self.gt_flat[cand])
+        rast = np.argsort(cand_fp[nongt], kind="stable")
+        self.rast_pos = cand_fp[nongt][rast]
+        self.rast_lev = lev[nongt][rast]
 
-    def _init_pairs(self, levw: np.ndarray, lev_s: np.ndarray, argmax_w: np.ndarray) -> None:
+    def _init_pairs(self, levw: np.ndarray, lev_s: np.ndarray, argmax: np.ndarray) -> None:
         """Boundary pixels and (boundary pixel, outside neighbour) pairs of all levels.
 
         A candidate is a boundary pixel at some level iff ``ilev < lev``; those pixels (positions
         ``bpos`` in level order) are the only ones with pairs. A pair of pixel ``p`` and in-image
         neighbour ``q`` enters the neighbourhood class distribution of ``p``'s segment at the
         levels ``lev(q) < i <= lev(p)``. The pairs are sorted by ``(lev(q), -lev(p))`` so that
-        those of one level are one contiguous run per ``lev(q) < i``.
+        those of one level are one contiguous run per ``lev(q) < i``
+        (:func:`~meta_ood.segments.kernels.boundary_pairs`; ``argmax``: the image's classes).
         """
         nlev = len(self.levels)
         fr = self.frame
         bpos = np.flatnonzero(self.ilev_s < lev_s)
-        self.bpos = bpos
-        self.b_ilev = self.ilev_s[bpos]
-        self.b_count = np.searchsorted(bpos, self.m)
-        bfp = self.fp_s[bpos]
-        blev = lev_s[bpos]
-        lev_flat = levw.ravel()
-        key_dtype = np.uint8 if (nlev + 1) * nlev <= 256 else np.int16  # 8 bits: one radix pass
-        pos, cls, key = [], [], []
-        for off in fr.offsets:
-            q = bfp + off
-            lq = lev_flat[q]
-            hit = np.flatnonzero(lq < blev)  # the outside ring has level 127: never a pair
-            pos.append(bpos[hit])
-            cls.append(argmax_w.ravel()[q[hit]])
-            key.append(((lq[hit].astype(np.int16) + 1) * nlev + (nlev - 1 - blev[hit])).astype(key_dtype))
-        key = np.concatenate(key) if key else np.zeros(0, key_dtype)  # small: radix sort
-        order = np.argsort(key, kind="stable")
-        self.pair_pos = np.concatenate(pos)[order] if pos else np.zeros(0, np.int64)
-        self.pair_cls = np.concatenate(cls)[order] if cls else np.zeros(0, np.uint8)
-        self.pair_start = np.searchsorted(key[order], np.arange((nlev + 1) * nlev + 1))
+        w = self.shape[1]
+        img_offsets = np.array([dr * w + dc for dr, dc in OFFSETS], np.int64)
+        self.pair_start = np.empty((nlev + 1) * nlev + 1, np.int64)
+        self.pair_pos, self.pair_cls = boundary_pairs(bpos, self.fp_s[bpos], self.img_s[bpos], lev_s[bpos],
+                                                      levw.reshape(-1), fr.offsets, img_offsets,
+                                                      argmax.reshape(-1), nlev, self.pair_start)
 
     def _pairs_at(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         """Level-order positions of the boundary pixels and classes of their outside neighbours,
@@ -178,29 +161,31 @@ class ImageSegments:
 
     # -- predicted segments ----------------------------------------------------------------
 
-    def _pred_level(self, i: int, pieces_flat: np.ndarray, ml: MaskLabels, lab: np.ndarray,
-                    n: int) -> tuple[dict, np.ndarray]:
+    def _pred_level(self, i: int, pieces_flat: np.ndarray, ml: MaskLabels, lab: np.ndarray, n: int,
+                    keys: tuple[int, int, np.ndarray, np.ndarray], prev_lab: np.ndarray | None
+                    ) -> tuple[dict, np.ndarray, np.ndarray]:
         """Per-threshold parts of the predicted-segment metrics of level ``i`` (``pieces_flat``:
         the window label map of ``M \\ G``, ``ml``: the segments, ``lab``: their labels at the
-        level's pixels in level order)."""
+        level's pixels in level order), its component map and its segments' parents at level ``i - 1``
+        (labels ``prev_lab`` there). ``keys``: (base, m_next, key_tot, key_in), the atom keys to fill
+        (:func:`~meta_ood.segments.kernels.level_pass`)."""
         c = self.num_classes
-        m = lab.size
         comp = np.zeros(self.shape, component_dtype(n))
-        flat = comp.ravel()
-        flat[self.img_s[:m]] = lab
+        parent = np.zeros(n + 1, np.int64)
         if n == 0:
-            return {}, comp
+            return {}, comp, parent
 
-        # boundary pixels (ilev < i <= lev): sizes and E/D/V sums directly
-        bidx = self.bpos[np.flatnonzero(self.b_ilev[:self.b_count[i]] < i)]
-        flat[self.img_s[bidx]] *= -1
-        blab = lab[bidx].astype(np.int64)
-        part: dict[str, np.ndarray] = {"n_bd": np.bincount(blab, minlength=n + 1)[1:].astype(np.float64)}
-        bcand = self.order[bidx]
-        for hname in HEATMAPS:
-            v = self.px.heat[hname][bcand].astype(np.float64)
-            part[hname + "_s1"] = np.bincount(blab, v, n + 1)[1:]
-            part[hname + "_s2"] = np.bincount(blab, v * v, n + 1)[1:]
+        # the component map, atom keys, parents, and boundary pixels (ilev < i <= lev): sizes and E/D/V sums
+        bd = np.zeros((n + 1, 1 + 2 * len(HEATMAPS)))
+        base, m_next, key_tot, key_in = keys
+        heat = self.px.heat
+        level_pass(i, lab, self.img_s, self.ilev_s, self.order, heat["E"], heat["D"], heat["V"], base, m_next,
+                   lab if prev_lab is None else prev_lab, prev_lab is not None, comp.reshape(-1), key_tot, key_in,
+                   parent, bd)
+        part: dict[str, np.ndarray] = {"n_bd": bd[1:, 0]}
+        for j, hname in enumerate(HEATMAPS):
+            part[hname + "_s1"] = bd[1:, 1 + 2 * j]
+            part[hname + "_s2"] = bd[1:, 2 + 2 * j]
 
         # neighbourhood class distribution: pairs (boundary pixel, in-image neighbour outside M)
         pos, cls = self._pairs_at(i)
@@ -209,44 +194,26 @@ class ImageSegments:
 
         # adjusted IoU: components of G \ M that are 8-adjacent to a segment
         part["adj"] = self.gt.outside_adjacency(i, pieces_flat, ml, n)
-        return part, comp
+        return part, comp, parent
 
-    def _cand_lane_keys(self, keys: np.ndarray) -> np.ndarray:
-        """:func:`~meta_ood.segments.tables.lane_keys` of ``keys`` (level order) in candidate
-        order, the order of the per-pixel values."""
-        cand_keys = np.empty_like(keys)
-        cand_keys[self.order] = keys
-        return lane_keys(cand_keys)
-
-    def _heat_sums(self, lkeys: np.ndarray, nbins: int, values: np.ndarray) -> list[np.ndarray]:
-        """Per-bin count, E, E^2, D, D^2, V, V^2 from candidate-order lane keys (``values``: a
-        float64 buffer of one entry per candidate)."""
-        sums = [lane_bincount(lkeys, None, nbins)]
-        for h in HEATMAPS:
-            v = _as_weights(self.px.heat[h], values)
-            sums.append(lane_bincount(lkeys, v, nbins))
-            sums.append(lane_bincount(lkeys, np.multiply(v, v, out=v), nbins))
-        return sums
-
-    def _total_atoms(self, keys: np.ndarray, nbins: int) -> np.ndarray:
-        """Per-atom sums over all pixels (``keys`` in level order): count, E, E^2, D, D^2, V, V^2,
-        row, column, OoD ground truth and the C class probabilities (rows of the result)."""
+    def _atom_sums(self, key_tot: np.ndarray, key_in: np.ndarray, nbins: int) -> tuple[np.ndarray, np.ndarray]:
+        """Per-atom sums (keys in level order; :func:`~meta_ood.segments.kernels.atom_sums`): over all pixels
+        count, E, E^2, D, D^2, V, V^2, row, column, OoD ground truth and the C class probabilities (rows of the
+        first result, ``nbins`` columns); over interior pixels the first seven (``nbins + 1`` columns)."""
         px = self.px
-        lkeys = self._cand_lane_keys(keys)
-        values = np.empty(keys.size)  # one reused weight buffer
-        sums = self._heat_sums(lkeys, nbins, values)
-        rows = px.cand // self.shape[1]
-        sums.append(lane_bincount(lkeys, _as_weights(rows, values), nbins))
-        sums.append(lane_bincount(lkeys, _as_weights(np.subtract(px.cand, rows * self.shape[1], out=rows),
-                                                     values), nbins))
-        sums.append(lane_bincount(lkeys, _as_weights(self.gt_flat[px.cand], values), nbins))
-        for bits in px.cand_bits:
-            sums.append(lane_bincount(lkeys, class_values(bits, px.dtype, values), nbins))
-        return np.stack(sums)
-
-    def _interior_atoms(self, keys: np.ndarray, nbins: int) -> np.ndarray:
-        """Per-atom sums over interior pixels (``keys`` in level order): count, E, E^2, D, D^2, V, V^2."""
-        return np.stack(self._heat_sums(self._cand_lane_keys(keys), nbins, np.empty(keys.size)))
+        tot = np.zeros((nbins, 10 + self.num_classes))
+        inn = np.zeros((nbins + 1, 7))
+        if px.dtype == np.float16:
+            probs, table = px.bits, float16_values(np.float64)
+        else:
+            probs, table = px.bits.view(np.float32), None
+        # in candidate order: the class probabilities are read in row-major order
+        keys = np.empty((2, key_tot.size), np.int64)
+        keys[0, self.order] = key_tot
+        keys[1, self.order] = key_in
+        atom_sums(keys[0], keys[1], px.cand, px.heat["E"], px.heat["D"], px.heat["V"], self.gt_flat,
+                  self.shape[1], probs, table, tot, inn)
+        return tot.T, inn.T
 
     def run(self, want_pred: bool = True, want_gt: bool = True) -> dict[float, tuple]:
         """``{t: (pred_df, pred_components, gt_df, gt_components)}``; skipped parts are None."""
@@ -257,28 +224,22 @@ class ImageSegments:
         bases, counts, parents, parts, comps, gts = [], [], [], [], [], []
         base = 0
         prev_lab = None
-        mask = np.empty(self.levw_pieces.shape, bool)
-        pieces = np.empty(self.levw_pieces.shape, np.int32)
-        pflat = pieces.ravel()
+        pflat = np.zeros(self.frame.shape[0] * self.frame.shape[1], np.int32)  # window label map of the pieces
+        work_pos, work_lev = self.rast_pos.copy(), self.rast_lev.copy()
+        count = work_pos.size
         for i in range(nlev):
             # the pieces M \ G, then the segments of M
-            np.greater_equal(self.levw_pieces, i, out=mask)
-            n_pieces = ndimage.label(mask, structure=STRUCT, output=pieces)
+            count, n_pieces, first, piece_size = label_level(work_pos, work_lev, count, i, pflat, self.frame.stride)
             m, m_next = int(self.m[i]), int(self.m[i + 1])
             lp = pflat[self.fp_s[:m]]
-            ml = self.gt.mask_labels(i, pieces, n_pieces)
+            ml = self.gt.mask_labels(i, pflat, n_pieces, first)
             n = ml.n
             lab = ml.of_piece[lp]
             g = self.g_pos[:np.searchsorted(self.g_pos, m)]
             lab[g] = ml.of_gt[self.g_pos_index[:g.size]]
             if want_pred:
-                key_tot[m_next:m] = base + lab[m_next:]
-                sel = np.flatnonzero(self.ilev_s[:m] == i)
-                key_in[sel] = base + lab[sel]
-                parent = np.zeros(n + 1, np.int64)
-                if prev_lab is not None:
-                    parent[lab] = prev_lab[:m]
-                part, comp = self._pred_level(i, pflat, ml, lab, n)
+                part, comp, parent = self._pred_level(i, pflat, ml, lab, n, (base, m_next, key_tot, key_in),
+                                                      prev_lab)
                 bases.append(base)
                 counts.append(n)
                 parents.append(parent)
@@ -287,15 +248,14 @@ class ImageSegments:
                 base += n + 1
                 prev_lab = lab
             if want_gt:
-                piece_size = np.bincount(lp, minlength=n_pieces + 1).astype(np.float64)
-                piece_size[0] = 0
-                gts.append(self.gt.level_table(i, pflat, piece_size))
+                gts.append(self.gt.level_table(i, pflat, piece_size.astype(np.float64)))
 
         tables = [None] * nlev
         if want_pred:
             key_in[self.ilev_s < 0] = base  # never interior: a spare bin
-            tot = tree_sums(self._total_atoms(key_tot, base), bases, counts, parents)
-            inn = tree_sums(self._interior_atoms(key_in, base + 1), bases, counts, parents)
+            tot_atoms, inn_atoms = self._atom_sums(key_tot, key_in, base)
+            tot = tree_sums(tot_atoms, bases, counts, parents)
+            inn = tree_sums(inn_atoms, bases, counts, parents)
             for i in range(nlev):
                 tables[i] = pred_table(self.num_classes, counts[i], tot[i], inn[i], parts[i])
         out = {}

@@ -32,14 +32,16 @@ negative-zero values, all-zero pixels, values above 2**60) take
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from meta_ood.scores import DECISION_MARGIN, compute_entropy_map, margin_values, variation_values
+from meta_ood.segments.kernels import scan_float16, screen_mask, screen_table, top3
 
-__all__ = ["ESTIMATE_MARGIN", "PixelData", "class_values", "pixel_data", "screen_corners", "top_bits"]
+__all__ = ["ESTIMATE_MARGIN", "PixelData", "class_values", "float16_values", "pixel_data", "screen_corners", "top_bits"]
 
 #: Estimated mask entropies closer than this to a threshold are decided exactly. The estimate is
 #: within about 1e-5 of the reference's float32 entropy, which is itself re-evaluated within
@@ -49,17 +51,17 @@ ESTIMATE_MARGIN = DECISION_MARGIN + 2e-4
 _SCREEN_SLACK = 1e-3
 #: Octave differences between the top probabilities told apart by :func:`screen_corners`.
 _OCTAVES = 32
-#: Pixels per block of rows of the bit pass, and per chunk of the remaining pixels evaluated
-#: together (its buffers stay in cache).
-_BLOCK_PIXELS = 1 << 16
+#: Pixels per chunk of the remaining pixels evaluated together by numpy (its buffers stay in cache).
 _CHUNK = 1 << 13
+#: The per-pixel maps of :attr:`PixelData.heat`, in the row order of the compiled pass.
+HEAT_ROWS = ("E", "D", "V")
 #: Float dtypes whose bit patterns are compared directly: (unsigned twin, mantissa bits).
 _BIT_TWINS = {np.dtype(np.float16): (np.uint16, 10), np.dtype(np.float32): (np.uint32, 23)}
 _F32_EPS = np.float32(np.finfo(np.float32).eps)
 _F16_VALUES: dict[type, np.ndarray] = {}
 
 
-def _f16_table(dtype: type) -> np.ndarray:
+def float16_values(dtype: type) -> np.ndarray:
     """The value of every float16 bit pattern as ``dtype`` (exact; computed once)."""
     if dtype not in _F16_VALUES:
         _F16_VALUES[dtype] = np.arange(1 << 16, dtype=np.uint16).view(np.float16).astype(dtype)
@@ -70,7 +72,7 @@ def class_values(bits: np.ndarray, dtype: np.dtype, out: np.ndarray) -> np.ndarr
     """Write the values of validated float16 / float32 bit patterns ``bits`` into ``out``
     (float32 or float64, exact) and return it."""
     if dtype == np.float16:
-        np.take(_f16_table(out.dtype.type), bits, out=out, mode="clip")
+        np.take(float16_values(out.dtype.type), bits, out=out, mode="clip")
     else:
         np.copyto(out, bits.view(np.float32))
     return out
@@ -82,8 +84,7 @@ class PixelData:
 
     ``cand`` are the flat image indices of the non-void pixels that are OoD at the lowest
     threshold, ``lev`` (int8) the highest threshold level whose mask holds each of them and
-    ``heat`` maps ``"E"``, ``"D"``, ``"V"`` to their (float32) values there and ``cand_bits`` (C, n)
-    holds the bit patterns of their class probabilities. ``argmax`` is the first maximal class of
+    ``heat`` maps ``"E"``, ``"D"``, ``"V"`` to their (float32) values there. ``argmax`` is the first maximal class of
     every pixel (H, W); ``bits`` (C, H*W) are the probabilities' bit patterns and ``dtype`` their
     float dtype (float16 or float32), for :func:`class_values`.
     """
@@ -91,7 +92,6 @@ class PixelData:
     cand: np.ndarray
     lev: np.ndarray
     heat: dict[str, np.ndarray]
-    cand_bits: np.ndarray
     argmax: np.ndarray
     bits: np.ndarray
     dtype: np.dtype
@@ -103,38 +103,16 @@ def _index_dtype(num_classes: int) -> type:
 
 def top_bits(bits: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per pixel of a (C, H, W) unsigned array: the largest, second and third largest value
-    (ties count repeatedly) and the first index of the largest value, in blocks of rows.
+    (ties count repeatedly) and the first index of the largest value (:func:`~.kernels.top3`).
 
     Applied to the bit patterns of non-negative floats this gives the bit patterns of the three
     largest probabilities and the argmax (uint8 for at most 256 classes, else uint16).
     """
     c, h, w = bits.shape
-    step = max(1, _BLOCK_PIXELS // max(w, 1))
-    p1 = np.empty((h, w), bits.dtype)
-    p2 = np.empty((h, w), bits.dtype)
-    p3 = np.empty((h, w), bits.dtype)
+    flat = np.ascontiguousarray(bits).reshape(c, h * w)
+    p1, p2, p3 = (np.empty((h, w), bits.dtype) for _ in range(3))
     arg = np.empty((h, w), _index_dtype(c))
-    tmp = np.empty((min(step, h), w), bits.dtype)
-    greater = np.empty(tmp.shape, bool)
-    for r0 in range(0, h, step):
-        rows = slice(r0, min(h, r0 + step))
-        n = rows.stop - rows.start
-        first, second, third, idx = p1[rows], p2[rows], p3[rows], arg[rows]
-        t, g = tmp[:n], greater[:n]
-        np.copyto(first, bits[0, rows])
-        second.fill(0)
-        third.fill(0)
-        idx.fill(0)
-        for k in range(1, c):
-            v = bits[k, rows]
-            # each rank becomes max(itself, min(the rank above, v))
-            np.minimum(second, v, out=t)
-            np.maximum(third, t, out=third)
-            np.minimum(first, v, out=t)
-            np.maximum(second, t, out=second)
-            np.greater(v, first, out=g)
-            np.copyto(idx, k, where=g)
-            np.maximum(first, v, out=first)
+    top3(flat, p1.ravel(), p2.ravel(), p3.ravel(), arg.ravel())
     return p1, p2, p3, arg
 
 
@@ -183,15 +161,8 @@ def _screen(p1: np.ndarray, p2: np.ndarray, p3: np.ndarray, corners: list[tuple[
             mantissa: int, out: np.ndarray) -> None:
     """Clear ``out`` where the octaves between ``p1`` and ``p2`` / ``p3`` (bit patterns) pass a
     corner of :func:`screen_corners`."""
-    d2 = p1 - p2
-    d3 = p1 - p3
-    hit = np.empty(p1.shape, bool)
-    tmp = np.empty(p1.shape, bool)
-    for a, b in corners:
-        np.greater_equal(d2, a << mantissa, out=hit)
-        np.greater_equal(d3, b << mantissa, out=tmp)
-        hit &= tmp
-        out &= ~hit
+    if corners:
+        screen_mask(p1.ravel(), p2.ravel(), p3.ravel(), screen_table(corners, mantissa), mantissa, out.ravel())
 
 
 class _ChunkBuffers:
@@ -246,13 +217,16 @@ def _bit_source(probs: np.ndarray, levels: tuple[float, ...]) -> np.ndarray:
 def _bits_ok(p1: np.ndarray, dtype: np.dtype) -> bool:
     """Whether the largest bit patterns prove finite, non-negative values below 2**60 and a
     positive maximum (so a positive sum) at every pixel."""
-    if p1.size == 0:
-        return True
+    return p1.size == 0 or _top_range_ok(int(p1.min()), int(p1.max()), dtype)
+
+
+def _top_range_ok(p1_min: int, p1_max: int, dtype: np.dtype) -> bool:
+    """:func:`_bits_ok` from the smallest and largest top bit pattern."""
     uint = _BIT_TWINS[dtype][0]
     limit = int(np.array(np.inf, dtype).view(uint))
     if float(np.finfo(dtype).max) > 2.0 ** 60:
         limit = int(np.array(2.0 ** 60, dtype).view(uint))
-    return int(p1.max()) < limit and int(p1.min()) > 0
+    return p1_max < limit and p1_min > 0
 
 
 def _exact_levels(x: np.ndarray, levels: tuple[float, ...]) -> np.ndarray:
@@ -297,13 +271,80 @@ def _estimated_levels(s: np.ndarray, e: np.ndarray, num_classes: int,
     return lev, near
 
 
+@functools.cache
+def _f16_terms() -> np.ndarray:
+    """``x * log(x + eps)`` of every float16 bit pattern, in float32 by the reference's operations (computed once)."""
+    y = float16_values(np.float32).copy()
+    with np.errstate(all="ignore"):
+        np.add(y, _F32_EPS, out=y)
+        np.log(y, out=y)
+        y *= float16_values(np.float32)
+    return y
+
+
+def _chunk_levels(flat: np.ndarray, idx: np.ndarray, dtype: np.dtype, levels: tuple[float, ...], exact: bool
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """E, level (estimated, or decided exactly with ``exact``) and the undecided mask of the pixels ``idx``,
+    evaluated with numpy in chunks of :data:`_CHUNK` pixels."""
+    c = flat.shape[0]
+    e_all = np.empty(idx.size, np.float32)
+    lev_all = np.empty(idx.size, np.int8)
+    near_all = np.zeros(idx.size, bool)
+    size = max(1, min(_CHUNK, idx.size))
+    buf = _ChunkBuffers(c, size, _BIT_TWINS[dtype][0], dtype)
+    for b0 in range(0, idx.size, size):
+        ii = idx[b0:b0 + size]
+        m = ii.size
+        if m < size:  # pad the last chunk with a repeated pixel
+            ii = np.concatenate([ii, np.full(size - m, ii[-1])])
+        x = buf.load(flat, ii)
+        e_all[b0:b0 + m] = buf.reference_entropy(x)[:m]
+        if exact:
+            lev_all[b0:b0 + m] = _exact_levels(x, levels)[:m]
+        else:
+            lev, near = _estimated_levels(buf.prob_sum(x), buf.e, c, levels)
+            lev_all[b0:b0 + m], near_all[b0:b0 + m] = lev[:m], near[:m]
+    return e_all, lev_all, near_all
+
+
+def _scan_float16(bits: np.ndarray, void: np.ndarray, levels: tuple[float, ...]) -> PixelData | None:
+    """:func:`_scan` of float16 bit patterns without ``exact``, in one compiled pass
+    (:func:`~meta_ood.segments.kernels.scan_float16`)."""
+    c, h, w = bits.shape
+    flat = np.ascontiguousarray(bits).reshape(c, h * w)
+    room = int(void.size - np.count_nonzero(void))  # untouched room costs no memory
+    argmax = np.empty((h, w), _index_dtype(c))
+    cand, undecided = np.empty(room, np.int64), np.empty(room, np.int64)
+    lev = np.empty(room, np.int8)
+    heat, heat_u = np.empty((3, room), np.float32), np.empty((3, room), np.float32)
+    n, n_u, p1_min, p1_max = scan_float16(
+        flat, np.ascontiguousarray(void).reshape(-1), screen_table(screen_corners(levels[0], c), 10),
+        float16_values(np.float32), _f16_terms(), np.float32(np.log(1.0 / c)), np.float32(1.0 / math.log(c)),
+        np.asarray(levels, np.float32), np.float32(ESTIMATE_MARGIN), argmax.reshape(-1), cand, lev, heat,
+        undecided, heat_u)
+    if h * w and not _top_range_ok(p1_min, p1_max, np.dtype(np.float16)):
+        return None
+    cand, lev, heat = cand[:n], lev[:n], heat[:, :n]
+    if n_u:
+        ii = undecided[:n_u]
+        x = class_values(np.take(flat, ii, axis=1), np.dtype(np.float16), np.empty((c, n_u), np.float32))
+        lev_u = _exact_levels(x, levels)
+        ok = np.flatnonzero(lev_u >= 0)
+        cand, lev = np.concatenate([cand, ii[ok]]), np.concatenate([lev, lev_u[ok]])
+        heat = np.concatenate([heat, heat_u[:, ok]], axis=1)
+    return PixelData(cand=cand, lev=lev, heat=dict(zip(HEAT_ROWS, heat)), argmax=argmax, bits=flat,
+                     dtype=np.dtype(np.float16))
+
+
 def _scan(bits: np.ndarray, dtype: np.dtype, void: np.ndarray, levels: tuple[float, ...],
           exact: bool) -> PixelData | None:
     """Top values and screening of all pixels (bit patterns (C, H, W)), then the evaluation of
-    the remaining ones in chunks. None if the bits cannot vouch for the values (only without
-    ``exact``, where every non-void pixel is decided exactly)."""
+    the remaining ones. None if the bits cannot vouch for the values (only without ``exact``,
+    where every non-void pixel is decided exactly)."""
+    if dtype == np.float16 and not exact:
+        return _scan_float16(bits, void, levels)
     c, h, w = bits.shape
-    uint, mantissa = _BIT_TWINS[dtype]
+    mantissa = _BIT_TWINS[dtype][1]
     p1, p2, p3, argmax = top_bits(bits)
     if not exact and not _bits_ok(p1, dtype):
         return None
@@ -314,48 +355,22 @@ def _scan(bits: np.ndarray, dtype: np.dtype, void: np.ndarray, levels: tuple[flo
     del possible, p3
     flat = bits.reshape(c, -1)
 
-    # the remaining pixels in chunks: E and the estimated level; undecided pixels are collected
-    cand_bits = np.empty((c, idx.size), uint)
-    n = 0
-    cand, lev_parts, e_parts, near_parts = [], [], [], []
-    size = max(1, min(_CHUNK, idx.size))
-    buf = _ChunkBuffers(c, size, uint, dtype)
-    for b0 in range(0, idx.size, size):
-        ii = idx[b0:b0 + size]
-        m = ii.size
-        if m < size:  # pad the last chunk with a repeated pixel
-            ii = np.concatenate([ii, np.full(size - m, ii[-1])])
-        x = buf.load(flat, ii)
-        e = buf.reference_entropy(x)
-        if exact:
-            lev, near = _exact_levels(x, levels), np.zeros(size, bool)
-        else:
-            lev, near = _estimated_levels(buf.prob_sum(x), e, c, levels)
-        lev, near = lev[:m], near[:m]
-        keep = np.flatnonzero((lev >= 0) & ~near)
-        for j in range(c):
-            np.take(buf.bits[j], keep, out=cand_bits[j, n:n + keep.size], mode="clip")
-        n += keep.size
-        cand.append(ii[keep])
-        lev_parts.append(lev[keep])
-        e_parts.append(e[keep])
-        undecided = np.flatnonzero(near)
-        if undecided.size:
-            near_parts.append((ii[undecided], e[undecided], np.take(x, undecided, axis=1),
-                               np.take(buf.bits, undecided, axis=1)))
-
-    # the undecided pixels of all chunks at once, exactly
-    if near_parts:
-        lev = _exact_levels(np.concatenate([p[2] for p in near_parts], axis=1), levels)
-        ok = np.flatnonzero(lev >= 0)
-        cand_bits[:, n:n + ok.size] = np.concatenate([p[3] for p in near_parts], axis=1)[:, ok]
-        n += ok.size
-        cand.append(np.concatenate([p[0] for p in near_parts])[ok])
-        lev_parts.append(lev[ok])
-        e_parts.append(np.concatenate([p[1] for p in near_parts])[ok])
-    cand = np.concatenate(cand) if cand else np.zeros(0, np.int64)
-    lev = np.concatenate(lev_parts) if lev_parts else np.zeros(0, np.int8)
-    e = np.concatenate(e_parts) if e_parts else np.zeros(0, np.float32)
+    # E and the estimated (or exact) level of the remaining pixels; the undecided ones are decided exactly
+    e, lev, near = _chunk_levels(flat, idx, dtype, levels, exact)
+    keep = np.flatnonzero((lev >= 0) & ~near)
+    undecided = np.flatnonzero(near)
+    cand_parts, lev_parts, e_parts = [idx[keep]], [lev[keep]], [e[keep]]
+    if undecided.size:
+        ii = idx[undecided]
+        x = class_values(np.take(flat, ii, axis=1), dtype, np.empty((c, ii.size), np.float32))
+        lev_u = _exact_levels(x, levels)
+        ok = np.flatnonzero(lev_u >= 0)
+        cand_parts.append(ii[ok])
+        lev_parts.append(lev_u[ok])
+        e_parts.append(e[undecided[ok]])
+    cand = np.concatenate(cand_parts)
+    lev = np.concatenate(lev_parts)
+    e = np.concatenate(e_parts)
 
     p1c = class_values(p1.ravel()[cand], dtype, np.empty(cand.size, np.float32))
     p2c = class_values(p2.ravel()[cand], dtype, np.empty(cand.size, np.float32))
@@ -364,8 +379,7 @@ def _scan(bits: np.ndarray, dtype: np.dtype, void: np.ndarray, levels: tuple[flo
         "D": margin_values(p1c, p2c),
         "V": variation_values(p1c),
     }
-    return PixelData(cand=cand, lev=lev, heat=heat, cand_bits=cand_bits[:, :n], argmax=argmax,
-                     bits=flat, dtype=dtype)
+    return PixelData(cand=cand, lev=lev, heat=heat, argmax=argmax, bits=flat, dtype=dtype)
 
 
 def pixel_data(probs: np.ndarray, void: np.ndarray, levels: tuple[float, ...]) -> PixelData:

@@ -9,7 +9,7 @@ import pandas as pd
 
 from meta_ood.segments.keys import HEATMAPS, pred_keys
 
-__all__ = ["LANES", "empty_frame", "lane_bincount", "lane_keys", "pred_table", "table", "tree_sums"]
+__all__ = ["empty_frame", "pred_table", "table", "tree_sums"]
 
 
 def empty_frame(keys: Sequence[str]) -> pd.DataFrame:
@@ -31,25 +31,6 @@ def table(cols: dict[str, np.ndarray], keys: Sequence[str]) -> pd.DataFrame:
     for j, name in enumerate(keys):
         data[:, j] = cols[name]
     return pd.DataFrame(data, columns=list(keys))
-
-
-#: Interleaved partial sums per bin in :func:`lane_bincount` (a power of two).
-LANES = 4
-
-
-def lane_keys(keys: np.ndarray) -> np.ndarray:
-    """``keys`` spread over :data:`LANES` interleaved sub-bins (see :func:`lane_bincount`)."""
-    return keys * LANES + (np.arange(keys.size, dtype=keys.dtype) & (LANES - 1))
-
-
-def lane_bincount(lkeys: np.ndarray, weights: np.ndarray | None, nbins: int) -> np.ndarray:
-    """``np.bincount(keys, weights, nbins)`` from :func:`lane_keys` ``lkeys``.
-
-    Neighbouring pixels mostly share a segment, and consecutive additions to the same bin wait
-    for each other; spreading consecutive entries over interleaved sub-bins and adding those at
-    the end roughly halves the time of a sum. Only the summation order differs.
-    """
-    return np.bincount(lkeys, weights, nbins * LANES)[:nbins * LANES].reshape(nbins, LANES).sum(axis=1)
 
 
 def tree_sums(atoms: np.ndarray, bases: list[int], counts: list[int],
