@@ -35,7 +35,8 @@ _F16_CODES = np.arange(1 << 16, dtype=np.uint32)
 # pattern ~c (negative values), else c & 0x7FFF; and its value.
 _F16_PATTERN = np.where(_F16_CODES >= _F16_SIGN, _F16_CODES & 0x7FFF, ~_F16_CODES & 0xFFFF).astype(np.intp)
 _F16_BY_CODE = _F16_PATTERN.astype(np.uint16).view(np.float16).astype(np.float64)
-_F16_NAN = np.isnan(_F16_BY_CODE)
+#: The float16 NaN bit patterns.
+_F16_NAN_PATTERNS = np.flatnonzero((np.arange(1 << 16) & 0x7FFF) > 0x7C00)
 #: Label -> class (0, 1, 2 = void, 3 = invalid) and -> ``class << 16`` (the count's key).
 _CLASS_OF_LABEL = np.full(256, 3, np.uint8)
 _CLASS_OF_LABEL[[0, 1, VOID]] = [0, 1, 2]
@@ -141,13 +142,13 @@ def _summary_float16(scores: np.ndarray, labels: np.ndarray, where: str) -> Fram
     del key
     if counts[3].any():
         raise _label_error(labels, where)
-    counts = counts[:, _F16_PATTERN]  # bit-pattern order -> value order
-    n_nan = int(counts[:, _F16_NAN].sum()) + _f16_nan_outside(bits, rows)
+    n_nan = int(counts[:3, _F16_NAN_PATTERNS].sum()) + _f16_nan_outside(bits, rows)
     if n_nan:
         raise _nan_error(where, n_nan)
-    nz = np.flatnonzero(counts[0] | counts[1])
+    neg, pos = counts[0, _F16_PATTERN], counts[1, _F16_PATTERN]  # bit-pattern order -> value order
+    nz = np.flatnonzero(neg | pos)
     values = _F16_BY_CODE[nz]
-    neg, pos = counts[0, nz], counts[1, nz]
+    neg, pos = neg[nz], pos[nz]
     if values.size > 1 and (values[1:] == values[:-1]).any():  # -0 and +0: one value
         start = np.flatnonzero(np.r_[True, values[1:] != values[:-1]])
         values, neg, pos = values[start], np.add.reduceat(neg, start), np.add.reduceat(pos, start)
