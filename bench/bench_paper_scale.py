@@ -78,14 +78,19 @@ def dry_run_jobs(config: Path, tmp: Path) -> list[tuple[str, dict[str, str]]]:
     from meta_ood.models import build
 
     cfg = yaml.safe_load(config.read_text())
+    # COCO images that the paper's coco_filter.min_size keeps (the start-up check counts them)
+    min_size = int(cfg.get("coco_filter", {}).get("min_size", 480))
     info = generate(tmp / "data", DemoConfig(height=64, width=128, n_train=4, n_val=2, n_coco=12, n_lostandfound=4,
-                                             n_fishyscapes=2), progress=False)
+                                             n_fishyscapes=2, coco_min_size=min_size,
+                                             coco_size_range=(96, max(640, min_size))), progress=False)
     for marker in (tmp / "data").glob("DEMO_DATA*.json"):
         marker.unlink()  # as tests/conftest.make_real_tree: nothing says the tree is synthetic
     roots = {"cityscapes": "cityscapes", "coco": "coco", "lostandfound": "lostandfound",
              "fishyscapes_static": "fishyscapes", "fishyscapes_lostandfound": "fishyscapes"}
     cfg["datasets"] = {k: {**v, "root": str(info[roots[k]])} for k, v in cfg["datasets"].items() if k in roots}
     for name, model in cfg["models"].items():
+        if model.get("baseline_from"):
+            continue  # takes another model's baseline checkpoint
         with torch.device("meta"):
             state = build(model["arch"], 19).state_dict()
         torch.save({k: torch.zeros((), dtype=v.dtype).expand(v.shape) for k, v in state.items()}, tmp / f"{name}.pth")
