@@ -9,8 +9,9 @@ gzip level 9 as the official tooling writes them, ``<fid>_labels_semantic.png`` 
 
 Each side runs in its own process (peak memory = that process's maximum resident set):
 
-* this project: ``meta-ood smiyc-eval --n-boot 0 --jobs J`` (both protocols), plus its steps
-  timed on the same files (reading, one-pass summary, components);
+* this project: ``meta-ood smiyc-eval --n-boot 0 --jobs J`` (both protocols; its process set up as the
+  command sets up its own, :func:`meta_ood.memory.keep_freed_memory`), plus its steps timed on the same
+  files (reading, one-pass summary, components);
 * the official code (``--official``, default when ``bench/official_smiyc/.venv`` exists; set it
   up with ``bench/official_smiyc/setup.sh``): ``PixBinaryClass`` and ``SegEval`` (the leaderboard
   metrics) on the same files through ``bench/official_smiyc/driver.py``, one process, in fid order;
@@ -215,6 +216,10 @@ def report_official(off: dict, mine: dict, n: int, track: str) -> None:
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         kind, args = sys.argv[2], sys.argv[3:]
+        if kind != "sklearn":  # this project's process, set up as the meta-ood command sets up its own
+            from meta_ood.memory import keep_freed_memory
+
+            keep_freed_memory()
         fn = {"project": lambda: run_project(args[0], args[1], args[2], int(args[3])),
               "exact": lambda: run_exact(args[0], args[1], int(args[2])),
               "sklearn": lambda: run_sklearn(args[0], args[1])}[kind]

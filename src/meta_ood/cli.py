@@ -14,6 +14,7 @@ from typing import Any
 from meta_ood import __version__
 from meta_ood.errors import InputError
 from meta_ood.labels import COCO_OOD_ID, ENTROPY_THRESHOLDS, NUM_CLASSES
+from meta_ood.memory import keep_freed_memory
 from meta_ood.rules import quiet_library_loggers
 
 #: Defaults of the training options (:class:`meta_ood.training.TrainConfig`), shown in the help
@@ -545,7 +546,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``meta-ood`` console script; bad input gives one message on stderr and exit code 2."""
+    """Entry point of the ``meta-ood`` console script; bad input gives one message on stderr and exit code 2.
+    As the command (``argv`` None: a process of its own) it keeps freed memory for reuse
+    (:func:`~meta_ood.memory.keep_freed_memory`)."""
+    if argv is None:
+        keep_freed_memory()
     argv = list(sys.argv[1:] if argv is None else argv)
     lead = next((i for i, arg in enumerate(argv) if arg not in ("-q", "--quiet")), len(argv))
     if argv[lead:lead + 1] == ["run"]:  # everything after it belongs to Snakemake, options first included

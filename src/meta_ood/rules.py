@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from meta_ood.errors import InputError
+from meta_ood.memory import keep_freed_memory
 
 #: Seconds between two progress-bar lines in a rule's log (the final state is always written).
 LOG_EVERY = 10.0
@@ -137,6 +138,7 @@ def run_rule(snakemake: Any, func: Callable[..., Any], *args: Any, **kwargs: Any
         else:
             setup_logging(sys.stderr)
         limit_threads(int(getattr(snakemake, "threads", 1) or 1))
+        keep_freed_memory()  # a rule script runs in a process of its own
         rule = getattr(snakemake, "rule", "?")
         logging.getLogger("meta_ood").info("rule %s: %s", rule, getattr(func, "__qualname__", func))
         start = time.perf_counter()
